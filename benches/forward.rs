@@ -1,0 +1,95 @@
+//! Forward-pass efficiency: GFLOP/s of dfscan's ViT forward against this
+//! machine's measured GEMM GFLOP/s (libtorch matmul at the shapes the ViT's
+//! MLP uses), same process, same threads.
+//!
+//! `cargo bench --bench forward -- MODEL_DIR [--batch N] [--dtype f32|bf16] [--iters N]`
+
+use std::time::{Duration, Instant};
+
+use dfscan_core::settings::ModelSettings;
+use dfscan_core::{DType, DeviceRequest};
+use dfscan_model::vit_config::VitConfig;
+use tch::{Kind, Tensor};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let model = args
+        .first()
+        .filter(|a| !a.starts_with("--"))
+        .cloned()
+        .ok_or_else(|| {
+            anyhow::anyhow!("usage: forward MODEL_DIR [--batch N] [--dtype f32|bf16] [--iters N]")
+        })?;
+    let batch: usize = flag("--batch").map_or(Ok(32), |v| v.parse())?;
+    let iters: usize = flag("--iters").map_or(Ok(5), |v| v.parse())?;
+    let dtype: DType = flag("--dtype").map_or(Ok(DType::F32), |v| v.parse())?;
+    let config = VitConfig::from_file(&std::path::Path::new(&model).join("config.json"))?;
+
+    let settings = ModelSettings {
+        model: model.clone(),
+        device: DeviceRequest::Cpu,
+        dtype,
+        ..Default::default()
+    };
+    let engine = dfscan_model::load_engine(&settings)?;
+    let pixels = vec![0.1f32; batch * engine.info().pixels_per_image()];
+    engine.logits_blocking(pixels.clone(), batch)?; // warm-up
+    let start = Instant::now();
+    for _ in 0..iters {
+        engine.logits_blocking(pixels.clone(), batch)?;
+    }
+    let forward = start.elapsed() / iters as u32;
+    let forward_gflops = forward_flops(&config) * batch as f64 / forward.as_secs_f64() / 1e9;
+
+    let kind = match dtype {
+        DType::F32 => Kind::Float,
+        DType::BF16 => Kind::BFloat16,
+        DType::F16 => Kind::Half,
+    };
+    let tokens = batch as i64 * (config.grid() * config.grid() + 1);
+    let gemm_gflops = gemm_peak(kind, tokens, config.hidden_size, config.intermediate_size);
+    println!(
+        "{{\"model\":{model:?},\"dtype\":\"{dtype}\",\"batch\":{batch},\"threads\":{},\"forward_s\":{:.4},\"images_per_s\":{:.2},\"forward_gflops\":{forward_gflops:.1},\"gemm_gflops\":{gemm_gflops:.1},\"fraction_of_gemm\":{:.3}}}",
+        tch::get_num_threads(),
+        forward.as_secs_f64(),
+        batch as f64 / forward.as_secs_f64(),
+        forward_gflops / gemm_gflops
+    );
+    Ok(())
+}
+
+/// Multiply-adds ×2 of one image's forward pass (GEMMs, convolution and
+/// attention products; elementwise work is not counted).
+fn forward_flops(c: &VitConfig) -> f64 {
+    let (h, i) = (c.hidden_size as f64, c.intermediate_size as f64);
+    let patches = (c.grid() * c.grid()) as f64;
+    let t = patches + 1.0;
+    let embed = 2.0 * patches * h * (c.num_channels * c.patch_size * c.patch_size) as f64;
+    let layer = 2.0 * t * h * h * 4.0 + 2.0 * 2.0 * t * t * h + 2.0 * 2.0 * t * h * i;
+    embed + layer * c.num_layers as f64 + 2.0 * h * c.labels.len() as f64
+}
+
+/// Best GFLOP/s of `[tokens, hidden] × [hidden, inter]` over ≥ 2 s.
+fn gemm_peak(kind: Kind, tokens: i64, hidden: i64, inter: i64) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let a = Tensor::randn([tokens, hidden], (kind, tch::Device::Cpu));
+    let b = Tensor::randn([hidden, inter], (kind, tch::Device::Cpu));
+    let flops = 2.0 * (tokens * hidden * inter) as f64;
+    let _ = a.matmul(&b);
+    let (mut best, deadline) = (0.0f64, Instant::now() + Duration::from_secs(2));
+    while Instant::now() < deadline {
+        let start = Instant::now();
+        let _ = a.matmul(&b);
+        best = best.max(flops / start.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}

@@ -1,0 +1,26 @@
+// Link arguments for libtorch, shared by every package whose binaries or
+// tests load it (crates/model includes this file as its own build script).
+//
+// torch-sys finds libtorch in the virtualenv's `torch` package but its link
+// flags do not reach downstream binaries, so without this the binary would
+// need `LD_LIBRARY_PATH`, and the linker's default `--as-needed` drops
+// `libtorch_cuda` (nothing references it by symbol), which makes CUDA
+// silently unavailable on GPU hosts.
+
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        panic!("torch-sys did not report libtorch's lib dir: run scripts/setup.sh first");
+    };
+    // Point the rpath at the real virtualenv, not the `.venv` link in one clone.
+    let lib_dir = Path::new(&lib_dir)
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("libtorch lib dir {lib_dir}: {e}"));
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    if lib_dir.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+    }
+}

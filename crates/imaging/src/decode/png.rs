@@ -1,0 +1,496 @@
+//! PNG with `PngImagePlugin` semantics.
+//!
+//! The `png` crate inflates and unfilters; everything Pillow decides on its
+//! own is done here from the raw samples: the mode each bit depth maps to
+//! (16-bit grey becomes `I;16` and is *clipped* to 255 by `convert("RGB")`,
+//! other 16-bit samples keep their high byte, 2/4-bit grey is scaled), palette
+//! lookups that fall off a short palette (black), alpha dropped without
+//! compositing, and the `transparency` entry that `convert("RGB")` leaves
+//! behind. Chunks are walked here as Pillow walks them, for its CRC checks
+//! and for EXIF/XMP that may sit before or after the image data.
+
+use std::io::Cursor;
+
+use image::RgbImage;
+
+use super::Frame;
+use crate::error::ImagingError;
+use crate::exif::{ExifSource, Metadata};
+use crate::limits::DecodeLimits;
+
+const SIGNATURE_LEN: usize = 8;
+
+/// Pillow refuses to inflate more than `MAX_TEXT_CHUNK` bytes of one text.
+const MAX_TEXT_CHUNK: usize = 1024 * 1024;
+
+fn err(msg: impl Into<String>) -> ImagingError {
+    ImagingError::Decode(format!("PNG: {}", msg.into()))
+}
+
+/// Pillow's image mode for an IHDR bit depth and colour type (`_MODES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// 1-bit grey.
+    Bilevel,
+    /// 2, 4 or 8-bit grey.
+    L,
+    /// 16-bit grey.
+    I16,
+    Rgb,
+    Palette,
+    La,
+    /// 16-bit grey+alpha, which Pillow opens as RGBA (`LA;16B`).
+    La16,
+    Rgba,
+}
+
+struct Header {
+    width: u32,
+    height: u32,
+    bit_depth: u8,
+    mode: Mode,
+}
+
+/// What Pillow's `PngStream` collects from the chunks around the pixels.
+#[derive(Default)]
+struct Chunks {
+    palette: Option<Vec<u8>>,
+    trns: Option<Vec<u8>>,
+    exif: Option<ExifSource>,
+    raw_profile: Option<Vec<u8>>,
+    xmp_text: Option<Vec<u8>>,
+    xmp: Option<Vec<u8>>,
+    animated: bool,
+}
+
+/// One chunk: type, payload, and its stored CRC when present.
+struct Chunk<'a> {
+    kind: [u8; 4],
+    data: &'a [u8],
+    crc: Option<u32>,
+    end: usize,
+}
+
+enum Next<'a> {
+    Chunk(Chunk<'a>),
+    /// Fewer than 8 bytes left, or a type that is not 4 word characters:
+    /// Pillow's `PngStream.read` fails there.
+    End,
+    /// The header promises more data than the file has.
+    Truncated([u8; 4]),
+}
+
+fn next_chunk(bytes: &[u8], pos: usize) -> Next<'_> {
+    let Some(head) = bytes.get(pos..pos + 8) else {
+        return Next::End;
+    };
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let kind = [head[4], head[5], head[6], head[7]];
+    if !kind.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
+        return Next::End;
+    }
+    let start = pos + 8;
+    let Some(data) = start.checked_add(len).and_then(|end| bytes.get(start..end)) else {
+        return Next::Truncated(kind);
+    };
+    let end = start + len;
+    let crc = bytes
+        .get(end..end + 4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]));
+    Next::Chunk(Chunk {
+        kind,
+        data,
+        crc,
+        end: end + 4,
+    })
+}
+
+/// CRC-32 (ISO-HDLC), the checksum PNG chunks carry.
+fn crc32(parts: &[&[u8]]) -> u32 {
+    const TABLE: [u32; 256] = {
+        let mut table = [0u32; 256];
+        let mut n = 0;
+        while n < 256 {
+            let mut c = n as u32;
+            let mut k = 0;
+            while k < 8 {
+                c = if c & 1 != 0 {
+                    0xedb8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+                k += 1;
+            }
+            table[n] = c;
+            n += 1;
+        }
+        table
+    };
+    let mut c = !0u32;
+    for part in parts {
+        for &b in *part {
+            c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+        }
+    }
+    !c
+}
+
+fn parse_header(data: &[u8]) -> Result<Header, ImagingError> {
+    if data.len() < 13 {
+        return Err(err("truncated IHDR chunk"));
+    }
+    let width = u32::from_be_bytes([data[0], data[1], data[2], data[3]]);
+    let height = u32::from_be_bytes([data[4], data[5], data[6], data[7]]);
+    let (bit_depth, color_type) = (data[8], data[9]);
+    let mode = match (bit_depth, color_type) {
+        (1, 0) => Mode::Bilevel,
+        (2 | 4 | 8, 0) => Mode::L,
+        (16, 0) => Mode::I16,
+        (8 | 16, 2) => Mode::Rgb,
+        (1 | 2 | 4 | 8, 3) => Mode::Palette,
+        (8, 4) => Mode::La,
+        (16, 4) => Mode::La16,
+        (8 | 16, 6) => Mode::Rgba,
+        _ => {
+            return Err(err(format!(
+                "unsupported bit depth {bit_depth} with colour type {color_type}"
+            )))
+        }
+    };
+    Ok(Header {
+        width,
+        height,
+        bit_depth,
+        mode,
+    })
+}
+
+/// Splits a text chunk at its first NUL like Pillow (`k, v = s.split(b"\0", 1)`).
+fn split_key(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, &[]),
+    }
+}
+
+/// `_safe_zlib_decompress`: over-long text is an error, corrupt text is empty.
+fn inflate_text(data: &[u8]) -> Result<Vec<u8>, ImagingError> {
+    match fdeflate::decompress_to_vec_bounded(data, MAX_TEXT_CHUNK) {
+        Ok(text) => Ok(text),
+        Err(fdeflate::BoundedDecompressionError::OutputTooLarge { .. }) => {
+            Err(err("text chunk decompresses to more than 1 MiB"))
+        }
+        Err(_) => Ok(Vec::new()),
+    }
+}
+
+impl Chunks {
+    /// Records a text value under `key` with Pillow's `im_info` overwrites.
+    /// `is_str` is false only for an uncompressed `tEXt` (kept as bytes).
+    fn text(&mut self, key: &[u8], value: Vec<u8>, is_str: bool) {
+        match key {
+            b"exif" => {
+                self.exif = Some(if is_str {
+                    ExifSource::Text
+                } else {
+                    ExifSource::Bytes(value)
+                })
+            }
+            b"Raw profile type exif" => self.raw_profile = Some(value),
+            b"XML:com.adobe.xmp" => self.xmp_text = Some(value),
+            _ => {}
+        }
+    }
+
+    /// Pillow's chunk handlers for the chunks that matter here.
+    fn handle(&mut self, header: &Header, chunk: &Chunk<'_>) -> Result<(), ImagingError> {
+        let data = chunk.data;
+        match &chunk.kind {
+            b"PLTE" if header.mode == Mode::Palette => self.palette = Some(data.to_vec()),
+            b"tRNS" => self.trns = Some(data.to_vec()),
+            b"eXIf" => {
+                let mut exif = b"Exif\0\0".to_vec();
+                exif.extend_from_slice(data);
+                self.exif = Some(ExifSource::Bytes(exif));
+            }
+            b"acTL" => {
+                let frames = data
+                    .get(..4)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                self.animated = matches!(frames, Some(n) if n > 1 && n <= 0x8000_0000);
+            }
+            b"tEXt" => {
+                let (key, value) = split_key(data);
+                if !key.is_empty() {
+                    self.text(key, value.to_vec(), key != b"exif");
+                }
+            }
+            b"zTXt" => {
+                let (key, value) = split_key(data);
+                let method = value.first().copied().unwrap_or(0);
+                if method != 0 {
+                    return Err(err(format!(
+                        "unknown compression method {method} in zTXt chunk"
+                    )));
+                }
+                let text = inflate_text(value.get(1..).unwrap_or_default())?;
+                if !key.is_empty() {
+                    self.text(key, text, true);
+                }
+            }
+            b"iTXt" => self.international_text(data)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// `chunk_iTXt`, which bails out silently on most malformations.
+    fn international_text(&mut self, data: &[u8]) -> Result<(), ImagingError> {
+        let Some(nul) = data.iter().position(|&b| b == 0) else {
+            return Ok(());
+        };
+        let (key, rest) = (&data[..nul], &data[nul + 1..]);
+        let [flag, method, rest @ ..] = rest else {
+            return Ok(());
+        };
+        let mut parts = rest.splitn(3, |&b| b == 0);
+        let (Some(_lang), Some(_translated), Some(value)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Ok(());
+        };
+        let value = match (flag, method) {
+            (0, _) => value.to_vec(),
+            (_, 0) => match fdeflate::decompress_to_vec_bounded(value, MAX_TEXT_CHUNK) {
+                Ok(v) => v,
+                Err(fdeflate::BoundedDecompressionError::OutputTooLarge { .. }) => {
+                    return Err(err("text chunk decompresses to more than 1 MiB"))
+                }
+                Err(_) => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        if key == b"XML:com.adobe.xmp" {
+            self.xmp = Some(value.clone());
+        }
+        if std::str::from_utf8(&value).is_ok() {
+            self.text(key, value, true);
+        }
+        Ok(())
+    }
+
+    fn into_metadata(self) -> Metadata {
+        let exif = self
+            .exif
+            .or_else(|| self.raw_profile.map(ExifSource::RawProfileHex));
+        Metadata {
+            exif,
+            xmp_text: self.xmp_text,
+            xmp: self.xmp,
+            swallow_exif_errors: false,
+        }
+    }
+}
+
+/// Walks the chunks as `PngImageFile._open` and `load_end` do, checking the
+/// IHDR dimensions against `limits` as soon as they are known.
+fn walk(bytes: &[u8], limits: &DecodeLimits) -> Result<(Header, Chunks), ImagingError> {
+    let mut pos = SIGNATURE_LEN;
+    let mut header = None;
+    let mut chunks = Chunks::default();
+    // Before the first IDAT: every chunk must be complete and its CRC right.
+    loop {
+        let chunk = match next_chunk(bytes, pos) {
+            Next::Chunk(c) => c,
+            Next::End | Next::Truncated(_) => {
+                return Err(err("file is truncated before the image data"))
+            }
+        };
+        if &chunk.kind == b"IDAT" || &chunk.kind == b"IEND" {
+            break;
+        }
+        // Pillow runs the chunk handler, then verifies the CRC.
+        match &chunk.kind {
+            b"IHDR" => {
+                let h = parse_header(chunk.data)?;
+                limits.check_dimensions(h.width, h.height)?;
+                header = Some(h);
+            }
+            _ => {
+                let h = header.as_ref().ok_or_else(|| err("missing IHDR chunk"))?;
+                chunks.handle(h, &chunk)?;
+            }
+        }
+        let stored = chunk
+            .crc
+            .ok_or_else(|| err("file is truncated before the image data"))?;
+        if crc32(&[&chunk.kind, chunk.data]) != stored {
+            return Err(err(format!(
+                "bad checksum in {} chunk",
+                String::from_utf8_lossy(&chunk.kind)
+            )));
+        }
+        pos = chunk.end;
+    }
+    let header = header.ok_or_else(|| err("missing IHDR chunk"))?;
+    // After the pixels Pillow keeps reading (CRCs unchecked) until IEND, the
+    // next APNG frame, or a header it cannot read; a chunk cut short raises.
+    loop {
+        match next_chunk(bytes, pos) {
+            Next::End => break,
+            // A cut IDAT was consumed as image data (the decoder fails if
+            // rows are missing); IEND is never read.
+            Next::Truncated(kind) if &kind != b"IEND" && &kind != b"IDAT" => {
+                return Err(err(format!(
+                    "file is truncated inside a {} chunk",
+                    String::from_utf8_lossy(&kind)
+                )))
+            }
+            Next::Truncated(_) => break,
+            Next::Chunk(chunk) => {
+                if &chunk.kind == b"IEND" || (&chunk.kind == b"fcTL" && chunks.animated) {
+                    break;
+                }
+                if &chunk.kind != b"PLTE" {
+                    chunks.handle(&header, &chunk)?;
+                }
+                pos = chunk.end;
+            }
+        }
+    }
+    Ok((header, chunks))
+}
+
+/// `im.info["transparency"]` after `convert("RGB")`, as the RGB key that a
+/// later `convert("RGBA")` turns transparent (`rgbT2rgba` masks each value
+/// to its low byte).
+fn transparency_key(
+    header: &Header,
+    trns: &[u8],
+    palette: &[[u8; 3]],
+) -> Result<Option<[u8; 3]>, ImagingError> {
+    let be16 = |i: usize| u16::from_be_bytes([trns[i], trns[i + 1]]);
+    let needed = match header.mode {
+        Mode::Rgb => 6,
+        Mode::Bilevel | Mode::L | Mode::I16 => 2,
+        _ => 0,
+    };
+    if trns.len() < needed {
+        return Err(err("truncated tRNS chunk"));
+    }
+    Ok(match header.mode {
+        Mode::Palette => {
+            // `_simple_palette`: one 0x00 among 0xFF, `$` also matching
+            // before a final newline; anything else is per-entry alpha,
+            // which `convert("RGB")` deletes.
+            let body = trns.strip_suffix(b"\n").unwrap_or(trns);
+            let simple = body.iter().filter(|&&b| b == 0).count() == 1
+                && body.iter().all(|&b| b == 0 || b == 0xff);
+            if simple {
+                let index = trns.iter().position(|&b| b == 0).unwrap_or_default();
+                Some(palette.get(index).copied().unwrap_or([0; 3]))
+            } else {
+                None
+            }
+        }
+        // Mode "1" stores 0 or 255; that int survives convert("RGB") and keys (t, 0, 0).
+        Mode::Bilevel => Some([if be16(0) != 0 { 255 } else { 0 }, 0, 0]),
+        // convert("RGB") from L maps the value through a 1x1 L image, clamping.
+        Mode::L => Some([be16(0).min(255) as u8; 3]),
+        Mode::I16 => Some([be16(0) as u8, 0, 0]),
+        Mode::Rgb => Some([be16(0) as u8, be16(2) as u8, be16(4) as u8]),
+        Mode::La | Mode::La16 | Mode::Rgba => None,
+    })
+}
+
+pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Frame, ImagingError> {
+    let (header, chunks) = walk(bytes, limits)?;
+
+    let mut decoder = png::Decoder::new_with_limits(
+        Cursor::new(bytes),
+        png::Limits {
+            bytes: limits.max_alloc_usize(),
+        },
+    );
+    // Pillow checks no CRC after the header chunks (verified above) and
+    // keeps raw samples; every conversion below is Pillow's, not the crate's.
+    decoder.ignore_checksums(true);
+    decoder.set_transformations(png::Transformations::IDENTITY);
+    let mut reader = decoder.read_info().map_err(|e| err(e.to_string()))?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| err("image too large"))?;
+    let mut buf = vec![0u8; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| err(e.to_string()))?;
+
+    let palette: Vec<[u8; 3]> = chunks
+        .palette
+        .as_deref()
+        .unwrap_or_default()
+        .chunks_exact(3)
+        .map(|c| [c[0], c[1], c[2]])
+        .collect();
+    let rgb = to_rgb(
+        &header,
+        &buf[..info.buffer_size()],
+        info.line_size,
+        &palette,
+    );
+    let transparency = match &chunks.trns {
+        Some(trns) => transparency_key(&header, trns, &palette)?,
+        None => None,
+    };
+    Ok(Frame {
+        rgb,
+        transparency,
+        meta: chunks.into_metadata(),
+    })
+}
+
+/// Raw PNG samples to `convert("RGB")` of Pillow's mode for them.
+fn to_rgb(header: &Header, data: &[u8], line_size: usize, palette: &[[u8; 3]]) -> RgbImage {
+    let (w, h) = (header.width as usize, header.height as usize);
+    let depth = usize::from(header.bit_depth);
+    let rows = data.chunks_exact(line_size).take(h);
+    let mut out = Vec::with_capacity(w * h * 3);
+    // Applies `f` to each pixel's `bytes` raw bytes.
+    let mut per_pixel = |bytes: usize, f: &dyn Fn(&[u8]) -> [u8; 3]| {
+        for row in rows.clone() {
+            for px in row[..w * bytes].chunks_exact(bytes) {
+                out.extend_from_slice(&f(px));
+            }
+        }
+    };
+    let colour = |i: usize| palette.get(i).copied().unwrap_or([0; 3]);
+    match (header.mode, depth) {
+        (Mode::Bilevel, _) | (Mode::L | Mode::Palette, 1 | 2 | 4) => {
+            for row in rows.clone() {
+                for x in 0..w {
+                    // Sub-byte samples, most significant bits first.
+                    let bit = x * depth;
+                    let v = (row[bit / 8] >> (8 - depth - bit % 8)) & ((1 << depth) - 1);
+                    out.extend_from_slice(&if header.mode == Mode::Palette {
+                        colour(usize::from(v))
+                    } else {
+                        // "1" -> RGB gives 0/255; L;2 and L;4 scale by 85 / 17.
+                        [(u16::from(v) * 255 / ((1 << depth) - 1)) as u8; 3]
+                    });
+                }
+            }
+        }
+        (Mode::L, _) => per_pixel(1, &|p| [p[0]; 3]),
+        (Mode::Palette, _) => per_pixel(1, &|p| colour(usize::from(p[0]))),
+        // I;16 -> RGB clips instead of scaling.
+        (Mode::I16, _) => per_pixel(2, &|p| [u16::from_be_bytes([p[0], p[1]]).min(255) as u8; 3]),
+        // Other 16-bit samples keep their high (first, big-endian) byte.
+        (Mode::Rgb, 8) => per_pixel(3, &|p| [p[0], p[1], p[2]]),
+        (Mode::Rgb, _) => per_pixel(6, &|p| [p[0], p[2], p[4]]),
+        (Mode::La, _) => per_pixel(2, &|p| [p[0]; 3]),
+        (Mode::La16, _) => per_pixel(4, &|p| [p[0]; 3]),
+        (Mode::Rgba, 8) => per_pixel(4, &|p| [p[0], p[1], p[2]]),
+        (Mode::Rgba, _) => per_pixel(8, &|p| [p[0], p[2], p[4]]),
+    }
+    RgbImage::from_raw(header.width, header.height, out).expect("buffer sized for the image")
+}

@@ -1,0 +1,53 @@
+//! The one error type of this crate.
+//!
+//! Every variant ends up verbatim in the per-image `error` field of the JSONL
+//! output, so messages are written for the person who supplied the file: they
+//! say what is wrong with the input and, for limits, what the limit was.
+
+/// Why an image (or a preprocessor config) could not be turned into pixels.
+#[derive(Debug, thiserror::Error)]
+pub enum ImagingError {
+    /// The encoded file is larger than [`crate::DecodeLimits::max_bytes`].
+    #[error("image file is {size} bytes, over the limit of {limit} bytes")]
+    TooManyBytes {
+        /// Size of the encoded input.
+        size: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The header declares more pixels than [`crate::DecodeLimits::max_pixels`].
+    #[error("image is {width}x{height} = {pixels} pixels, over the limit of {limit}")]
+    TooManyPixels {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// `width * height`.
+        pixels: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// The header declares a width or height of zero.
+    #[error("image has zero size ({width}x{height})")]
+    ZeroSize {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+    },
+    /// The input holds no bytes at all.
+    #[error("image file is empty (0 bytes)")]
+    Empty,
+    /// The bytes are not one of the formats this crate decodes; the payload
+    /// names what was recognised (`none` when nothing was).
+    #[error("unsupported image format (detected: {0})")]
+    UnsupportedFormat(String),
+    /// The format was recognised but the data is corrupt, truncated or uses a
+    /// feature the decoder lacks.
+    #[error("cannot decode image: {0}")]
+    Decode(String),
+    /// `preprocessor_config.json` is malformed or asks for something this
+    /// crate does not reproduce.
+    #[error("invalid preprocessor config: {0}")]
+    InvalidConfig(String),
+}

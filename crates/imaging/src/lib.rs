@@ -1,0 +1,42 @@
+//! Turns image files into the `pixel_values` a Hugging Face ViT classifier
+//! expects, reproducing `pipeline("image-classification")` on its PIL path
+//! (transformers 5.24 `ViTImageProcessorPil`, Pillow 13) exactly:
+//!
+//! 1. `load_image`: `Image.open`, `ImageOps.exif_transpose`, `convert("RGB")`
+//!    ([`decode_rgb`]; JPEG sample values come from zune-jpeg and can differ
+//!    from libjpeg-turbo by a few levels, everything else is bit-exact),
+//! 2. `Image.resize((w, h), resample)` ([`resize`], bit-exact),
+//! 3. rescale in float64, normalize in float32, channels first
+//!    ([`pixel_values_into`], bit-exact).
+//!
+//! No libtorch here: the model crate copies these `f32`s into its tensors.
+
+mod config;
+mod decode;
+mod error;
+mod exif;
+mod format;
+mod limits;
+mod normalize;
+mod orient;
+mod resample;
+
+pub use config::PreprocessorConfig;
+pub use decode::{decode, decode_rgb, Decoded};
+pub use error::ImagingError;
+pub use limits::DecodeLimits;
+pub use normalize::pixel_values_into;
+pub use resample::{resize, Resample};
+
+/// Decode, resize, rescale and normalize one encoded image: the CHW `f32`
+/// values (`3 * height * width` of them) the pipeline feeds the model.
+pub fn preprocess(
+    bytes: &[u8],
+    cfg: &PreprocessorConfig,
+    limits: &DecodeLimits,
+) -> Result<Vec<f32>, ImagingError> {
+    let rgb = decode(bytes, limits)?.into_processor_input(cfg.do_convert_rgb);
+    let mut out = vec![0.0; cfg.pixel_values_len()];
+    pixel_values_into(&rgb, cfg, &mut out);
+    Ok(out)
+}

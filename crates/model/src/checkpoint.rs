@@ -1,0 +1,164 @@
+//! A Hugging Face checkpoint directory: `config.json`,
+//! `preprocessor_config.json` and safetensors weights, single-file or
+//! sharded (`model.safetensors.index.json`). Weights are read once: the same
+//! bytes are hashed (the model's identity) and turned into tensors.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use dfscan_imaging::PreprocessorConfig;
+use safetensors::SafeTensors;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tch::Tensor;
+
+use crate::error::{io_error, ModelError};
+use crate::vit_config::VitConfig;
+
+pub const CONFIG_FILE: &str = "config.json";
+pub const PREPROCESSOR_FILE: &str = "preprocessor_config.json";
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const WEIGHTS_INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// A checkpoint whose metadata has been read and validated; weights are
+/// loaded later, on the model thread.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub dir: PathBuf,
+    /// Name reported in results: the hub id, or the directory's name.
+    pub name: String,
+    pub config: VitConfig,
+    pub preprocessor: PreprocessorConfig,
+    /// Weight files in load order.
+    pub weight_files: Vec<PathBuf>,
+}
+
+#[derive(Deserialize)]
+struct WeightIndex {
+    weight_map: HashMap<String, String>,
+}
+
+impl Checkpoint {
+    pub fn open(dir: &Path, name: impl Into<String>) -> Result<Self, ModelError> {
+        let invalid = |reason: String| ModelError::InvalidCheckpoint {
+            path: dir.to_path_buf(),
+            reason,
+        };
+        if !dir.is_dir() {
+            return Err(invalid("not a directory".into()));
+        }
+        let config = VitConfig::from_file(&dir.join(CONFIG_FILE))?;
+        let pre_path = dir.join(PREPROCESSOR_FILE);
+        let pre_text = std::fs::read_to_string(&pre_path).map_err(io_error(&pre_path))?;
+        let preprocessor = PreprocessorConfig::from_json(&pre_text)
+            .map_err(|e| invalid(format!("{PREPROCESSOR_FILE}: {e}")))?;
+        let weight_files = weight_files(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            name: name.into(),
+            config,
+            preprocessor,
+            weight_files,
+        })
+    }
+}
+
+fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+    let single = dir.join(WEIGHTS_FILE);
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index_path = dir.join(WEIGHTS_INDEX_FILE);
+    if !index_path.is_file() {
+        return Err(ModelError::InvalidCheckpoint {
+            path: dir.to_path_buf(),
+            reason: format!("neither {WEIGHTS_FILE} nor {WEIGHTS_INDEX_FILE} is present (only safetensors weights are loaded)"),
+        });
+    }
+    let text = std::fs::read_to_string(&index_path).map_err(io_error(&index_path))?;
+    let shards = shard_names(&text).map_err(|reason| ModelError::InvalidCheckpoint {
+        path: index_path.clone(),
+        reason,
+    })?;
+    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
+}
+
+/// The distinct shard files named by a `model.safetensors.index.json`.
+pub(crate) fn shard_names(index_json: &str) -> Result<Vec<String>, String> {
+    let index: WeightIndex = serde_json::from_str(index_json).map_err(|e| e.to_string())?;
+    let shards: BTreeSet<String> = index.weight_map.into_values().collect();
+    if let Some(bad) = shards
+        .iter()
+        .find(|s| s.contains("..") || s.starts_with('/'))
+    {
+        return Err(format!(
+            "shard name {bad:?} leaves the checkpoint directory"
+        ));
+    }
+    Ok(shards.into_iter().collect())
+}
+
+/// Tensors of every weight file by name (on CPU, in the checkpoint's dtype)
+/// and the sha256 identifying the weights: of the file itself for a single
+/// file (the hub's LFS hash), else of the shards' hashes in name order.
+pub fn read_weights(files: &[PathBuf]) -> Result<(HashMap<String, Tensor>, String), ModelError> {
+    let mut tensors = HashMap::new();
+    let mut digests = Vec::with_capacity(files.len());
+    for file in files {
+        let bytes = std::fs::read(file).map_err(io_error(file))?;
+        digests.push(hex(&Sha256::digest(&bytes)));
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::InvalidCheckpoint {
+            path: file.clone(),
+            reason: format!("not a safetensors file: {e}"),
+        })?;
+        for (name, view) in st.tensors() {
+            let tensor = Tensor::try_from(view).map_err(|e| ModelError::InvalidCheckpoint {
+                path: file.clone(),
+                reason: format!("tensor `{name}`: {e}"),
+            })?;
+            tensors.insert(name, tensor);
+        }
+    }
+    let identity = match digests.as_slice() {
+        [one] => one.clone(),
+        many => hex(&Sha256::digest(many.concat().as_bytes())),
+    };
+    Ok((tensors, identity))
+}
+
+/// Copies checkpoint tensors into the model's variables, by name. Every
+/// variable must be present with its exact shape; extra tensors (a pooler,
+/// say) are reported and ignored.
+pub fn assign(
+    variables: &HashMap<String, Tensor>,
+    mut tensors: HashMap<String, Tensor>,
+) -> Result<Vec<String>, ModelError> {
+    let _no_grad = tch::no_grad_guard();
+    let mut names: Vec<_> = variables.keys().collect();
+    names.sort();
+    for name in names {
+        let mut var = variables[name].shallow_clone();
+        let expected = var.size();
+        let src = tensors
+            .remove(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                name: name.clone(),
+                expected: expected.clone(),
+            })?;
+        if src.size() != expected {
+            return Err(ModelError::ShapeMismatch {
+                name: name.clone(),
+                expected,
+                found: src.size(),
+            });
+        }
+        var.f_copy_(&src)?;
+    }
+    let mut unused: Vec<String> = tensors.into_keys().collect();
+    unused.sort();
+    Ok(unused)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,288 @@
+//! The model thread. libtorch state (weights, CUDA context, grad mode, the
+//! intra-op thread count) lives on one dedicated OS thread that owns the
+//! accelerator; callers send batches of pixel values through a bounded
+//! channel and get logits back, from sync code or async code alike.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use dfscan_core::{DType, DeviceRequest, ModelIdentity};
+use dfscan_imaging::PreprocessorConfig;
+use tch::{nn, Device, Kind, Tensor};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::checkpoint::{assign, read_weights, Checkpoint};
+use crate::error::ModelError;
+use crate::vit::VitClassifier;
+
+/// How the model runs.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineOptions {
+    pub device: DeviceRequest,
+    pub dtype: DType,
+    /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
+    pub threads: usize,
+}
+
+/// What a loaded model is and expects.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub identity: ModelIdentity,
+    /// Class names in class-index order (after any override).
+    pub labels: Vec<String>,
+    pub fake_index: usize,
+    pub preprocessor: PreprocessorConfig,
+    /// Channels, height, width of one input.
+    pub input_shape: [usize; 3],
+    /// The resolved device, e.g. `cpu` or `cuda:0`.
+    pub device: String,
+    pub dtype: DType,
+}
+
+impl ModelInfo {
+    pub fn pixels_per_image(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+}
+
+struct Request {
+    pixels: Vec<f32>,
+    batch: usize,
+    reply: oneshot::Sender<Result<Vec<f32>, ModelError>>,
+}
+
+/// Handle to the model thread; dropping it stops the thread after the
+/// batches already sent.
+pub struct Engine {
+    requests: Option<mpsc::Sender<Request>>,
+    info: Arc<ModelInfo>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Loads `checkpoint` on a new model thread and waits until it is ready.
+    pub fn load(
+        checkpoint: Checkpoint,
+        labels: Vec<String>,
+        fake_index: usize,
+        opts: EngineOptions,
+    ) -> Result<Self, ModelError> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        // Two batches in flight: one running, one queued behind it.
+        let (tx, rx) = mpsc::channel(2);
+        let thread = std::thread::Builder::new()
+            .name("dfscan-model".into())
+            .spawn(move || {
+                let _no_grad = tch::no_grad_guard();
+                match Loaded::new(&checkpoint, labels, fake_index, opts) {
+                    Ok(loaded) => {
+                        let _ = ready_tx.send(Ok(loaded.info.clone()));
+                        loaded.serve(rx);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| ModelError::Torch(format!("cannot start the model thread: {e}")))?;
+        let info = ready_rx.recv().map_err(|_| ModelError::EngineStopped)??;
+        Ok(Self {
+            requests: Some(tx),
+            info: Arc::new(info),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn request(
+        &self,
+        pixels: Vec<f32>,
+        batch: usize,
+    ) -> Result<(Request, oneshot::Receiver<Result<Vec<f32>, ModelError>>), ModelError> {
+        let expected = batch * self.info.pixels_per_image();
+        if pixels.len() != expected || batch == 0 {
+            return Err(ModelError::Torch(format!(
+                "a batch of {batch} needs {expected} pixel values, got {}",
+                pixels.len()
+            )));
+        }
+        let (reply, rx) = oneshot::channel();
+        Ok((
+            Request {
+                pixels,
+                batch,
+                reply,
+            },
+            rx,
+        ))
+    }
+
+    fn sender(&self) -> Result<&mpsc::Sender<Request>, ModelError> {
+        self.requests.as_ref().ok_or(ModelError::EngineStopped)
+    }
+
+    /// Queues a batch (CHW pixel values, images back to back) and returns
+    /// where its logits ([batch × labels], row-major) will arrive. Blocks
+    /// while two batches are already waiting; not for async contexts.
+    pub fn submit_blocking(
+        &self,
+        pixels: Vec<f32>,
+        batch: usize,
+    ) -> Result<oneshot::Receiver<Result<Vec<f32>, ModelError>>, ModelError> {
+        let (req, rx) = self.request(pixels, batch)?;
+        self.sender()?
+            .blocking_send(req)
+            .map_err(|_| ModelError::EngineStopped)?;
+        Ok(rx)
+    }
+
+    /// Logits for a batch, from sync code.
+    pub fn logits_blocking(&self, pixels: Vec<f32>, batch: usize) -> Result<Vec<f32>, ModelError> {
+        self.submit_blocking(pixels, batch)?
+            .blocking_recv()
+            .map_err(|_| ModelError::EngineStopped)?
+    }
+
+    /// Logits for a batch, from async code.
+    pub async fn logits(&self, pixels: Vec<f32>, batch: usize) -> Result<Vec<f32>, ModelError> {
+        let (req, rx) = self.request(pixels, batch)?;
+        self.sender()?
+            .send(req)
+            .await
+            .map_err(|_| ModelError::EngineStopped)?;
+        rx.await.map_err(|_| ModelError::EngineStopped)?
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The model as it lives on its thread.
+struct Loaded {
+    model: VitClassifier,
+    // Owns the variables the model's modules point into.
+    _vars: nn::VarStore,
+    device: Device,
+    kind: Kind,
+    info: ModelInfo,
+}
+
+impl Loaded {
+    fn new(
+        checkpoint: &Checkpoint,
+        labels: Vec<String>,
+        fake_index: usize,
+        opts: EngineOptions,
+    ) -> Result<Self, ModelError> {
+        let device = resolve_device(opts.device)?;
+        if opts.threads > 0 {
+            tch::set_num_threads(opts.threads as i32);
+        }
+        let mut vars = nn::VarStore::new(device);
+        let mut model = VitClassifier::new(&vars.root(), &checkpoint.config);
+        let (tensors, sha256) = read_weights(&checkpoint.weight_files)?;
+        let unused = assign(&vars.variables(), tensors)?;
+        if !unused.is_empty() {
+            tracing::info!(tensors = %unused.join(", "), "checkpoint tensors not used by the classifier");
+        }
+        let kind = match opts.dtype {
+            DType::F32 => Kind::Float,
+            DType::BF16 => Kind::BFloat16,
+            DType::F16 => Kind::Half,
+        };
+        vars.set_kind(kind);
+        vars.freeze();
+        model.refresh_derived_weights();
+        let c = &checkpoint.config;
+        let info = ModelInfo {
+            identity: ModelIdentity {
+                name: checkpoint.name.clone(),
+                sha256,
+            },
+            labels,
+            fake_index,
+            preprocessor: checkpoint.preprocessor.clone(),
+            input_shape: [
+                c.num_channels as usize,
+                c.image_size as usize,
+                c.image_size as usize,
+            ],
+            device: match device {
+                Device::Cuda(n) => format!("cuda:{n}"),
+                _ => "cpu".into(),
+            },
+            dtype: opts.dtype,
+        };
+        tracing::info!(model = %info.identity.name, sha256 = %info.identity.sha256, device = %info.device, dtype = %info.dtype, threads = tch::get_num_threads(), "model loaded");
+        Ok(Self {
+            model,
+            _vars: vars,
+            device,
+            kind,
+            info,
+        })
+    }
+
+    fn serve(&self, mut requests: mpsc::Receiver<Request>) {
+        while let Some(req) = requests.blocking_recv() {
+            let result = catch_unwind(AssertUnwindSafe(|| self.forward(&req.pixels, req.batch)))
+                .unwrap_or_else(|panic| Err(ModelError::Torch(panic_message(panic))));
+            let _ = req.reply.send(result);
+        }
+    }
+
+    fn forward(&self, pixels: &[f32], batch: usize) -> Result<Vec<f32>, ModelError> {
+        let [c, h, w] = self.info.input_shape.map(|d| d as i64);
+        let input = Tensor::from_slice(pixels)
+            .view([batch as i64, c, h, w])
+            .to_device(self.device)
+            .to_kind(self.kind);
+        let logits = self
+            .model
+            .forward(&input)
+            .to_kind(Kind::Float)
+            .to_device(Device::Cpu);
+        Ok(Vec::<f32>::try_from(logits.flatten(0, -1))?)
+    }
+}
+
+/// `auto` takes CUDA when present; asking for CUDA without it is an error.
+fn resolve_device(request: DeviceRequest) -> Result<Device, ModelError> {
+    match request {
+        DeviceRequest::Cpu => Ok(Device::Cpu),
+        DeviceRequest::Auto => Ok(Device::cuda_if_available()),
+        DeviceRequest::Cuda(n) => {
+            let count = tch::Cuda::device_count();
+            if !tch::Cuda::is_available() {
+                Err(ModelError::Device(format!(
+                    "{request} was requested but libtorch finds no CUDA device (is the NVIDIA driver \
+                     installed and visible?); use --device cpu or --device auto"
+                )))
+            } else if n as i64 >= count {
+                Err(ModelError::Device(format!(
+                    "{request} was requested but only {count} CUDA device(s) exist"
+                )))
+            } else {
+                Ok(Device::Cuda(n))
+            }
+        }
+    }
+}
+
+fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the forward pass panicked".into())
+}

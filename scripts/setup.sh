@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs everything dfscan needs to build, test and benchmark, idempotently:
+#   - a virtualenv with torch 2.11.0 (libtorch for tch) and the Hugging Face
+#     reference tools, cached outside the clone and linked here as `.venv`;
+#   - redis-server (used by the queue and cluster tests) when it is missing.
+# The cargo config (.cargo/config.toml) finds libtorch through `.venv`, so after
+# this script `cargo build` / `cargo test` need nothing exported.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cache=${DFSCAN_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/dfscan}
+python=${DFSCAN_PYTHON:-python3}
+reqs="$repo/scripts/requirements.txt"
+key=$( (cat "$reqs"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
+venv="$cache/venv-$key"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+if [ ! -f "$venv/.complete" ]; then
+  log "creating virtualenv $venv (torch 2.11.0 and reference tools; about 5 GB)"
+  rm -rf "$venv"
+  mkdir -p "$cache"
+  "$python" -m venv "$venv"
+  "$venv/bin/pip" install --quiet --upgrade pip
+  "$venv/bin/pip" install --quiet -r "$reqs"
+  touch "$venv/.complete"
+else
+  log "virtualenv $venv is ready"
+fi
+# A version-independent path to site-packages for .cargo/config.toml.
+site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+ln -sfn "$site" "$venv/site-packages"
+ln -sfn "$venv" "$repo/.venv"
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server"
+  sudo_=""
+  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq redis-server >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  log "cargo is missing: install a Rust toolchain (https://rustup.rs) and rerun"
+  exit 1
+fi
+log "ready: torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'), $(redis-server --version | cut -d' ' -f3)"

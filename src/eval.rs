@@ -1,0 +1,105 @@
+//! `dfscan eval`: the model card's classification report on a labelled
+//! folder whose subfolders are named after the model's labels.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use dfscan_core::metrics::EvalReport;
+
+use crate::model_args::ModelArgs;
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print the report as JSON instead of text
+    #[arg(long)]
+    json: bool,
+    /// Folder with one subfolder per label (e.g. Real/, Fake/)
+    dir: PathBuf,
+}
+
+pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
+    let settings = args.model.settings(config)?;
+    let scorer = crate::score::load_scorer(&settings)?;
+    let info = scorer.engine().info();
+    let (paths, truth) = labelled_images(&args.dir, &info.labels)?;
+    let progress = crate::score::progress_bar(paths.len() as u64);
+    let (mut kept_truth, mut predicted, mut fake_scores, mut failed) =
+        (Vec::new(), Vec::new(), Vec::new(), 0);
+    scorer.score_files(&paths, |i, result| {
+        progress.inc(1);
+        match result {
+            Ok(p) => {
+                kept_truth.push(truth[i]);
+                predicted.push(
+                    info.labels
+                        .iter()
+                        .position(|l| *l == p.label)
+                        .expect("label of the model"),
+                );
+                fake_scores.push(p.fake_score);
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("skipped {}: {e}", paths[i].display());
+            }
+        }
+    });
+    progress.finish_and_clear();
+    let report = EvalReport::compute(
+        &info.labels,
+        info.fake_index,
+        &kept_truth,
+        &predicted,
+        &fake_scores,
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "model: {} (sha256 {})\n{report}",
+            info.identity.name, info.identity.sha256
+        );
+        if failed > 0 {
+            println!("\n{failed} images could not be scored and are not counted");
+        }
+    }
+    Ok(failed == 0)
+}
+
+/// Images under each label's subfolder and their class indices. Folder
+/// names match labels case-insensitively; a folder naming no label is an
+/// error, so a typo cannot silently drop a class.
+fn labelled_images(dir: &Path, labels: &[String]) -> anyhow::Result<(Vec<PathBuf>, Vec<usize>)> {
+    let mut paths = Vec::new();
+    let mut truth = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type()?.is_dir() || name.starts_with('.') {
+            continue;
+        }
+        let Some(class) = labels.iter().position(|l| l.eq_ignore_ascii_case(&name)) else {
+            bail!(
+                "folder {name:?} in {} names no label of the model ({})",
+                dir.display(),
+                labels.join(", ")
+            );
+        };
+        for image in crate::inputs::images_under(&entry.path())? {
+            paths.push(image);
+            truth.push(class);
+        }
+    }
+    anyhow::ensure!(
+        !paths.is_empty(),
+        "no images in label folders under {}",
+        dir.display()
+    );
+    Ok((paths, truth))
+}

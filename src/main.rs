@@ -1,0 +1,67 @@
+//! `dfscan`: the single command-line entry point. It parses flags, layers
+//! them over the config file and `DFSCAN_*` environment, and dispatches
+//! into the crates; no scoring logic lives here.
+
+mod eval;
+mod inputs;
+mod model_args;
+mod output;
+mod score;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status when every input was processed.
+const EXIT_OK: u8 = 0;
+/// Exit status for a fatal error (bad configuration, model not loadable).
+const EXIT_FATAL: u8 = 1;
+/// Exit status when the run finished but some inputs could not be scored.
+const EXIT_SOME_FAILED: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "dfscan",
+    version,
+    about = "Deepfake image scoring with Vision Transformer classifiers on libtorch"
+)]
+struct Cli {
+    /// Config file (TOML or JSON); keys as in the README's configuration table.
+    #[arg(long, global = true, env = "DFSCAN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Score image files and directories (recursively) for deepfakes.
+    Score(score::ScoreArgs),
+    /// Evaluate a model on a labelled folder (one subfolder per label).
+    Eval(eval::EvalArgs),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DFSCAN_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Score(args) => score::run(cli.config.as_deref(), args),
+        Command::Eval(args) => eval::run(cli.config.as_deref(), args),
+    };
+    match result {
+        Ok(all_ok) => ExitCode::from(if all_ok { EXIT_OK } else { EXIT_SOME_FAILED }),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_FATAL)
+        }
+    }
+}

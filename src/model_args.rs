@@ -1,0 +1,75 @@
+//! The flags every model-running subcommand shares. Each one is optional so
+//! that an absent flag leaves the config file or environment value in force.
+
+use std::path::Path;
+
+use clap::Args;
+use dfscan_core::settings::{self, ModelSettings};
+
+#[derive(Args, Debug, Default)]
+pub struct ModelArgs {
+    /// Hugging Face hub id or local checkpoint directory [default: prithivMLmods/Deep-Fake-Detector-Model]
+    #[arg(long)]
+    model: Option<String>,
+    /// Hub revision (branch, tag or commit) [default: main]
+    #[arg(long)]
+    revision: Option<String>,
+    /// cpu, cuda, cuda:N or auto (CUDA when present) [default: auto]
+    #[arg(long)]
+    device: Option<String>,
+    /// f32, bf16 or f16 [default: f32]
+    #[arg(long)]
+    dtype: Option<String>,
+    /// Images per forward pass [default: 32]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// libtorch threads, 0 = one per core [default: 0]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Image decoding threads, 0 = one per core [default: 0]
+    #[arg(long)]
+    decode_threads: Option<usize>,
+    /// Label whose probability is fake_score [default: the label named fake or deepfake]
+    #[arg(long)]
+    fake_label: Option<String>,
+    /// Comma-separated label names in class order, replacing the checkpoint's id2label
+    #[arg(long)]
+    labels: Option<String>,
+    /// Largest image file accepted, in bytes [default: 67108864]
+    #[arg(long)]
+    max_image_bytes: Option<u64>,
+    /// Largest decoded image accepted, in pixels [default: 89478485]
+    #[arg(long)]
+    max_image_pixels: Option<u64>,
+}
+
+impl ModelArgs {
+    /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags.
+    pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<ModelSettings> {
+        let s = |v: &Option<String>| v.clone();
+        let n = |v: Option<usize>| v.map(|v| v.to_string());
+        let overrides = [
+            ("model", s(&self.model)),
+            ("revision", s(&self.revision)),
+            ("device", s(&self.device)),
+            ("dtype", s(&self.dtype)),
+            ("batch_size", n(self.batch_size)),
+            ("threads", n(self.threads)),
+            ("decode_threads", n(self.decode_threads)),
+            ("fake_label", s(&self.fake_label)),
+            (
+                "max_image_bytes",
+                self.max_image_bytes.map(|v| v.to_string()),
+            ),
+            (
+                "max_image_pixels",
+                self.max_image_pixels.map(|v| v.to_string()),
+            ),
+        ];
+        let mut settings: ModelSettings = settings::load(config, &overrides)?;
+        if let Some(labels) = &self.labels {
+            settings.labels = Some(labels.split(',').map(|l| l.trim().to_string()).collect());
+        }
+        Ok(settings)
+    }
+}

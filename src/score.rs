@@ -1,0 +1,98 @@
+//! `dfscan score`: score files and folders, writing one result per input.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use dfscan_model::Scorer;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::model_args::ModelArgs;
+use crate::output::{Format, ResultWriter};
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Write results here instead of standard output
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Image files and directories (searched recursively)
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+/// Scores every input; `Ok(false)` when some could not be scored.
+pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
+    let settings = args.model.settings(config)?;
+    let inputs = crate::inputs::collect(&args.paths)?;
+    anyhow::ensure!(!inputs.is_empty(), "no images found under {:?}", args.paths);
+    let scorer = load_scorer(&settings)?;
+    let info = scorer.engine().info();
+    let out: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut writer = ResultWriter::new(out, args.format, &info.labels, info.identity.clone())?;
+    let progress = progress_bar(inputs.len() as u64);
+    let mut failed = 0usize;
+    let mut io_error = None;
+    let started = Instant::now();
+    scorer.score_files(&inputs, |i, result| {
+        progress.inc(1);
+        if result.is_err() {
+            failed += 1;
+        }
+        if let Err(e) = writer.write(&inputs[i], &result) {
+            io_error.get_or_insert(e);
+        }
+    });
+    progress.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        images = inputs.len(),
+        failed,
+        seconds = format!("{seconds:.3}"),
+        images_per_s = format!("{:.2}", inputs.len() as f64 / seconds),
+        "scored"
+    );
+    if let Some(e) = io_error {
+        return Err(e).context("writing results");
+    }
+    writer.finish()?;
+    if failed > 0 {
+        eprintln!(
+            "{failed} of {} inputs could not be scored (see their error fields)",
+            inputs.len()
+        );
+    }
+    Ok(failed == 0)
+}
+
+pub fn load_scorer(settings: &dfscan_core::settings::ModelSettings) -> anyhow::Result<Scorer> {
+    let engine = dfscan_model::load_engine(settings)?;
+    Ok(Scorer::new(
+        engine,
+        settings.decode_threads,
+        dfscan_model::decode_limits(settings),
+        settings.batch_size,
+    )?)
+}
+
+/// A progress bar on stderr (drawn only when stderr is a terminal).
+pub fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
+            .expect("valid template"),
+    );
+    bar
+}

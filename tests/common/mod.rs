@@ -1,0 +1,103 @@
+//! Shared by the end-to-end tests: the reference fixtures (tiny random
+//! checkpoints, images, and transformers' outputs for them) made once per
+//! version of the generator scripts by the setup's Python environment.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The setup's virtualenv Python; a missing one is a setup error, not a skip.
+pub fn python() -> PathBuf {
+    let python = repo().join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh first",
+        python.display()
+    );
+    python
+}
+
+/// Runs a Python tool from tests/tools and panics with its output on failure.
+pub fn run_tool(script: &str, args: &[&str]) {
+    let out = Command::new(python())
+        .arg(repo().join("tests/tools").join(script))
+        .args(args)
+        .output()
+        .expect("running python");
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The fixture directory, generated on first use and cached under the
+/// target directory, keyed by the generator scripts' contents.
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let mut hash = Sha256::new();
+        for tool in ["make_fixtures.py", "make_checkpoint.py"] {
+            hash.update(std::fs::read(repo().join("tests/tools").join(tool)).unwrap());
+        }
+        let key: String = hash
+            .finalize()
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixtures-{key}"));
+        if !dir.join(".complete").exists() {
+            let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&tmp);
+            run_tool("make_fixtures.py", &[tmp.to_str().unwrap()]);
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::rename(&tmp, &dir).unwrap();
+        }
+        dir
+    })
+}
+
+pub fn model_dir(name: &str) -> PathBuf {
+    fixtures().join("models").join(name)
+}
+
+/// The `dfscan` binary built for these tests.
+pub fn dfscan() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfscan"));
+    // Keep a developer's own settings and hub cache out of the tests.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DFSCAN_") || key.starts_with("HF_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HF_HUB_OFFLINE", "1").env("DFSCAN_LOG", "warn");
+    cmd
+}
+
+/// Every float32 tensor of a safetensors file, by name.
+pub fn read_f32_tensors(path: &Path) -> std::collections::HashMap<String, Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            (name, values)
+        })
+        .collect()
+}

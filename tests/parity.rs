@@ -1,0 +1,142 @@
+//! Numerical parity with Hugging Face transformers on two tiny random
+//! checkpoints that differ from ViT-base in every dimension (and from each
+//! other in label order, count, qkv bias, normalization and sharding):
+//! - logits within 1e-4 of transformers' on identical pixel tensors,
+//!   one image at a time and in one batch;
+//! - end-to-end probabilities from the files within 1e-3 of
+//!   `pipeline("image-classification")`, and the same label wherever the
+//!   reference's top two probabilities are further apart than that.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use dfscan_core::settings::ModelSettings;
+use dfscan_core::DeviceRequest;
+use dfscan_model::{load_engine, Engine, Scorer};
+use serde::Deserialize;
+
+const MODELS: [&str; 2] = ["tiny-a", "tiny-b"];
+
+#[derive(Deserialize)]
+struct Reference {
+    probs: Vec<f32>,
+    label: String,
+}
+
+fn engine(model: &str) -> Engine {
+    let settings = ModelSettings {
+        model: common::model_dir(model).to_string_lossy().into_owned(),
+        device: DeviceRequest::Cpu,
+        ..Default::default()
+    };
+    load_engine(&settings).unwrap()
+}
+
+fn references(model: &str) -> BTreeMap<String, Reference> {
+    let text = std::fs::read_to_string(common::fixtures().join("reference.json")).unwrap();
+    let mut all: BTreeMap<String, BTreeMap<String, Reference>> =
+        serde_json::from_str(&text).unwrap();
+    all.remove(model).unwrap()
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn logits_match_transformers_on_identical_pixels() {
+    for model in MODELS {
+        let engine = engine(model);
+        let pixels = common::read_f32_tensors(
+            &common::fixtures().join(format!("pixels-{model}.safetensors")),
+        );
+        let logits = common::read_f32_tensors(
+            &common::fixtures().join(format!("logits-{model}.safetensors")),
+        );
+        assert!(
+            pixels.len() >= 10,
+            "{model}: only {} fixtures",
+            pixels.len()
+        );
+        let mut names: Vec<&String> = pixels.keys().collect();
+        names.sort();
+        let mut batch = Vec::new();
+        for name in &names {
+            let got = engine.logits_blocking(pixels[*name].clone(), 1).unwrap();
+            let diff = max_abs_diff(&got, &logits[*name]);
+            assert!(
+                diff < 1e-4,
+                "{model}/{name}: logits differ by {diff}: {got:?} vs {:?}",
+                logits[*name]
+            );
+            batch.extend_from_slice(&pixels[*name]);
+        }
+        let batched = engine.logits_blocking(batch, names.len()).unwrap();
+        let expected: Vec<f32> = names.iter().flat_map(|n| logits[*n].clone()).collect();
+        let diff = max_abs_diff(&batched, &expected);
+        assert!(diff < 1e-4, "{model}: batched logits differ by {diff}");
+    }
+}
+
+#[test]
+fn probabilities_from_files_match_the_pipeline() {
+    for model in MODELS {
+        let refs = references(model);
+        let engine = engine(model);
+        let limits = dfscan_model::decode_limits(&ModelSettings::default());
+        let scorer = Scorer::new(engine, 2, limits, 4).unwrap();
+        let names: Vec<&String> = refs.keys().collect();
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .map(|n| common::fixtures().join("images").join(n))
+            .collect();
+        let mut seen = 0;
+        scorer.score_files(&paths, |i, result| {
+            let name = names[i];
+            let reference = &refs[name];
+            let got = result.unwrap_or_else(|e| panic!("{model}/{name}: {e}"));
+            let probs: Vec<f32> = got.scores.iter().map(|(_, p)| *p).collect();
+            let diff = max_abs_diff(&probs, &reference.probs);
+            assert!(
+                diff < 1e-3,
+                "{model}/{name}: probabilities differ by {diff}: {probs:?} vs {:?}",
+                reference.probs
+            );
+            let mut sorted = reference.probs.clone();
+            sorted.sort_by(|a, b| b.total_cmp(a));
+            if sorted[0] - sorted[1] > 1e-3 {
+                assert_eq!(got.label, reference.label, "{model}/{name}");
+            }
+            seen += 1;
+        });
+        assert_eq!(seen, refs.len());
+    }
+}
+
+#[test]
+fn preprocessing_matches_the_pil_image_processor() {
+    // Lossless formats must give the processor's pixel values exactly (up
+    // to float32 rounding); JPEG decoders may differ by a level or two,
+    // which the end-to-end tolerance above covers.
+    let model = "tiny-b";
+    let engine = engine(model);
+    let cfg = &engine.info().preprocessor;
+    let limits = dfscan_model::decode_limits(&ModelSettings::default());
+    let pixels =
+        common::read_f32_tensors(&common::fixtures().join(format!("pixels-{model}.safetensors")));
+    for (name, expected) in &pixels {
+        if name.ends_with(".jpg") {
+            continue;
+        }
+        let bytes = std::fs::read(common::fixtures().join("images").join(name)).unwrap();
+        let got = dfscan_imaging::preprocess(&bytes, cfg, &limits).unwrap();
+        let diff = max_abs_diff(&got, expected);
+        assert!(diff < 1e-5, "{name}: pixel values differ by {diff}");
+    }
+}
