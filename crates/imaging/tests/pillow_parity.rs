@@ -255,6 +255,9 @@ fn processor_output_matches_transformers() {
             };
             (levels * scale / std) as f32 + 1e-5
         };
+        if tolerance > 0.0 {
+            println!("{name} {}: max |diff| {max}", case["config"]);
+        }
         if max > tolerance {
             failures.push(format!(
                 "{name} {}: max diff {max} > {tolerance}",

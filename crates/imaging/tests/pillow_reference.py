@@ -258,6 +258,8 @@ e6 = Image.Exif()
 e6[274] = 6
 add("webp_exif6.webp", pil_save(Image.fromarray(asym), "WEBP", lossless=True, exif=e6))
 add("webp_lossy.webp", pil_save(Image.fromarray(ph), "WEBP", quality=80), "bounded")
+lossy_rgba = np.dstack([ph, (np.arange(ph.shape[1])[None, :] * 3 % 256).repeat(ph.shape[0], 0).astype(np.uint8)])
+add("webp_lossy_rgba.webp", pil_save(Image.fromarray(lossy_rgba, "RGBA"), "WEBP", quality=80), "bounded")
 wframes = [Image.fromarray(noise(21, 19, seed=43)), Image.fromarray(noise(21, 19, seed=44))]
 add("webp_animated.webp", pil_save(wframes[0], "WEBP", lossless=True, save_all=True, append_images=wframes[1:]))
 add("tiff_i16.tif", pil_save(Image.fromarray(np.random.default_rng(45).integers(0, 900, (9, 11)).astype(np.uint16)), "TIFF"))
