@@ -5,6 +5,7 @@
 mod common;
 
 use std::path::Path;
+use std::process::Command;
 
 use serde_json::Value;
 
@@ -13,6 +14,17 @@ fn jsonl(stdout: &[u8]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// Runs `cmd`, requires success, and returns its JSON Lines.
+fn jsonl_of(cmd: &mut Command) -> Vec<Value> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    jsonl(&out.stdout)
 }
 
 #[test]
@@ -119,19 +131,14 @@ fn all_good_inputs_exit_zero_and_csv_has_every_label() {
 fn label_override_and_fake_label_change_fake_score() {
     let image = common::fixtures().join("images/rgb.jpg");
     let run = |extra: &[&str]| {
-        let out = common::dfscan()
-            .args(["score", "--format", "jsonl", "--model"])
-            .arg(common::model_dir("tiny-a"))
-            .args(extra)
-            .arg(&image)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        jsonl(&out.stdout).remove(0)
+        jsonl_of(
+            common::dfscan()
+                .args(["score", "--format", "jsonl", "--model"])
+                .arg(common::model_dir("tiny-a"))
+                .args(extra)
+                .arg(&image),
+        )
+        .remove(0)
     };
     let plain = run(&[]);
     let swapped = run(&["--labels", "Fake,Real"]);
@@ -196,31 +203,22 @@ fn hub_ids_resolve_through_the_standard_cache_offline() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), snapshot.join(entry.file_name())).unwrap();
     }
-    let out = common::dfscan()
-        .env("HF_HOME", home.path())
-        .args(["score", "--format", "jsonl", "--model", "acme/tiny-vit"])
-        .arg(common::fixtures().join("images/rgb.jpg"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let image = common::fixtures().join("images/rgb.jpg");
+    let by_flag = jsonl_of(
+        common::dfscan()
+            .env("HF_HOME", home.path())
+            .args(["score", "--format", "jsonl", "--model", "acme/tiny-vit"])
+            .arg(&image),
     );
-    assert_eq!(jsonl(&out.stdout)[0]["model"]["name"], "acme/tiny-vit");
-    // The same through the environment, as DFSCAN_MODEL.
-    let out = common::dfscan()
-        .env("HF_HOME", home.path())
-        .env("DFSCAN_MODEL", "acme/tiny-vit")
-        .args(["score", "--format", "jsonl"])
-        .arg(common::fixtures().join("images/rgb.jpg"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(by_flag[0]["model"]["name"], "acme/tiny-vit");
+    let by_env = jsonl_of(
+        common::dfscan()
+            .env("HF_HOME", home.path())
+            .env("DFSCAN_MODEL", "acme/tiny-vit")
+            .args(["score", "--format", "jsonl"])
+            .arg(&image),
     );
+    assert_eq!(by_env, by_flag);
 }
 
 #[test]
@@ -248,13 +246,13 @@ fn eval_report_agrees_with_score() {
     // Rebuild the confusion matrix from `dfscan score` on the same files.
     let mut expected = [[0u64; 2]; 2];
     for (truth, folder) in ["Real", "Fake"].iter().enumerate() {
-        let out = common::dfscan()
-            .args(["score", "--format", "jsonl", "--model"])
-            .arg(&model)
-            .arg(data.path().join(folder))
-            .output()
-            .unwrap();
-        for line in jsonl(&out.stdout) {
+        let lines = jsonl_of(
+            common::dfscan()
+                .args(["score", "--format", "jsonl", "--model"])
+                .arg(&model)
+                .arg(data.path().join(folder)),
+        );
+        for line in lines {
             let predicted = if line["label"] == "Real" { 0 } else { 1 };
             expected[truth][predicted] += 1;
         }
