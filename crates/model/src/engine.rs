@@ -46,6 +46,9 @@ impl ModelInfo {
     }
 }
 
+/// Where a submitted batch's logits ([batch × labels], row-major) arrive.
+pub type LogitsReceiver = oneshot::Receiver<Result<Vec<f32>, ModelError>>;
+
 struct Request {
     pixels: Vec<f32>,
     batch: usize,
@@ -102,7 +105,7 @@ impl Engine {
         &self,
         pixels: Vec<f32>,
         batch: usize,
-    ) -> Result<(Request, oneshot::Receiver<Result<Vec<f32>, ModelError>>), ModelError> {
+    ) -> Result<(Request, LogitsReceiver), ModelError> {
         let expected = batch * self.info.pixels_per_image();
         if pixels.len() != expected || batch == 0 {
             return Err(ModelError::Torch(format!(
@@ -132,7 +135,7 @@ impl Engine {
         &self,
         pixels: Vec<f32>,
         batch: usize,
-    ) -> Result<oneshot::Receiver<Result<Vec<f32>, ModelError>>, ModelError> {
+    ) -> Result<LogitsReceiver, ModelError> {
         let (req, rx) = self.request(pixels, batch)?;
         self.sender()?
             .blocking_send(req)

@@ -11,9 +11,8 @@ use dfscan_core::prediction::softmax;
 use dfscan_core::Prediction;
 use dfscan_imaging::{preprocess, DecodeLimits};
 use rayon::prelude::*;
-use tokio::sync::oneshot;
 
-use crate::engine::Engine;
+use crate::engine::{Engine, LogitsReceiver};
 use crate::error::ModelError;
 
 pub struct Scorer {
@@ -23,14 +22,12 @@ pub struct Scorer {
     batch_size: usize,
 }
 
-type Pending = oneshot::Receiver<Result<Vec<f32>, ModelError>>;
-
 /// One chunk of inputs on its way through the model.
 struct InFlight {
     first: usize,
     /// Per input of the chunk: `Ok(row)` into the batch's logits, or the error.
     slots: Vec<Result<usize, String>>,
-    logits: Option<Pending>,
+    logits: Option<LogitsReceiver>,
 }
 
 impl Scorer {
