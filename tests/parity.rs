@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use dfscan_core::settings::ModelSettings;
-use dfscan_core::DeviceRequest;
+use dfscan_core::{DType, DeviceRequest};
 use dfscan_model::{load_engine, Engine, Scorer};
 use serde::Deserialize;
 
@@ -26,9 +26,14 @@ struct Reference {
 }
 
 fn engine(model: &str) -> Engine {
+    engine_in(model, DType::F32)
+}
+
+fn engine_in(model: &str, dtype: DType) -> Engine {
     let settings = ModelSettings {
         model: common::model_dir(model).to_string_lossy().into_owned(),
         device: DeviceRequest::Cpu,
+        dtype,
         ..Default::default()
     };
     load_engine(&settings).unwrap()
@@ -138,5 +143,24 @@ fn preprocessing_matches_the_pil_image_processor() {
         let got = dfscan_imaging::preprocess(&bytes, cfg, &limits).unwrap();
         let diff = max_abs_diff(&got, expected);
         assert!(diff < 1e-5, "{name}: pixel values differ by {diff}");
+    }
+}
+
+#[test]
+fn half_precisions_stay_close_to_f32() {
+    // bf16 keeps 8 mantissa bits, f16 11: logits drift, decisions should not.
+    let model = "tiny-a";
+    let pixels =
+        common::read_f32_tensors(&common::fixtures().join(format!("pixels-{model}.safetensors")));
+    let logits =
+        common::read_f32_tensors(&common::fixtures().join(format!("logits-{model}.safetensors")));
+    for (dtype, tolerance) in [(DType::BF16, 0.15), (DType::F16, 0.02)] {
+        let engine = engine_in(model, dtype);
+        assert_eq!(engine.info().dtype, dtype);
+        for (name, values) in &pixels {
+            let got = engine.logits_blocking(values.clone(), 1).unwrap();
+            let diff = max_abs_diff(&got, &logits[name]);
+            assert!(diff < tolerance, "{dtype} {name}: logits differ by {diff}");
+        }
     }
 }
