@@ -2,7 +2,9 @@
 # Installs everything dfscan needs to build, test and benchmark, idempotently:
 #   - a virtualenv with torch 2.11.0 (libtorch for tch) and the Hugging Face
 #     reference tools, cached outside the clone and linked here as `.venv`;
-#   - redis-server (used by the queue and cluster tests) when it is missing.
+#   - redis-server (used by the queue and cluster tests), and cmake and nasm
+#     (turbojpeg-sys builds its bundled libjpeg-turbo, SIMD included, with
+#     them), when they are missing.
 # The cargo config (.cargo/config.toml) finds libtorch through `.venv`, so after
 # this script `cargo build` / `cargo test` need nothing exported.
 set -euo pipefail
@@ -32,16 +34,22 @@ site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("pureli
 ln -sfn "$site" "$venv/site-packages"
 ln -sfn "$venv" "$repo/.venv"
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  log "installing redis-server"
+# Debian packages (each named like the command it provides), installed only
+# when that command is missing.
+missing=()
+for pkg in redis-server cmake nasm; do
+  command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
   sudo_=""
   [ "$(id -u)" -eq 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq redis-server >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (https://rustup.rs) and rerun"
   exit 1
 fi
-log "ready: torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'), $(redis-server --version | cut -d' ' -f3)"
+log "ready: torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)'), $(redis-server --version | cut -d' ' -f3), $(cmake --version | head -1), $(nasm -v | cut -d' ' -f1-3)"

@@ -3,9 +3,10 @@
 //! (transformers 5.24 `ViTImageProcessorPil`, Pillow 13) exactly:
 //!
 //! 1. `load_image`: `Image.open`, `ImageOps.exif_transpose`, `convert("RGB")`
-//!    ([`decode_rgb`]; JPEG samples come from zune-jpeg and can differ from
-//!    libjpeg-turbo by a few levels, lossy WebP comes from image-webp rather
-//!    than libwebp; everything Pillow itself decides is reproduced exactly),
+//!    ([`decode_rgb`]; JPEG is decoded by libjpeg-turbo, the codec Pillow
+//!    uses, with Pillow's settings, so its samples are exact; lossy WebP comes
+//!    from image-webp rather than libwebp; everything Pillow itself decides is
+//!    reproduced exactly),
 //! 2. `Image.resize((w, h), resample)` ([`resize`], bit-exact),
 //! 3. rescale in float64, normalize in float32, channels first
 //!    ([`pixel_values_into`], bit-exact).

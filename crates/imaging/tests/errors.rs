@@ -160,6 +160,57 @@ fn truncated_png_and_jpeg_fail_at_every_length() {
 }
 
 #[test]
+fn jpeg_warnings_pass_but_errors_after_them_fail() {
+    // libjpeg warns about stray bytes before a marker and decodes on, as
+    // Pillow does; the pixels are those of the clean file.
+    let clean = encode(ImageFormat::Jpeg);
+    let sof = clean
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline SOF");
+    let mut stray = clean[..sof].to_vec();
+    stray.extend([0x00, 0x12, 0x34]);
+    stray.extend(&clean[sof..]);
+    assert_eq!(
+        decode_rgb(&stray, &limits()).unwrap(),
+        decode_rgb(&clean, &limits()).unwrap()
+    );
+    // An error after that warning (a second frame header once the scan is
+    // done) fails the decode, as in Pillow, although TurboJPEG labels the
+    // outcome a warning.
+    let len = usize::from(u16::from_be_bytes([clean[sof + 2], clean[sof + 3]]));
+    let mut broken = stray[..stray.len() - 2].to_vec();
+    broken.extend(&clean[sof..sof + 2 + len]);
+    broken.extend([0xFF, 0xD9]);
+    let msg = message(&broken);
+    assert_eq!(
+        msg,
+        "cannot decode image: JPEG: Invalid JPEG file structure: two SOF markers"
+    );
+}
+
+#[test]
+fn jpeg_frame_headers_pillow_refuses() {
+    let clean = encode(ImageFormat::Jpeg);
+    let sof = clean
+        .windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline SOF");
+    let mut twelve_bit = clean.clone();
+    twelve_bit[sof + 4] = 12;
+    assert_eq!(
+        message(&twelve_bit),
+        "cannot decode image: JPEG: cannot handle 12-bit layers"
+    );
+    let mut two_layers = clean;
+    two_layers[sof + 9] = 2;
+    assert_eq!(
+        message(&two_layers),
+        "cannot decode image: JPEG: cannot handle 2-layer images"
+    );
+}
+
+#[test]
 fn huge_declared_sizes_are_rejected_before_decoding() {
     // IHDR only, then a tiny IDAT: the limit fires on the header.
     let mut png = png_header(100_000, 100_000);

@@ -130,7 +130,7 @@ def app1(payload):
 
 # ---------------------------------------------------------------- fixtures
 
-fixtures = []  # (name, bytes, compare) with compare in {"exact", "bounded"}
+fixtures = []  # (name, bytes, compare) with compare in {"exact", "bounded"} (lossy WebP)
 
 
 def add(name, data, compare="exact"):
@@ -195,27 +195,45 @@ profile = f"\nexif\n{len(exif_orientation(5)):8}\n{raw_hex[:40]}\n{raw_hex[40:]}
 add("png_raw_profile5.png", png_bytes(40, 24, 8, 2, arows, before=chunk(b"zTXt", b"Raw profile type exif\0\0" + zlib.compress(profile))))
 add("png_bad_crc.png", png_bytes(3, 1, 8, 2, [bytes(9)], before=chunk(b"tEXt", b"a\0b")[:-1] + b"\0"))
 
-# JPEG (decoder differences allowed: compared with a bound)
+# JPEG (libjpeg-turbo, as in Pillow: exact)
 ph = photo(61, 83, 20)
-add("jpeg_420.jpg", pil_save(Image.fromarray(ph), "JPEG", quality=90), "bounded")
-add("jpeg_422.jpg", pil_save(Image.fromarray(ph), "JPEG", quality=90, subsampling=1), "bounded")
-add("jpeg_444.jpg", pil_save(Image.fromarray(ph), "JPEG", quality=95, subsampling=0), "bounded")
-add("jpeg_progressive.jpg", pil_save(Image.fromarray(ph), "JPEG", quality=85, progressive=True), "bounded")
-add("jpeg_gray.jpg", pil_save(Image.fromarray(ph[..., 0], "L"), "JPEG", quality=90), "bounded")
-add("jpeg_cmyk.jpg", pil_save(Image.fromarray(ph).convert("CMYK"), "JPEG", quality=95), "bounded")
-add("jpeg_1x1.jpg", pil_save(Image.fromarray(ph[:1, :1]), "JPEG"), "bounded")
-add("jpeg_odd_17x9.jpg", pil_save(Image.fromarray(ph[:9, :17]), "JPEG", quality=90), "bounded")
-add("jpeg_noise.jpg", pil_save(Image.fromarray(noise(64, 64, seed=21)), "JPEG", quality=75), "bounded")
-add("jpeg_large_photo.jpg", pil_save(Image.fromarray(photo(480, 640, 22)), "JPEG", quality=88), "bounded")
+add("jpeg_420.jpg", pil_save(Image.fromarray(ph), "JPEG", quality=90))
+add("jpeg_422.jpg", pil_save(Image.fromarray(ph), "JPEG", quality=90, subsampling=1))
+add("jpeg_444.jpg", pil_save(Image.fromarray(ph), "JPEG", quality=95, subsampling=0))
+add("jpeg_progressive.jpg", pil_save(Image.fromarray(ph), "JPEG", quality=85, progressive=True))
+add("jpeg_gray.jpg", pil_save(Image.fromarray(ph[..., 0], "L"), "JPEG", quality=90))
+add("jpeg_cmyk.jpg", pil_save(Image.fromarray(ph).convert("CMYK"), "JPEG", quality=95))
+# The same file labelled YCCK (Adobe transform 2): libjpeg converts it to CMYK.
+adobe = pil_save(Image.fromarray(ph).convert("CMYK"), "JPEG", quality=95)
+transform = adobe.index(b"\xff\xee") + 4 + 11
+assert adobe[transform - 11 : transform - 6] == b"Adobe" and adobe[transform] == 0
+add("jpeg_ycck.jpg", adobe[:transform] + b"\x02" + adobe[transform + 1 :])
+add("jpeg_1x1.jpg", pil_save(Image.fromarray(ph[:1, :1]), "JPEG"))
+add("jpeg_odd_17x9.jpg", pil_save(Image.fromarray(ph[:9, :17]), "JPEG", quality=90))
+add("jpeg_noise.jpg", pil_save(Image.fromarray(noise(64, 64, seed=21)), "JPEG", quality=75))
+add("jpeg_large_photo.jpg", pil_save(Image.fromarray(photo(480, 640, 22)), "JPEG", quality=88))
 for n in range(1, 9):
     e = Image.Exif()
     e[274] = n
-    add(f"jpeg_exif{n}.jpg", pil_save(Image.fromarray(asym), "JPEG", quality=92, exif=e), "bounded")
+    add(f"jpeg_exif{n}.jpg", pil_save(Image.fromarray(asym), "JPEG", quality=92, exif=e))
 plain = pil_save(Image.fromarray(asym), "JPEG", quality=92)
-add("jpeg_xmp6.jpg", jpeg_insert_after_soi(plain, app1(b"http://ns.adobe.com/xap/1.0/\0" + b'<x tiff:Orientation="6"/>')), "bounded")
-add("jpeg_bad_exif_nodpi.jpg", jpeg_insert_after_soi(plain, app1(b"Exif\0\0JUNKJUNKJUNK")), "bounded")
+add("jpeg_xmp6.jpg", jpeg_insert_after_soi(plain, app1(b"http://ns.adobe.com/xap/1.0/\0" + b'<x tiff:Orientation="6"/>')))
+add("jpeg_bad_exif_nodpi.jpg", jpeg_insert_after_soi(plain, app1(b"Exif\0\0JUNKJUNKJUNK")))
 with_dpi = pil_save(Image.fromarray(asym), "JPEG", quality=92, dpi=(300, 300))
-add("jpeg_bad_exif_dpi.jpg", with_dpi[:20] + app1(b"Exif\0\0JUNKJUNKJUNK") + with_dpi[20:], "bounded")
+add("jpeg_bad_exif_dpi.jpg", with_dpi[:20] + app1(b"Exif\0\0JUNKJUNKJUNK") + with_dpi[20:])
+# libjpeg warnings (corrupt but recoverable data: stray bytes, scans cut short
+# but closed by EOI) that Pillow ignores, and errors, after a warning or not,
+# that it does not
+sof = plain.index(b"\xff\xc0")
+sof_segment = plain[sof : sof + 2 + struct.unpack(">H", plain[sof + 2 : sof + 4])[0]]
+stray = plain[:sof] + b"\x00\x12\x34" + plain[sof:]  # libjpeg warns before the frame
+add("jpeg_extraneous_bytes.jpg", stray)
+add("jpeg_warning_then_error.jpg", stray[:-2] + sof_segment + b"\xff\xd9")
+add("jpeg_error_after_scan.jpg", plain[:-2] + sof_segment + b"\xff\xd9")
+sos = plain.index(b"\xff\xda")
+add("jpeg_cut_scan_eoi.jpg", plain[: (sos + len(plain)) // 2] + b"\xff\xd9")
+prog = pil_save(Image.fromarray(ph), "JPEG", quality=85, progressive=True)
+add("jpeg_progressive_cut_eoi.jpg", prog[: len(prog) // 2] + b"\xff\xd9")
 
 # GIF
 gp = Image.fromarray(noise(15, 21, 1, seed=30) % 64, "L").convert("P")
@@ -267,10 +285,10 @@ add("bmp_rgba.bmp", pil_save(Image.fromarray(rgba, "RGBA"), "BMP"))
 shapes = np.zeros((160, 240, 3), np.uint8)
 for i, (y0, x0, hh, ww) in enumerate(np.random.default_rng(25).integers(0, 200, (40, 4))):
     shapes[y0 % 160 : y0 % 160 + hh % 60 + 3, x0 : x0 + ww % 80 + 3] = np.random.default_rng(i).integers(0, 2, 3) * 255
-add("jpeg_sharp_colours.jpg", pil_save(Image.fromarray(shapes), "JPEG", quality=95), "bounded")
-add("jpeg_sharp_colours_q70.jpg", pil_save(Image.fromarray(shapes), "JPEG", quality=70), "bounded")
-add("jpeg_photo_odd.jpg", pil_save(Image.fromarray(photo(479, 641, 23)), "JPEG", quality=80), "bounded")
-add("jpeg_photo_q50_progressive.jpg", pil_save(Image.fromarray(photo(301, 399, 24)), "JPEG", quality=50, progressive=True), "bounded")
+add("jpeg_sharp_colours.jpg", pil_save(Image.fromarray(shapes), "JPEG", quality=95))
+add("jpeg_sharp_colours_q70.jpg", pil_save(Image.fromarray(shapes), "JPEG", quality=70))
+add("jpeg_photo_odd.jpg", pil_save(Image.fromarray(photo(479, 641, 23)), "JPEG", quality=80))
+add("jpeg_photo_q50_progressive.jpg", pil_save(Image.fromarray(photo(301, 399, 24)), "JPEG", quality=50, progressive=True))
 
 # Truncations: Pillow's verdict (usually an error) is the expectation
 base_png = {n: d for n, d, _ in fixtures}["png_rgb.png"]
@@ -278,7 +296,7 @@ for cut in (8, 20, 33, 60, len(base_png) // 2, len(base_png) - 30):
     add(f"trunc_png_{cut}.png", base_png[:cut])
 base_jpg = {n: d for n, d, _ in fixtures}["jpeg_420.jpg"]
 for cut in (3, 20, 200, len(base_jpg) // 2, len(base_jpg) - 2, len(base_jpg) - 1):
-    add(f"trunc_jpeg_{cut}.jpg", base_jpg[:cut], "bounded")
+    add(f"trunc_jpeg_{cut}.jpg", base_jpg[:cut])
 base_gif = {n: d for n, d, _ in fixtures}["gif_basic.gif"]
 for cut in (10, len(base_gif) // 2, len(base_gif) - 1):
     add(f"trunc_gif_{cut}.gif", base_gif[:cut])

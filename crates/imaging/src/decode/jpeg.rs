@@ -1,18 +1,24 @@
-//! JPEG with `JpegImagePlugin` semantics around the zune-jpeg decoder.
+//! JPEG with `JpegImagePlugin` semantics, decoded by libjpeg-turbo: the
+//! library Pillow itself uses (through TurboJPEG, built from the source
+//! bundled with `turbojpeg-sys` and linked statically), with the settings
+//! Pillow leaves in place (accurate integer IDCT, fancy chroma upsampling), so
+//! the samples are Pillow's bit for bit (turbojpeg-sys 1.2 bundles
+//! libjpeg-turbo 3.1.0, Pillow 13's wheels 3.2.0: identical on every parity
+//! fixture).
 //!
-//! The DCT decode itself is zune-jpeg's (libjpeg-turbo's IDCT and chroma
-//! upsampling are not reproduced, so samples may differ by a few levels);
-//! everything Pillow decides is replicated: 4-component files are treated as
-//! Adobe-inverted CMYK and converted with Pillow's `cmyk2rgb`, a file without
-//! its EOI marker is "truncated" and rejected, and EXIF is gathered from the
-//! APP1 segments the way Pillow's marker loop does, including its habit of
-//! swallowing broken EXIF when no JFIF density is present.
+//! Everything Pillow decides around the codec is replicated: the frame header
+//! checks of its `SOF` handler, 4-component files treated as Adobe-inverted
+//! CMYK (libjpeg turns YCCK into CMYK, Pillow's `cmyk2rgb` does the rest), a
+//! file without its EOI marker rejected as "truncated", libjpeg's warnings
+//! (corrupt but recoverable data) ignored while its errors fail the decode,
+//! and EXIF gathered from the APP1 segments the way Pillow's marker loop does,
+//! including its habit of swallowing broken EXIF when no JFIF density is
+//! present.
+
+use std::ffi::{c_int, CStr};
 
 use image::RgbImage;
-use zune_core::bytestream::ZCursor;
-use zune_core::colorspace::ColorSpace;
-use zune_core::options::DecoderOptions;
-use zune_jpeg::JpegDecoder;
+use turbojpeg_sys as tj;
 
 use super::Frame;
 use crate::error::ImagingError;
@@ -31,13 +37,38 @@ fn is_standalone(marker: u8) -> bool {
     matches!(marker, 0xD0..=0xD9 | 0x01)
 }
 
-/// Segments up to the first SOS, as Pillow's `_open` reads them, plus the
-/// offset where the first scan's entropy-coded data starts.
-fn read_markers(bytes: &[u8]) -> (Metadata, Option<usize>) {
+/// Start-of-frame markers (SOF0..SOF15 less DHT, JPG and DAC), which Pillow's
+/// `SOF` handler reads.
+fn is_sof(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+}
+
+/// The frame header fields Pillow's `SOF` handler looks at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct FrameHeader {
+    bits: u8,
+    width: u32,
+    height: u32,
+    layers: u8,
+}
+
+/// What Pillow's `_open` learns from the segments up to the first SOS.
+struct Markers {
+    meta: Metadata,
+    /// The last frame header seen (Pillow's handler overwrites its fields).
+    frame: Option<FrameHeader>,
+    /// Where the first scan's entropy-coded data starts.
+    scan_start: Option<usize>,
+}
+
+/// Segments up to the first SOS, as Pillow's `_open` reads them.
+fn read_markers(bytes: &[u8]) -> Markers {
     let mut exif: Option<Vec<u8>> = None;
     let mut xmp = None;
     let mut has_dpi = false;
+    let mut frame = None;
     let mut pos = 2;
+    let mut scan_start = None;
     while let Some(&b) = bytes.get(pos) {
         if b != 0xFF {
             pos += 1;
@@ -79,31 +110,39 @@ fn read_markers(bytes: &[u8]) -> (Metadata, Option<usize>) {
                     .position(|&b| b == 0)
                     .map(|i| seg[i + 1..].to_vec());
             }
+            m if is_sof(m) && seg.len() >= 6 => {
+                frame = Some(FrameHeader {
+                    bits: seg[0],
+                    height: u32::from(u16::from_be_bytes([seg[1], seg[2]])),
+                    width: u32::from(u16::from_be_bytes([seg[3], seg[4]])),
+                    layers: seg[5],
+                });
+            }
             SOS => {
-                let meta = Metadata {
-                    swallow_exif_errors: exif.is_some() && !has_dpi,
-                    exif: exif.map(ExifSource::Bytes),
-                    xmp_text: None,
-                    xmp,
-                };
-                return (meta, Some(pos + 2 + len));
+                scan_start = Some(pos + 2 + len);
+                break;
             }
             _ => {}
         }
         pos += 2 + len;
     }
     let meta = Metadata {
+        swallow_exif_errors: scan_start.is_some() && exif.is_some() && !has_dpi,
         exif: exif.map(ExifSource::Bytes),
         xmp_text: None,
         xmp,
-        swallow_exif_errors: false,
     };
-    (meta, None)
+    Markers {
+        meta,
+        frame,
+        scan_start,
+    }
 }
 
 /// Whether an EOI marker follows the scans. Pillow (through libjpeg's
 /// suspending source) fails with "image file is truncated" without one;
-/// zune-jpeg would instead pad the missing rows with grey.
+/// TurboJPEG's memory source would instead make one up, warn, and pad the
+/// missing rows.
 fn reaches_eoi(bytes: &[u8], mut pos: usize) -> bool {
     while pos + 1 < bytes.len() {
         if bytes[pos] != 0xFF {
@@ -140,79 +179,184 @@ fn inverted_cmyk_to_rgb(c: u8, m: u8, y: u8, k: u8) -> [u8; 3] {
     [ch(c), ch(m), ch(y)]
 }
 
-/// libjpeg's YCC->RGB (`jdcolor.c`, 16-bit fixed point), which its YCCK->CMYK
-/// conversion applies before inverting.
-fn ycc_to_rgb(y: u8, cb: u8, cr: u8) -> [u8; 3] {
-    const SCALEBITS: i32 = 16;
-    const ONE_HALF: i64 = 1 << (SCALEBITS - 1);
-    let fix = |x: f64| (x * f64::from(1 << SCALEBITS) + 0.5) as i64;
-    let (y, cb, cr) = (i64::from(y), i64::from(cb) - 128, i64::from(cr) - 128);
-    let r = y + ((fix(1.40200) * cr + ONE_HALF) >> SCALEBITS);
-    let g = y + ((-fix(0.34414) * cb + ONE_HALF - fix(0.71414) * cr) >> SCALEBITS);
-    let b = y + ((fix(1.77200) * cb + ONE_HALF) >> SCALEBITS);
-    [r, g, b].map(|v| v.clamp(0, 255) as u8)
+/// Rewrites `w * h` CMYK pixels as RGB in place (each RGB pixel lands at or
+/// before the CMYK pixel it comes from) and drops the spare quarter.
+fn cmyk_to_rgb_in_place(samples: &mut Vec<u8>) {
+    let pixels = samples.len() / 4;
+    for i in 0..pixels {
+        let p = &samples[4 * i..4 * i + 4];
+        let rgb = inverted_cmyk_to_rgb(p[0], p[1], p[2], p[3]);
+        samples[3 * i..3 * i + 3].copy_from_slice(&rgb);
+    }
+    samples.truncate(3 * pixels);
+}
+
+/// libjpeg's text for `JWRN_JPEG_EOF`: its data source ran out of bytes.
+const PREMATURE_EOF: &str = "Premature end of JPEG file";
+
+/// A TurboJPEG decompressor instance, destroyed on drop.
+struct Decompressor(tj::tjhandle);
+
+impl Drop for Decompressor {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from `tj3Init` and is destroyed only here.
+        unsafe { tj::tj3Destroy(self.0) }
+    }
+}
+
+impl Decompressor {
+    /// A fresh instance with the decoding settings Pillow's libjpeg has:
+    /// accurate integer IDCT and smooth ("fancy") chroma upsampling, which
+    /// are TurboJPEG's defaults too, set here to make the choice visible.
+    fn new(stop_on_warning: bool) -> Result<Self, ImagingError> {
+        // SAFETY: no preconditions; a null handle is checked below.
+        let handle = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as c_int) };
+        if handle.is_null() {
+            return Err(err(format!(
+                "cannot start libjpeg-turbo: {}",
+                error_text(handle)
+            )));
+        }
+        let mut this = Self(handle);
+        this.set(tj::TJPARAM_TJPARAM_FASTDCT, 0)?;
+        this.set(tj::TJPARAM_TJPARAM_FASTUPSAMPLE, 0)?;
+        this.set(
+            tj::TJPARAM_TJPARAM_STOPONWARNING,
+            c_int::from(stop_on_warning),
+        )?;
+        Ok(this)
+    }
+
+    fn get(&self, param: tj::TJPARAM) -> c_int {
+        // SAFETY: valid handle; unknown parameters just return -1.
+        unsafe { tj::tj3Get(self.0, param as c_int) }
+    }
+
+    fn set(&mut self, param: tj::TJPARAM, value: c_int) -> Result<(), ImagingError> {
+        // SAFETY: valid handle; bad parameters or values return -1.
+        if unsafe { tj::tj3Set(self.0, param as c_int, value) } != 0 {
+            return Err(err(format!("libjpeg-turbo: {}", error_text(self.0))));
+        }
+        Ok(())
+    }
+
+    /// Runs a TurboJPEG call on this instance and judges it as Pillow would:
+    /// failed when libjpeg raised an error, fine when it only warned (Pillow
+    /// silences libjpeg's warnings about corrupt but recoverable data).
+    fn run(&mut self, call: impl Fn(tj::tjhandle) -> c_int) -> Result<(), String> {
+        if call(self.0) == 0 {
+            return Ok(());
+        }
+        let message = error_text(self.0);
+        // SAFETY: valid handle.
+        let code = unsafe { tj::tj3GetErrorCode(self.0) };
+        if code != tj::TJERR_TJERR_WARNING as c_int {
+            return Err(message);
+        }
+        // TurboJPEG also says "warning" when an error followed a warning. The
+        // text tells the two apart: libjpeg reports only its first warning,
+        // and an error overwrites it. So repeat the call on a fresh instance
+        // that stops at the first warning (the same one: decoding is
+        // deterministic, and rows it rewrites get the same values) and
+        // compare. A fresh instance, because TurboJPEG does not reset one
+        // that stopped while reading a header.
+        let probe = Self::new(true).map_err(|e| e.to_string())?;
+        call(probe.0);
+        let first_warning = error_text(probe.0);
+        if message != first_warning {
+            return Err(message);
+        }
+        if message == PREMATURE_EOF {
+            // The data ran out under libjpeg: where Pillow's suspending
+            // source waits for bytes that never come.
+            return Err("image file is truncated (premature end of JPEG file)".into());
+        }
+        Ok(())
+    }
+}
+
+/// TurboJPEG's message for the last failure on `handle` (or, for a null
+/// handle, on this thread).
+fn error_text(handle: tj::tjhandle) -> String {
+    // SAFETY: tj3GetErrorStr accepts any handle value it returned (or null)
+    // and returns a NUL-terminated buffer that stays valid until the next
+    // TurboJPEG call on this thread; it is copied out at once.
+    let text = unsafe { tj::tj3GetErrorStr(handle) };
+    if text.is_null() {
+        return "unknown libjpeg-turbo error".into();
+    }
+    // SAFETY: non-null, NUL-terminated (see above).
+    unsafe { CStr::from_ptr(text) }
+        .to_string_lossy()
+        .trim()
+        .to_owned()
 }
 
 pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Frame, ImagingError> {
-    let (meta, scan_start) = read_markers(bytes);
-    let options = DecoderOptions::default()
-        .set_strict_mode(false)
-        .set_max_width(usize::from(u16::MAX))
-        .set_max_height(usize::from(u16::MAX));
-    let mut decoder = JpegDecoder::new_with_options(ZCursor::new(bytes), options);
-    decoder.decode_headers().map_err(err)?;
-    let (width, height) = decoder
-        .dimensions()
-        .ok_or_else(|| err("missing frame header"))?;
-    let (width, height) = (width as u32, height as u32);
-    limits.check_dimensions(width, height)?;
+    let Markers {
+        meta,
+        frame,
+        scan_start,
+    } = read_markers(bytes);
+    let Some(frame) = frame else {
+        return Err(err(match scan_start {
+            None => "image file is truncated (no frame header)",
+            Some(_) => "no frame header (SOF) before the image data",
+        }));
+    };
+    // Pillow's `SOF` handler refuses these before any decoding.
+    if frame.bits != 8 {
+        return Err(err(format!("cannot handle {}-bit layers", frame.bits)));
+    }
+    if !matches!(frame.layers, 1 | 3 | 4) {
+        return Err(err(format!("cannot handle {}-layer images", frame.layers)));
+    }
+    limits.check_dimensions(frame.width, frame.height)?;
     match scan_start {
         Some(start) if reaches_eoi(bytes, start) => {}
         _ => return Err(err("image file is truncated (no end-of-image marker)")),
     }
 
-    let input = decoder
-        .input_colorspace()
-        .ok_or_else(|| err("missing frame header"))?;
-    // Ask zune for the samples Pillow's libjpeg would hand over before
-    // `convert("RGB")`; the 4-component conversions are Pillow's own.
-    let output = match input {
-        ColorSpace::Luma => ColorSpace::Luma,
-        ColorSpace::YCbCr | ColorSpace::RGB => ColorSpace::RGB,
-        ColorSpace::CMYK => ColorSpace::CMYK,
-        ColorSpace::YCCK => ColorSpace::YCCK,
-        other => {
-            return Err(err(format!(
-                "cannot handle {}-layer images",
-                other.num_components()
-            )))
-        }
+    let len = tj::size_t::try_from(bytes.len()).map_err(|_| err("file too large"))?;
+    let mut decompressor = Decompressor::new(false)?;
+    // SAFETY: `bytes` outlives the call and `len` is its length.
+    decompressor
+        .run(|h| unsafe { tj::tj3DecompressHeader(h, bytes.as_ptr(), len) })
+        .map_err(err)?;
+    let dimension = |param| {
+        u32::try_from(decompressor.get(param)).map_err(|_| err("libjpeg-turbo found no frame size"))
     };
-    let mut decoder =
-        JpegDecoder::new_with_options(ZCursor::new(bytes), options.jpeg_set_out_colorspace(output));
-    let mut samples = decoder.decode().map_err(err)?;
-    let len = width as usize * height as usize * output.num_components();
-    if samples.len() < len {
-        return Err(err("decoder returned too few samples"));
+    let width = dimension(tj::TJPARAM_TJPARAM_JPEGWIDTH)?;
+    let height = dimension(tj::TJPARAM_TJPARAM_JPEGHEIGHT)?;
+    limits.check_dimensions(width, height)?;
+    // Ask libjpeg for what Pillow's decoder asks it for: RGB from YCbCr and
+    // RGB files, CMYK from CMYK and YCCK ones ("CMYK;I"). Pillow's
+    // `convert("RGB")` replicates greyscale, exactly as libjpeg's
+    // grey-to-RGB output does.
+    let colorspace = u32::try_from(decompressor.get(tj::TJPARAM_TJPARAM_COLORSPACE));
+    let (format, channels) = match colorspace {
+        Ok(tj::TJCS_TJCS_GRAY | tj::TJCS_TJCS_RGB | tj::TJCS_TJCS_YCbCr) => (tj::TJPF_TJPF_RGB, 3),
+        Ok(tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK) => (tj::TJPF_TJPF_CMYK, 4),
+        _ => return Err(err("unsupported colour space")),
+    };
+
+    let size = (width as usize)
+        .checked_mul(height as usize)
+        .and_then(|n| n.checked_mul(channels))
+        .ok_or_else(|| err("image too large for memory"))?;
+    let mut samples = vec![0u8; size];
+    let out = samples.as_mut_ptr();
+    // SAFETY: `out` points at `width * height * channels` bytes, exactly
+    // what a pitch of 0 (tightly packed rows) at this size and pixel format
+    // fills; scaling and cropping are off on this fresh instance.
+    decompressor
+        .run(|h| unsafe { tj::tj3Decompress8(h, bytes.as_ptr(), len, out, 0, format) })
+        .map_err(err)?;
+    if channels == 4 {
+        cmyk_to_rgb_in_place(&mut samples);
     }
-    samples.truncate(len);
-    let rgb: Vec<u8> = match output {
-        ColorSpace::Luma => samples.iter().flat_map(|&v| [v; 3]).collect(),
-        ColorSpace::RGB => samples,
-        ColorSpace::CMYK => samples
-            .chunks_exact(4)
-            .flat_map(|p| inverted_cmyk_to_rgb(p[0], p[1], p[2], p[3]))
-            .collect(),
-        _ => samples
-            .chunks_exact(4)
-            .flat_map(|p| {
-                // libjpeg emits C = 255 - R, Pillow's `CMYK;I` undoes it.
-                let [r, g, b] = ycc_to_rgb(p[0], p[1], p[2]);
-                inverted_cmyk_to_rgb(255 - r, 255 - g, 255 - b, p[3])
-            })
-            .collect(),
-    };
-    let rgb = RgbImage::from_raw(width, height, rgb).ok_or_else(|| err("short pixel buffer"))?;
+    let rgb =
+        RgbImage::from_raw(width, height, samples).ok_or_else(|| err("short pixel buffer"))?;
     Ok(Frame {
         rgb,
         transparency: None,
@@ -236,10 +380,17 @@ mod tests {
     }
 
     #[test]
-    fn ycc_grey_axis_is_identity() {
-        for y in [0u8, 1, 77, 128, 254, 255] {
-            assert_eq!(ycc_to_rgb(y, 128, 128), [y; 3]);
-        }
+    fn cmyk_converts_in_place() {
+        let pixels: Vec<[u8; 4]> = (0..7u8)
+            .map(|i| [i * 30, 255 - i * 20, i * 7 + 100, 200 - i * 25])
+            .collect();
+        let mut samples: Vec<u8> = pixels.iter().flatten().copied().collect();
+        cmyk_to_rgb_in_place(&mut samples);
+        let expected: Vec<u8> = pixels
+            .iter()
+            .flat_map(|p| inverted_cmyk_to_rgb(p[0], p[1], p[2], p[3]))
+            .collect();
+        assert_eq!(samples, expected);
     }
 
     #[test]
@@ -252,5 +403,27 @@ mod tests {
         let mut ok = data.to_vec();
         ok.extend([0xFF, 0xFF, 0xD9]);
         assert!(reaches_eoi(&ok, 2));
+    }
+
+    #[test]
+    fn frame_header_is_read_like_pillow() {
+        // SOI, SOF2 (12-bit, 3x2, 4 layers), SOS.
+        let data = [
+            0xFF, 0xD8, 0xFF, 0xC2, 0x00, 0x08, 12, 0x00, 0x02, 0x00, 0x03, 4, 0xFF, 0xDA, 0x00,
+            0x02,
+        ];
+        let m = read_markers(&data);
+        let frame = FrameHeader {
+            bits: 12,
+            width: 3,
+            height: 2,
+            layers: 4,
+        };
+        assert_eq!(m.frame, Some(frame));
+        assert_eq!(m.scan_start, Some(data.len()));
+        // DHT (0xC4) is not a frame header.
+        let mut dht = data;
+        dht[3] = 0xC4;
+        assert_eq!(read_markers(&dht).frame, None);
     }
 }
