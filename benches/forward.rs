@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
             anyhow::anyhow!("usage: forward MODEL_DIR [--batch N] [--dtype f32|bf16] [--iters N]")
         })?;
     let batch: usize = flag("--batch").map_or(Ok(32), |v| v.parse())?;
-    let iters: usize = flag("--iters").map_or(Ok(5), |v| v.parse())?;
+    let iters: usize = flag("--iters").map_or(Ok(5), |v| v.parse())?.max(1);
     let dtype: DType = flag("--dtype").map_or(Ok(DType::F32), |v| v.parse())?;
     let config = VitConfig::from_file(&std::path::Path::new(&model).join("config.json"))?;
 
@@ -43,11 +43,13 @@ fn main() -> anyhow::Result<()> {
     let engine = dfscan_model::load_engine(&settings)?;
     let pixels = vec![0.1f32; batch * engine.info().pixels_per_image()];
     engine.logits_blocking(pixels.clone(), batch)?; // warm-up
-    let start = Instant::now();
+    let mut times = Vec::with_capacity(iters);
     for _ in 0..iters {
+        let start = Instant::now();
         engine.logits_blocking(pixels.clone(), batch)?;
+        times.push(start.elapsed());
     }
-    let forward = start.elapsed() / iters as u32;
+    let forward = median(times);
     let forward_gflops = forward_flops(&config) * batch as f64 / forward.as_secs_f64() / 1e9;
 
     let kind = match dtype {
@@ -78,18 +80,24 @@ fn forward_flops(c: &VitConfig) -> f64 {
     embed + layer * c.num_layers as f64 + 2.0 * h * c.labels.len() as f64
 }
 
-/// Best GFLOP/s of `[tokens, hidden] × [hidden, inter]` over ≥ 2 s.
+/// Median GFLOP/s of `[tokens, hidden] × [hidden, inter]` over ≥ 2 s (the
+/// median, like the forward's, so one lucky run sets neither number).
 fn gemm_peak(kind: Kind, tokens: i64, hidden: i64, inter: i64) -> f64 {
     let _guard = tch::no_grad_guard();
     let a = Tensor::randn([tokens, hidden], (kind, tch::Device::Cpu));
     let b = Tensor::randn([hidden, inter], (kind, tch::Device::Cpu));
     let flops = 2.0 * (tokens * hidden * inter) as f64;
     let _ = a.matmul(&b);
-    let (mut best, deadline) = (0.0f64, Instant::now() + Duration::from_secs(2));
-    while Instant::now() < deadline {
+    let (mut times, deadline) = (Vec::new(), Instant::now() + Duration::from_secs(2));
+    while Instant::now() < deadline || times.len() < 5 {
         let start = Instant::now();
         let _ = a.matmul(&b);
-        best = best.max(flops / start.elapsed().as_secs_f64() / 1e9);
+        times.push(start.elapsed());
     }
-    best
+    flops / median(times).as_secs_f64() / 1e9
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
 }

@@ -60,8 +60,10 @@ def main() -> None:
 
     rows = []
     for dtype in args.dtypes.split(","):
-        pipe = last_json(run([PY, "benches/pipeline_reference.py", "--model", str(model),
-                              "--images", str(images), "--batch-size", "32", "--dtype", dtype]).stdout)
+        summary = work / f"pipeline-{dtype}.json"
+        run([PY, "benches/pipeline_reference.py", "--model", str(model), "--images", str(images),
+             "--batch-size", "32", "--dtype", dtype, "--json", str(summary)])
+        pipe = json.loads(summary.read_text())
         env = dict(os.environ, DFSCAN_LOG="info")
         out = run([str(REPO / "target/release/dfscan"), "score", "--model", str(model), "--device", "cpu",
                    "--dtype", dtype, "--batch-size", "32", "--format", "jsonl", "--output", os.devnull,
