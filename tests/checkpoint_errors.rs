@@ -66,10 +66,7 @@ fn a_shape_mismatch_is_named() {
     std::fs::write(&config, json.to_string()).unwrap();
     let err = score_error(dir.path());
     assert!(err.contains("intermediate.dense"), "{err}");
-    assert!(
-        err.contains("[64, 48]") && err.contains("[100, 48]"),
-        "{err}"
-    );
+    assert!(err.contains("[100]") && err.contains("[64]"), "{err}");
 }
 
 #[test]
