@@ -18,6 +18,22 @@ venv="$cache/venv-$key"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# Debian packages (each named like the command it provides), installed only
+# when that command is missing.
+missing=()
+for pkg in redis-server cmake nasm g++; do
+  command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+# Debian's own Python needs python3-venv for `-m venv`.
+"$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  sudo_=""
+  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 if [ ! -f "$venv/.complete" ]; then
   log "creating virtualenv $venv (torch 2.11.0 and reference tools; about 5 GB)"
   rm -rf "$venv"
@@ -33,20 +49,6 @@ fi
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 ln -sfn "$site" "$venv/site-packages"
 ln -sfn "$venv" "$repo/.venv"
-
-# Debian packages (each named like the command it provides), installed only
-# when that command is missing.
-missing=()
-for pkg in redis-server cmake nasm; do
-  command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]}"
-  sudo_=""
-  [ "$(id -u)" -eq 0 ] || sudo_="sudo"
-  $sudo_ apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
 
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (https://rustup.rs) and rerun"
