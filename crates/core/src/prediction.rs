@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn softmax_is_stable_and_normalized() {
         let p = softmax(&[0.0, 0.0, 2f32.ln()]);
-        assert!((p[0] - 0.25).abs() < 1e-7 && (p[2] - 0.5).abs() < 1e-7, "{p:?}");
+        assert!(
+            (p[0] - 0.25).abs() < 1e-7 && (p[2] - 0.5).abs() < 1e-7,
+            "{p:?}"
+        );
         // Large logits must not overflow exp().
         assert_eq!(softmax(&[1000.0, 1000.0]), [0.5, 0.5]);
     }
