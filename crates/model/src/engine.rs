@@ -1,7 +1,8 @@
 //! The model thread. libtorch state (weights, CUDA context, grad mode, the
 //! intra-op thread count) lives on one dedicated OS thread that owns the
 //! accelerator; callers send batches of pixel values through a bounded
-//! channel and get logits back, from sync code or async code alike.
+//! channel and get logits back through a oneshot (tokio's channels, so async
+//! callers can await the same receiver).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
@@ -101,33 +102,6 @@ impl Engine {
         &self.info
     }
 
-    fn request(
-        &self,
-        pixels: Vec<f32>,
-        batch: usize,
-    ) -> Result<(Request, LogitsReceiver), ModelError> {
-        let expected = batch * self.info.pixels_per_image();
-        if pixels.len() != expected || batch == 0 {
-            return Err(ModelError::Torch(format!(
-                "a batch of {batch} needs {expected} pixel values, got {}",
-                pixels.len()
-            )));
-        }
-        let (reply, rx) = oneshot::channel();
-        Ok((
-            Request {
-                pixels,
-                batch,
-                reply,
-            },
-            rx,
-        ))
-    }
-
-    fn sender(&self) -> Result<&mpsc::Sender<Request>, ModelError> {
-        self.requests.as_ref().ok_or(ModelError::EngineStopped)
-    }
-
     /// Queues a batch (CHW pixel values, images back to back) and returns
     /// where its logits ([batch × labels], row-major) will arrive. Blocks
     /// while two batches are already waiting; not for async contexts.
@@ -136,9 +110,21 @@ impl Engine {
         pixels: Vec<f32>,
         batch: usize,
     ) -> Result<LogitsReceiver, ModelError> {
-        let (req, rx) = self.request(pixels, batch)?;
-        self.sender()?
-            .blocking_send(req)
+        let expected = batch * self.info.pixels_per_image();
+        if pixels.len() != expected || batch == 0 {
+            return Err(ModelError::Torch(format!(
+                "a batch of {batch} needs {expected} pixel values, got {}",
+                pixels.len()
+            )));
+        }
+        let (reply, rx) = oneshot::channel();
+        let requests = self.requests.as_ref().ok_or(ModelError::EngineStopped)?;
+        requests
+            .blocking_send(Request {
+                pixels,
+                batch,
+                reply,
+            })
             .map_err(|_| ModelError::EngineStopped)?;
         Ok(rx)
     }
@@ -148,16 +134,6 @@ impl Engine {
         self.submit_blocking(pixels, batch)?
             .blocking_recv()
             .map_err(|_| ModelError::EngineStopped)?
-    }
-
-    /// Logits for a batch, from async code.
-    pub async fn logits(&self, pixels: Vec<f32>, batch: usize) -> Result<Vec<f32>, ModelError> {
-        let (req, rx) = self.request(pixels, batch)?;
-        self.sender()?
-            .send(req)
-            .await
-            .map_err(|_| ModelError::EngineStopped)?;
-        rx.await.map_err(|_| ModelError::EngineStopped)?
     }
 }
 
