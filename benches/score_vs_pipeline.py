@@ -11,7 +11,8 @@ Builds `dfscan` (release), makes a random ViT-base-sized checkpoint and N 256x25
 and prints a Markdown table with the ratios (the pipeline's fp32 rate is the baseline for
 both dtypes, since that is what a user runs today).
 Rates exclude model loading on both sides; the pipeline also gets a warm-up batch, dfscan
-does not (its first, cold batch is counted).
+does not (its first, cold batch is counted). Peak RSS is each process's own (wait4 rusage),
+model loading included.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import platform
 import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,8 +31,26 @@ PY = str(REPO / ".venv/bin/python")
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    """Runs `cmd`; the result also carries `peak_rss_mb`, the child's own peak RSS."""
     print("+", " ".join(cmd), file=sys.stderr, flush=True)
-    return subprocess.run(cmd, check=True, text=True, capture_output=True, cwd=REPO, **kw)
+    p = subprocess.Popen(cmd, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO, **kw)
+    # Drain both pipes on threads and reap the child ourselves: wait4 gives
+    # this child's own rusage, which Popen.wait would discard.
+    pipes = {}
+    readers = [threading.Thread(target=lambda k=k, f=f: pipes.__setitem__(k, f.read())) for k, f in
+               (("out", p.stdout), ("err", p.stderr))]
+    for t in readers:
+        t.start()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    for t in readers:
+        t.join()
+    out, err = pipes["out"], pipes["err"]
+    if p.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({p.returncode}):\n{err}")
+    result = subprocess.CompletedProcess(cmd, p.returncode, out, err)
+    result.peak_rss_mb = usage.ru_maxrss / 1024
+    return result
 
 
 def last_json(text: str) -> dict:
@@ -61,8 +81,8 @@ def main() -> None:
     rows = []
     for dtype in args.dtypes.split(","):
         summary = work / f"pipeline-{dtype}.json"
-        run([PY, "benches/pipeline_reference.py", "--model", str(model), "--images", str(images),
-             "--batch-size", "32", "--dtype", dtype, "--json", str(summary)])
+        pipe_run = run([PY, "benches/pipeline_reference.py", "--model", str(model), "--images", str(images),
+                        "--batch-size", "32", "--dtype", dtype, "--json", str(summary)])
         pipe = json.loads(summary.read_text())
         env = dict(os.environ, DFSCAN_LOG="info")
         out = run([str(REPO / "target/release/dfscan"), "score", "--model", str(model), "--device", "cpu",
@@ -71,17 +91,17 @@ def main() -> None:
         rate = float(re.search(r"images_per_s=\"?([0-9.]+)", out.stderr).group(1))
         fwd = last_json(run(["cargo", "bench", "--bench", "forward", "--", str(model), "--batch", "32",
                              "--dtype", dtype]).stdout)
-        rows.append((dtype, pipe["images_per_s"], rate, fwd))
+        rows.append((dtype, pipe["images_per_s"], rate, fwd, pipe_run.peak_rss_mb, out.peak_rss_mb))
 
-    base = next((p for d, p, _, _ in rows if d == "f32"), rows[0][1])
+    base = next((r[1] for r in rows if r[0] == "f32"), rows[0][1])
     print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores; torch {pipe['torch_version']}, "
           f"transformers {pipe['transformers_version']}; {args.images} JPEGs 256x256, batch 32, CPU\n")
     print("| dtype | pipeline img/s | dfscan img/s | dfscan / pipeline (same dtype) | dfscan / pipeline fp32 "
-          "| forward GFLOP/s | GEMM GFLOP/s | forward / GEMM |")
-    print("|---|---|---|---|---|---|---|---|")
-    for dtype, p, d, f in rows:
+          "| forward GFLOP/s | GEMM GFLOP/s | forward / GEMM | pipeline peak RSS | dfscan peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for dtype, p, d, f, p_rss, d_rss in rows:
         print(f"| {dtype} | {p:.2f} | {d:.2f} | {d / p:.2f}x | {d / base:.2f}x | {f['forward_gflops']:.0f} "
-              f"| {f['gemm_gflops']:.0f} | {f['fraction_of_gemm']:.0%} |")
+              f"| {f['gemm_gflops']:.0f} | {f['fraction_of_gemm']:.0%} | {p_rss:.0f} MB | {d_rss:.0f} MB |")
 
 
 if __name__ == "__main__":

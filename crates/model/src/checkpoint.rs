@@ -3,7 +3,7 @@
 //! sharded (`model.safetensors.index.json`). Weights are read once: the same
 //! bytes are hashed (the model's identity) and turned into tensors.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use dfscan_imaging::PreprocessorConfig;
@@ -98,65 +98,70 @@ pub(crate) fn shard_names(index_json: &str) -> Result<Vec<String>, String> {
     Ok(shards.into_iter().collect())
 }
 
-/// Tensors of every weight file by name (on CPU, in the checkpoint's dtype)
-/// and the sha256 identifying the weights: of the file itself for a single
-/// file (the hub's LFS hash), else of the shards' hashes in name order.
-pub fn read_weights(files: &[PathBuf]) -> Result<(HashMap<String, Tensor>, String), ModelError> {
-    let mut tensors = HashMap::new();
+/// What loading the weights found besides the tensors themselves.
+pub struct LoadedWeights {
+    /// sha256 identifying the weights: of the file itself for a single file
+    /// (the hub's LFS hash), else of the shards' hashes in name order.
+    pub sha256: String,
+    /// Checkpoint tensors the model has no variable for (a pooler, say).
+    pub unused: Vec<String>,
+}
+
+/// Copies the checkpoint's tensors into the model's variables by name, one
+/// file at a time and one tensor at a time, converting to the variables'
+/// dtype and device on the way: memory holds the variables plus one file's
+/// bytes, never a second copy of the model. The same bytes are hashed.
+/// Every variable must be present with its exact shape.
+pub fn load_weights(
+    files: &[PathBuf],
+    variables: &HashMap<String, Tensor>,
+) -> Result<LoadedWeights, ModelError> {
+    let _no_grad = tch::no_grad_guard();
+    let mut missing: BTreeMap<&str, &Tensor> =
+        variables.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut unused = Vec::new();
     let mut digests = Vec::with_capacity(files.len());
     for file in files {
+        let invalid = |reason: String| ModelError::InvalidCheckpoint {
+            path: file.clone(),
+            reason,
+        };
         let bytes = std::fs::read(file).map_err(io_error(file))?;
         digests.push(hex(&Sha256::digest(&bytes)));
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| ModelError::InvalidCheckpoint {
-            path: file.clone(),
-            reason: format!("not a safetensors file: {e}"),
-        })?;
-        for (name, view) in st.tensors() {
-            let tensor = Tensor::try_from(view).map_err(|e| ModelError::InvalidCheckpoint {
-                path: file.clone(),
-                reason: format!("tensor `{name}`: {e}"),
-            })?;
-            tensors.insert(name, tensor);
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
+        let mut tensors = st.tensors();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, view) in tensors {
+            let Some(var) = missing.remove(name.as_str()) else {
+                unused.push(name);
+                continue;
+            };
+            let found: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            if found != var.size() {
+                return Err(ModelError::ShapeMismatch {
+                    name,
+                    expected: var.size(),
+                    found,
+                });
+            }
+            let src =
+                Tensor::try_from(view).map_err(|e| invalid(format!("tensor `{name}`: {e}")))?;
+            var.shallow_clone().f_copy_(&src)?;
         }
     }
-    let identity = match digests.as_slice() {
+    if let Some((name, var)) = missing.pop_first() {
+        return Err(ModelError::MissingTensor {
+            name: name.to_string(),
+            expected: var.size(),
+        });
+    }
+    unused.sort();
+    let sha256 = match digests.as_slice() {
         [one] => one.clone(),
         many => hex(&Sha256::digest(many.concat().as_bytes())),
     };
-    Ok((tensors, identity))
-}
-
-/// Copies checkpoint tensors into the model's variables, by name. Every
-/// variable must be present with its exact shape; extra tensors (a pooler,
-/// say) are reported and ignored.
-pub fn assign(
-    variables: &HashMap<String, Tensor>,
-    mut tensors: HashMap<String, Tensor>,
-) -> Result<Vec<String>, ModelError> {
-    let _no_grad = tch::no_grad_guard();
-    let mut names: Vec<_> = variables.keys().collect();
-    names.sort();
-    for name in names {
-        let mut var = variables[name].shallow_clone();
-        let expected = var.size();
-        let src = tensors
-            .remove(name)
-            .ok_or_else(|| ModelError::MissingTensor {
-                name: name.clone(),
-                expected: expected.clone(),
-            })?;
-        if src.size() != expected {
-            return Err(ModelError::ShapeMismatch {
-                name: name.clone(),
-                expected,
-                found: src.size(),
-            });
-        }
-        var.f_copy_(&src)?;
-    }
-    let mut unused: Vec<String> = tensors.into_keys().collect();
-    unused.sort();
-    Ok(unused)
+    Ok(LoadedWeights { sha256, unused })
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -13,7 +13,7 @@ use dfscan_imaging::PreprocessorConfig;
 use tch::{nn, Device, Kind, Tensor};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::{assign, read_weights, Checkpoint};
+use crate::checkpoint::{load_weights, Checkpoint};
 use crate::error::ModelError;
 use crate::vit::VitClassifier;
 
@@ -167,21 +167,23 @@ impl Loaded {
         if opts.threads > 0 {
             tch::set_num_threads(opts.threads as i32);
         }
-        let mut vars = nn::VarStore::new(device);
-        let mut model = VitClassifier::new(&vars.root(), &checkpoint.config);
-        let (tensors, sha256) = read_weights(&checkpoint.weight_files)?;
-        let unused = assign(&vars.variables(), tensors)?;
-        if !unused.is_empty() {
-            tracing::info!(tensors = %unused.join(", "), "checkpoint tensors not used by the classifier");
-        }
         let kind = match opts.dtype {
             DType::F32 => Kind::Float,
             DType::BF16 => Kind::BFloat16,
             DType::F16 => Kind::Half,
         };
+        let mut vars = nn::VarStore::new(device);
+        let mut model = VitClassifier::new(&vars.root(), &checkpoint.config);
+        // Variables take their final dtype before the weights arrive, so
+        // loading converts tensor by tensor instead of holding two models.
         vars.set_kind(kind);
         vars.freeze();
+        let loaded = load_weights(&checkpoint.weight_files, &vars.variables())?;
+        if !loaded.unused.is_empty() {
+            tracing::info!(tensors = %loaded.unused.join(", "), "checkpoint tensors not used by the classifier");
+        }
         model.refresh_derived_weights();
+        let sha256 = loaded.sha256;
         let c = &checkpoint.config;
         let info = ModelInfo {
             identity: ModelIdentity {
