@@ -160,3 +160,32 @@ fn half_precisions_stay_close_to_f32() {
         }
     }
 }
+
+/// Run on a GPU host with `cargo test --test parity -- --ignored`.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn cuda_matches_the_reference_in_every_dtype() {
+    let model = "tiny-a";
+    let pixels =
+        common::read_f32_tensors(&common::fixtures().join(format!("pixels-{model}.safetensors")));
+    let logits =
+        common::read_f32_tensors(&common::fixtures().join(format!("logits-{model}.safetensors")));
+    for (dtype, tolerance) in [(DType::F32, 1e-3), (DType::BF16, 0.15), (DType::F16, 0.02)] {
+        let settings = ModelSettings {
+            model: common::model_dir(model).to_string_lossy().into_owned(),
+            device: DeviceRequest::Cuda(0),
+            dtype,
+            ..Default::default()
+        };
+        let engine = load_engine(&settings).unwrap();
+        assert_eq!(engine.info().device, "cuda:0");
+        for (name, values) in &pixels {
+            let got = engine.logits_blocking(values.clone(), 1).unwrap();
+            let diff = max_abs_diff(&got, &logits[name]);
+            assert!(
+                diff < tolerance,
+                "cuda {dtype} {name}: logits differ by {diff}"
+            );
+        }
+    }
+}
