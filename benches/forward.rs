@@ -2,7 +2,7 @@
 //! machine's measured GEMM GFLOP/s (libtorch matmul at the shapes the ViT's
 //! MLP uses), same process, same threads.
 //!
-//! `cargo bench --bench forward -- MODEL_DIR [--batch N] [--dtype f32|bf16] [--iters N]`
+//! `cargo bench --bench forward -- MODEL_DIR [--batch N] [--dtype f32|bf16] [--device cpu|cuda] [--iters N]`
 
 use std::time::{Duration, Instant};
 
@@ -32,11 +32,12 @@ fn main() -> anyhow::Result<()> {
     let batch: usize = flag("--batch").map_or(Ok(32), |v| v.parse())?;
     let iters: usize = flag("--iters").map_or(Ok(5), |v| v.parse())?.max(1);
     let dtype: DType = flag("--dtype").map_or(Ok(DType::F32), |v| v.parse())?;
+    let device: DeviceRequest = flag("--device").map_or(Ok(DeviceRequest::Cpu), |v| v.parse())?;
     let config = VitConfig::from_file(&std::path::Path::new(&model).join("config.json"))?;
 
     let settings = ModelSettings {
         model: model.clone(),
-        device: DeviceRequest::Cpu,
+        device,
         dtype,
         ..Default::default()
     };
@@ -58,9 +59,20 @@ fn main() -> anyhow::Result<()> {
         DType::F16 => Kind::Half,
     };
     let tokens = batch as i64 * (config.grid() * config.grid() + 1);
-    let gemm_gflops = gemm_peak(kind, tokens, config.hidden_size, config.intermediate_size);
+    let on = match engine.info().device.strip_prefix("cuda:") {
+        Some(n) => tch::Device::Cuda(n.parse()?),
+        None => tch::Device::Cpu,
+    };
+    let gemm_gflops = gemm_peak(
+        on,
+        kind,
+        tokens,
+        config.hidden_size,
+        config.intermediate_size,
+    );
     println!(
-        "{{\"model\":{model:?},\"dtype\":\"{dtype}\",\"batch\":{batch},\"threads\":{},\"forward_s\":{:.4},\"images_per_s\":{:.2},\"forward_gflops\":{forward_gflops:.1},\"gemm_gflops\":{gemm_gflops:.1},\"fraction_of_gemm\":{:.3}}}",
+        "{{\"model\":{model:?},\"device\":\"{}\",\"dtype\":\"{dtype}\",\"batch\":{batch},\"threads\":{},\"forward_s\":{:.4},\"images_per_s\":{:.2},\"forward_gflops\":{forward_gflops:.1},\"gemm_gflops\":{gemm_gflops:.1},\"fraction_of_gemm\":{:.3}}}",
+        engine.info().device,
         tch::get_num_threads(),
         forward.as_secs_f64(),
         batch as f64 / forward.as_secs_f64(),
@@ -82,16 +94,24 @@ fn forward_flops(c: &VitConfig) -> f64 {
 
 /// Median GFLOP/s of `[tokens, hidden] × [hidden, inter]` over ≥ 2 s (the
 /// median, like the forward's, so one lucky run sets neither number).
-fn gemm_peak(kind: Kind, tokens: i64, hidden: i64, inter: i64) -> f64 {
+fn gemm_peak(device: tch::Device, kind: Kind, tokens: i64, hidden: i64, inter: i64) -> f64 {
     let _guard = tch::no_grad_guard();
-    let a = Tensor::randn([tokens, hidden], (kind, tch::Device::Cpu));
-    let b = Tensor::randn([hidden, inter], (kind, tch::Device::Cpu));
+    let a = Tensor::randn([tokens, hidden], (kind, device));
+    let b = Tensor::randn([hidden, inter], (kind, device));
+    // CUDA kernels are asynchronous: time them to completion.
+    let sync = || {
+        if let tch::Device::Cuda(n) = device {
+            tch::Cuda::synchronize(n as i64);
+        }
+    };
     let flops = 2.0 * (tokens * hidden * inter) as f64;
     let _ = a.matmul(&b);
+    sync();
     let (mut times, deadline) = (Vec::new(), Instant::now() + Duration::from_secs(2));
     while Instant::now() < deadline || times.len() < 5 {
         let start = Instant::now();
         let _ = a.matmul(&b);
+        sync();
         times.push(start.elapsed());
     }
     flops / median(times).as_secs_f64() / 1e9

@@ -7,7 +7,7 @@
     pipeline_reference.py --gemm [--threads N] [--gemm-seconds 2] [--json OUT]
 
 Benchmark mode builds
-    pipeline("image-classification", model=DIR, device=-1, dtype=torch.float32|bfloat16,
+    pipeline("image-classification", model=DIR, device=-1|0 (--device), dtype=torch.float32|bfloat16,
              batch_size=B)
 warms it up on the first --warmup images (default: one full batch), then times, with the wall
 clock, `pipe(paths)` over every image file in --images (sorted by name): from the list of paths
@@ -86,7 +86,8 @@ def run_pipeline(args) -> dict:
 
     t_load = time.perf_counter()
     pipe = pipeline(
-        "image-classification", model=args.model, device=-1, dtype=dtype, batch_size=args.batch_size
+        "image-classification", model=args.model, device=0 if args.device == "cuda" else -1, dtype=dtype,
+        batch_size=args.batch_size
     )
     t_load = time.perf_counter() - t_load
     proc_cls = type(pipe.image_processor).__name__
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", help="folder of images (non-recursive)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--warmup", type=int, help="warm-up images (default: one batch)")
     ap.add_argument("--repeat", type=int, default=1, help="timed passes; seconds = median")

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """dfscan vs the Hugging Face pipeline, side by side in one run on this machine.
 
-    .venv/bin/python benches/score_vs_pipeline.py [--images N] [--dtypes f32,bf16] [--work DIR]
+    .venv/bin/python benches/score_vs_pipeline.py [--images N] [--dtypes f32,bf16] [--device cpu|cuda]
+                                                  [--work DIR]
 
 Builds `dfscan` (release), makes a random ViT-base-sized checkpoint and N 256x256 JPEGs
 (the size of the model card's face crops) once, then for each dtype:
@@ -68,6 +69,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", type=int, default=256)
     ap.add_argument("--dtypes", default="f32,bf16")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--work", default=str(REPO / "target/bench"))
     args = ap.parse_args()
     work = Path(args.work)
@@ -82,20 +84,20 @@ def main() -> None:
     for dtype in args.dtypes.split(","):
         summary = work / f"pipeline-{dtype}.json"
         pipe_run = run([PY, "benches/pipeline_reference.py", "--model", str(model), "--images", str(images),
-                        "--batch-size", "32", "--dtype", dtype, "--json", str(summary)])
+                        "--batch-size", "32", "--dtype", dtype, "--device", args.device, "--json", str(summary)])
         pipe = json.loads(summary.read_text())
         env = dict(os.environ, DFSCAN_LOG="info")
-        out = run([str(REPO / "target/release/dfscan"), "score", "--model", str(model), "--device", "cpu",
+        out = run([str(REPO / "target/release/dfscan"), "score", "--model", str(model), "--device", args.device,
                    "--dtype", dtype, "--batch-size", "32", "--format", "jsonl", "--output", os.devnull,
                    str(images)], env=env)
         rate = float(re.search(r"images_per_s=\"?([0-9.]+)", out.stderr).group(1))
         fwd = last_json(run(["cargo", "bench", "--bench", "forward", "--", str(model), "--batch", "32",
-                             "--dtype", dtype]).stdout)
+                             "--dtype", dtype, "--device", args.device]).stdout)
         rows.append((dtype, pipe["images_per_s"], rate, fwd, pipe_run.peak_rss_mb, out.peak_rss_mb))
 
     base = next((r[1] for r in rows if r[0] == "f32"), rows[0][1])
     print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores; torch {pipe['torch_version']}, "
-          f"transformers {pipe['transformers_version']}; {args.images} JPEGs 256x256, batch 32, CPU\n")
+          f"transformers {pipe['transformers_version']}; {args.images} JPEGs 256x256, batch 32, {args.device}\n")
     print("| dtype | pipeline img/s | dfscan img/s | dfscan / pipeline (same dtype) | dfscan / pipeline fp32 "
           "| forward GFLOP/s | GEMM GFLOP/s | forward / GEMM | pipeline peak RSS | dfscan peak RSS |")
     print("|---|---|---|---|---|---|---|---|---|---|")
