@@ -89,7 +89,7 @@ impl Engine {
                     }
                 }
             })
-            .map_err(|e| ModelError::Torch(format!("cannot start the model thread: {e}")))?;
+            .map_err(|e| ModelError::Spawn(format!("the model thread: {e}")))?;
         let info = ready_rx.recv().map_err(|_| ModelError::EngineStopped)??;
         Ok(Self {
             requests: Some(tx),
@@ -112,7 +112,7 @@ impl Engine {
     ) -> Result<LogitsReceiver, ModelError> {
         let expected = batch * self.info.pixels_per_image();
         if pixels.len() != expected || batch == 0 {
-            return Err(ModelError::Torch(format!(
+            return Err(ModelError::InvalidBatch(format!(
                 "a batch of {batch} needs {expected} pixel values, got {}",
                 pixels.len()
             )));

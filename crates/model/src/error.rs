@@ -31,6 +31,10 @@ pub enum ModelError {
     Device(String),
     #[error("libtorch: {0}")]
     Torch(String),
+    #[error("cannot start threads: {0}")]
+    Spawn(String),
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
     #[error("the model thread has stopped")]
     EngineStopped,
 }

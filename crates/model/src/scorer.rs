@@ -42,7 +42,7 @@ impl Scorer {
             .num_threads(decode_threads)
             .thread_name(|i| format!("dfscan-decode-{i}"))
             .build()
-            .map_err(|e| ModelError::Torch(format!("cannot start decode threads: {e}")))?;
+            .map_err(|e| ModelError::Spawn(format!("decode threads: {e}")))?;
         Ok(Self {
             engine,
             pool,
