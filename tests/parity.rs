@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use dfscan_core::settings::ModelSettings;
@@ -46,6 +46,11 @@ fn references(model: &str) -> BTreeMap<String, Reference> {
     all.remove(model).unwrap()
 }
 
+/// transformers' pixel values or logits for `model`, by image name.
+fn reference_tensors(kind: &str, model: &str) -> HashMap<String, Vec<f32>> {
+    common::read_f32_tensors(&common::fixtures().join(format!("{kind}-{model}.safetensors")))
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -58,12 +63,8 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn logits_match_transformers_on_identical_pixels() {
     for model in MODELS {
         let engine = engine(model);
-        let pixels = common::read_f32_tensors(
-            &common::fixtures().join(format!("pixels-{model}.safetensors")),
-        );
-        let logits = common::read_f32_tensors(
-            &common::fixtures().join(format!("logits-{model}.safetensors")),
-        );
+        let pixels = reference_tensors("pixels", model);
+        let logits = reference_tensors("logits", model);
         assert!(
             pixels.len() >= 10,
             "{model}: only {} fixtures",
@@ -132,8 +133,7 @@ fn preprocessing_matches_the_pil_image_processor() {
     let engine = engine(model);
     let cfg = &engine.info().preprocessor;
     let limits = dfscan_model::decode_limits(&ModelSettings::default());
-    let pixels =
-        common::read_f32_tensors(&common::fixtures().join(format!("pixels-{model}.safetensors")));
+    let pixels = reference_tensors("pixels", model);
     for (name, expected) in &pixels {
         let bytes = std::fs::read(common::fixtures().join("images").join(name)).unwrap();
         let got = dfscan_imaging::preprocess(&bytes, cfg, &limits).unwrap();
@@ -146,10 +146,8 @@ fn preprocessing_matches_the_pil_image_processor() {
 fn half_precisions_stay_close_to_f32() {
     // bf16 keeps 8 mantissa bits, f16 11: logits drift, decisions should not.
     let model = "tiny-a";
-    let pixels =
-        common::read_f32_tensors(&common::fixtures().join(format!("pixels-{model}.safetensors")));
-    let logits =
-        common::read_f32_tensors(&common::fixtures().join(format!("logits-{model}.safetensors")));
+    let pixels = reference_tensors("pixels", model);
+    let logits = reference_tensors("logits", model);
     for (dtype, tolerance) in [(DType::BF16, 0.15), (DType::F16, 0.02)] {
         let engine = engine_in(model, dtype);
         assert_eq!(engine.info().dtype, dtype);
@@ -166,10 +164,8 @@ fn half_precisions_stay_close_to_f32() {
 #[ignore = "needs a CUDA device"]
 fn cuda_matches_the_reference_in_every_dtype() {
     let model = "tiny-a";
-    let pixels =
-        common::read_f32_tensors(&common::fixtures().join(format!("pixels-{model}.safetensors")));
-    let logits =
-        common::read_f32_tensors(&common::fixtures().join(format!("logits-{model}.safetensors")));
+    let pixels = reference_tensors("pixels", model);
+    let logits = reference_tensors("logits", model);
     for (dtype, tolerance) in [(DType::F32, 1e-3), (DType::BF16, 0.15), (DType::F16, 0.02)] {
         let settings = ModelSettings {
             model: common::model_dir(model).to_string_lossy().into_owned(),

@@ -164,10 +164,7 @@ fn jpeg_warnings_pass_but_errors_after_them_fail() {
     // libjpeg warns about stray bytes before a marker and decodes on, as
     // Pillow does; the pixels are those of the clean file.
     let clean = encode(ImageFormat::Jpeg);
-    let sof = clean
-        .windows(2)
-        .position(|w| w == [0xFF, 0xC0])
-        .expect("baseline SOF");
+    let sof = baseline_sof(&clean);
     let mut stray = clean[..sof].to_vec();
     stray.extend([0x00, 0x12, 0x34]);
     stray.extend(&clean[sof..]);
@@ -192,10 +189,7 @@ fn jpeg_warnings_pass_but_errors_after_them_fail() {
 #[test]
 fn jpeg_frame_headers_pillow_refuses() {
     let clean = encode(ImageFormat::Jpeg);
-    let sof = clean
-        .windows(2)
-        .position(|w| w == [0xFF, 0xC0])
-        .expect("baseline SOF");
+    let sof = baseline_sof(&clean);
     let mut twelve_bit = clean.clone();
     twelve_bit[sof + 4] = 12;
     assert_eq!(
@@ -348,4 +342,11 @@ fn mutated_files_never_panic() {
             let _ = preprocess(&bytes, &cfg, &limits());
         }
     }
+}
+
+/// Offset of the baseline frame header (SOF0) in an encoded JPEG.
+fn baseline_sof(jpeg: &[u8]) -> usize {
+    jpeg.windows(2)
+        .position(|w| w == [0xFF, 0xC0])
+        .expect("baseline SOF")
 }
