@@ -2,11 +2,15 @@
 //! them over the config file and `DFSCAN_*` environment, and dispatches
 //! into the crates; no scoring logic lives here.
 
+mod cluster;
 mod eval;
 mod inputs;
+mod jobs;
 mod model_args;
 mod output;
+mod remote;
 mod score;
+mod submit;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -41,6 +45,18 @@ enum Command {
     Score(score::ScoreArgs),
     /// Evaluate a model on a labelled folder (one subfolder per label).
     Eval(eval::EvalArgs),
+    /// Run the gRPC coordinator: accepts jobs and queues them in Redis.
+    Coordinator(cluster::CoordinatorArgs),
+    /// Run a worker: scores the queued tasks of one model.
+    Worker(cluster::WorkerArgs),
+    /// Run coordinator and worker in one process (queue in memory unless --redis).
+    Serve(cluster::ServeArgs),
+    /// Upload images as a job and stream its results.
+    Submit(submit::SubmitArgs),
+    /// List, inspect and cancel jobs, and fetch their results.
+    Jobs(jobs::JobsArgs),
+    /// List the models the cluster serves and its live workers.
+    Models(jobs::ModelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +72,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Score(args) => score::run(cli.config.as_deref(), args),
         Command::Eval(args) => eval::run(cli.config.as_deref(), args),
+        Command::Coordinator(args) => cluster::coordinator(cli.config.as_deref(), args),
+        Command::Worker(args) => cluster::worker(cli.config.as_deref(), args),
+        Command::Serve(args) => cluster::serve(cli.config.as_deref(), args),
+        Command::Submit(args) => submit::run(cli.config.as_deref(), args),
+        Command::Jobs(args) => jobs::run(cli.config.as_deref(), args),
+        Command::Models(args) => jobs::models(cli.config.as_deref(), args),
     };
     match result {
         Ok(all_ok) => ExitCode::from(if all_ok { EXIT_OK } else { EXIT_SOME_FAILED }),

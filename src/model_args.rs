@@ -46,9 +46,16 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags.
     pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<ModelSettings> {
+        let mut settings: ModelSettings = settings::load(config, &self.overrides())?;
+        self.apply_lists(&mut settings);
+        Ok(settings)
+    }
+
+    /// The flags given, as (settings key, value) overrides.
+    pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
         let s = |v: &Option<String>| v.clone();
         let n = |v: Option<usize>| v.map(|v| v.to_string());
-        let overrides = [
+        vec![
             ("model", s(&self.model)),
             ("revision", s(&self.revision)),
             ("device", s(&self.device)),
@@ -65,11 +72,13 @@ impl ModelArgs {
                 "max_image_pixels",
                 self.max_image_pixels.map(|v| v.to_string()),
             ),
-        ];
-        let mut settings: ModelSettings = settings::load(config, &overrides)?;
+        ]
+    }
+
+    /// List-valued flags, which the key/value overrides cannot carry.
+    pub fn apply_lists(&self, settings: &mut ModelSettings) {
         if let Some(labels) = &self.labels {
             settings.labels = Some(labels.split(',').map(|l| l.trim().to_string()).collect());
         }
-        Ok(settings)
     }
 }

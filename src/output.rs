@@ -1,24 +1,38 @@
 //! Writing per-image results as a table, JSON Lines or CSV. Every format
 //! carries the same facts: path, label, every label's probability,
-//! fake_score, the model identity and the per-item error.
+//! fake_score, the model identity and the per-item error; results that came
+//! through the cluster also carry the item's `id`.
+//!
+//! One result is one line in every format (CSV fields have their line
+//! breaks replaced), so a results file can be resumed by counting lines.
 
 use std::io::Write;
-use std::path::Path;
 
 use clap::ValueEnum;
 use dfscan_core::prediction::ScoreMap;
 use dfscan_core::{ModelIdentity, Prediction};
 use serde::Serialize;
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
     Jsonl,
     Csv,
 }
 
+/// One result to write.
+pub struct Row<'a> {
+    /// The item id, for results from the cluster.
+    pub id: Option<&'a str>,
+    pub path: &'a str,
+    pub result: Result<&'a Prediction, &'a str>,
+    pub model: &'a ModelIdentity,
+}
+
 #[derive(Serialize)]
 struct JsonLine<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
     path: &'a str,
     label: Option<&'a str>,
     scores: Option<ScoreMap<'a>>,
@@ -30,83 +44,87 @@ struct JsonLine<'a> {
 pub struct ResultWriter<W: Write> {
     out: W,
     format: Format,
-    labels: Vec<String>,
-    model: ModelIdentity,
+    with_id: bool,
+    /// CSV score columns; `None` until the first scored row names them.
+    labels: Option<Vec<String>>,
+    /// CSV rows that arrived before the labels were known (errors only),
+    /// as the fields before and after the score columns.
+    held: Vec<(Vec<String>, [String; 3])>,
 }
 
 impl<W: Write> ResultWriter<W> {
+    /// `labels` may be unknown (results streamed from the cluster): the CSV
+    /// header is then written with the first scored row. `header_written`
+    /// is for appending to a file that has one already.
     pub fn new(
         mut out: W,
         format: Format,
-        labels: &[String],
-        model: ModelIdentity,
+        labels: Option<&[String]>,
+        with_id: bool,
+        header_written: bool,
     ) -> std::io::Result<Self> {
-        match format {
-            Format::Csv => {
-                let mut header: Vec<String> =
-                    vec!["path".into(), "label".into(), "fake_score".into()];
-                header.extend(labels.iter().map(|l| format!("score_{l}")));
-                header.extend(["model".into(), "model_sha256".into(), "error".into()]);
-                write_csv_row(&mut out, &header)?;
-            }
-            Format::Table => writeln!(out, "{:<10} {:>10}  path  error", "label", "fake_score")?,
-            Format::Jsonl => {}
+        if format == Format::Table && !header_written {
+            writeln!(out, "{:<10} {:>10}  path  error", "label", "fake_score")?;
         }
-        Ok(Self {
+        let mut writer = Self {
             out,
             format,
-            labels: labels.to_vec(),
-            model,
-        })
+            with_id,
+            labels: None,
+            held: Vec::new(),
+        };
+        if let Some(labels) = labels {
+            writer.set_labels(labels.to_vec(), header_written)?;
+        }
+        Ok(writer)
     }
 
-    pub fn write(
-        &mut self,
-        path: &Path,
-        result: &Result<Prediction, String>,
-    ) -> std::io::Result<()> {
-        let path = path.to_string_lossy();
-        let (pred, error) = match result {
+    fn set_labels(&mut self, labels: Vec<String>, header_written: bool) -> std::io::Result<()> {
+        if self.format == Format::Csv && !header_written {
+            write_csv_row(&mut self.out, &csv_header(&labels, self.with_id))?;
+        }
+        let width = labels.len();
+        self.labels = Some(labels);
+        for (mut fields, tail) in std::mem::take(&mut self.held) {
+            fields.extend(std::iter::repeat_n(String::new(), width));
+            fields.extend(tail);
+            write_csv_row(&mut self.out, &fields)?;
+        }
+        Ok(())
+    }
+
+    pub fn write(&mut self, row: &Row) -> std::io::Result<()> {
+        let (pred, error) = match row.result {
             Ok(p) => (Some(p), None),
-            Err(e) => (None, Some(e.as_str())),
+            Err(e) => (None, Some(e)),
         };
         match self.format {
             Format::Jsonl => {
                 let line = JsonLine {
-                    path: &path,
+                    id: row.id.filter(|_| self.with_id),
+                    path: row.path,
                     label: pred.map(|p| p.label.as_str()),
                     scores: pred.map(|p| ScoreMap(&p.scores)),
                     fake_score: pred.map(|p| p.fake_score),
-                    model: &self.model,
+                    model: row.model,
                     error,
                 };
                 serde_json::to_writer(&mut self.out, &line)?;
                 writeln!(self.out)?;
             }
-            Format::Csv => {
-                let mut row = vec![
-                    path.to_string(),
-                    pred.map(|p| p.label.clone()).unwrap_or_default(),
-                    pred.map(|p| p.fake_score.to_string()).unwrap_or_default(),
-                ];
-                row.extend(
-                    (0..self.labels.len())
-                        .map(|i| pred.map(|p| p.scores[i].1.to_string()).unwrap_or_default()),
-                );
-                row.extend([
-                    self.model.name.clone(),
-                    self.model.sha256.clone(),
-                    error.unwrap_or_default().to_string(),
-                ]);
-                write_csv_row(&mut self.out, &row)?;
-            }
+            Format::Csv => self.write_csv(row, pred, error)?,
             Format::Table => match pred {
-                Some(p) => writeln!(self.out, "{:<10} {:>10.4}  {path}", p.label, p.fake_score)?,
+                Some(p) => writeln!(
+                    self.out,
+                    "{:<10} {:>10.4}  {}",
+                    p.label, p.fake_score, row.path
+                )?,
                 None => writeln!(
                     self.out,
-                    "{:<10} {:>10}  {path}  {}",
+                    "{:<10} {:>10}  {}  {}",
                     "-",
                     "-",
+                    row.path,
                     error.unwrap_or_default()
                 )?,
             },
@@ -114,16 +132,84 @@ impl<W: Write> ResultWriter<W> {
         Ok(())
     }
 
+    fn write_csv(
+        &mut self,
+        row: &Row,
+        pred: Option<&Prediction>,
+        error: Option<&str>,
+    ) -> std::io::Result<()> {
+        if self.labels.is_none() {
+            if let Some(p) = pred {
+                let labels = p.scores.iter().map(|(l, _)| l.clone()).collect();
+                self.set_labels(labels, false)?;
+            }
+        }
+        let mut fields = Vec::new();
+        if self.with_id {
+            fields.push(row.id.unwrap_or_default().to_string());
+        }
+        fields.extend([
+            row.path.to_string(),
+            pred.map(|p| p.label.clone()).unwrap_or_default(),
+            pred.map(|p| p.fake_score.to_string()).unwrap_or_default(),
+        ]);
+        // Score columns go between fake_score and model; error rows leave
+        // them empty, so they can be written before the labels are known.
+        let scores: Vec<String> = pred
+            .map(|p| p.scores.iter().map(|(_, s)| s.to_string()).collect())
+            .unwrap_or_default();
+        let tail = [
+            row.model.name.clone(),
+            row.model.sha256.clone(),
+            error.unwrap_or_default().to_string(),
+        ];
+        match &self.labels {
+            Some(labels) => {
+                let width = labels.len();
+                fields.extend(
+                    scores
+                        .into_iter()
+                        .chain(std::iter::repeat(String::new()))
+                        .take(width),
+                );
+                fields.extend(tail);
+                write_csv_row(&mut self.out, &fields)
+            }
+            None => {
+                self.held.push((fields, tail));
+                Ok(())
+            }
+        }
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
     pub fn finish(mut self) -> std::io::Result<()> {
+        if self.format == Format::Csv && self.labels.is_none() {
+            self.set_labels(Vec::new(), false)?;
+        }
         self.out.flush()
     }
 }
 
-/// One CSV record with proper quoting, written straight through.
+pub fn csv_header(labels: &[String], with_id: bool) -> Vec<String> {
+    let mut header: Vec<String> = Vec::new();
+    if with_id {
+        header.push("id".into());
+    }
+    header.extend(["path".into(), "label".into(), "fake_score".into()]);
+    header.extend(labels.iter().map(|l| format!("score_{l}")));
+    header.extend(["model".into(), "model_sha256".into(), "error".into()]);
+    header
+}
+
+/// One CSV record with proper quoting, on one line.
 fn write_csv_row(out: &mut impl Write, row: &[String]) -> std::io::Result<()> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(out);
-    w.write_record(row)?;
+    w.write_record(row.iter().map(|f| f.replace(['\r', '\n'], " ")))?;
     w.flush()
 }

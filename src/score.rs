@@ -11,7 +11,7 @@ use dfscan_model::Scorer;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::model_args::ModelArgs;
-use crate::output::{Format, ResultWriter};
+use crate::output::{Format, ResultWriter, Row};
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -41,7 +41,7 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
         )),
         None => Box::new(BufWriter::new(std::io::stdout().lock())),
     };
-    let mut writer = ResultWriter::new(out, args.format, &info.labels, info.identity.clone())?;
+    let mut writer = ResultWriter::new(out, args.format, Some(&info.labels), false, false)?;
     let progress = progress_bar(inputs.len() as u64);
     let mut failed = 0usize;
     let mut io_error = None;
@@ -51,7 +51,14 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
         if result.is_err() {
             failed += 1;
         }
-        if let Err(e) = writer.write(&inputs[i], &result) {
+        let path = inputs[i].to_string_lossy();
+        let row = Row {
+            id: None,
+            path: &path,
+            result: result.as_ref().map_err(String::as_str),
+            model: &info.identity,
+        };
+        if let Err(e) = writer.write(&row) {
             io_error.get_or_insert(e);
         }
     });

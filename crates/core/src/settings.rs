@@ -63,8 +63,10 @@ impl Default for ModelSettings {
 
 /// Loads settings of type `T` from the optional `file`, then `DFSCAN_*`
 /// variables, then `overrides` (flag name → value, for the flags that were
-/// given). Keys are the serde field names; lists in the environment are
-/// comma-separated.
+/// given). Keys are the serde field names (`section.key` inside sections,
+/// `DFSCAN_SECTION__KEY` in the environment); the list-valued keys
+/// (`labels`, `coordinator.models`, `worker.uri_roots`) are comma-separated
+/// in the environment.
 pub fn load<T>(file: Option<&Path>, overrides: &[(&str, Option<String>)]) -> Result<T, CoreError>
 where
     T: DeserializeOwned,
@@ -79,6 +81,8 @@ where
             .separator("__")
             .list_separator(",")
             .with_list_parse_key("labels")
+            .with_list_parse_key("coordinator.models")
+            .with_list_parse_key("worker.uri_roots")
             .try_parsing(true),
     );
     for (key, value) in overrides {

@@ -146,7 +146,7 @@ fn failed(first: usize, len: usize, e: &ModelError) -> InFlight {
 }
 
 /// Reads a file, refusing (without reading it all) one over `max` bytes.
-fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut bytes = Vec::new();
     file.take(max.saturating_add(1))

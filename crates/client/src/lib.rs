@@ -1,0 +1,200 @@
+//! The client side of the `dfscan.v1.Scoring` API, as `dfscan submit` and
+//! `dfscan jobs` use it: uploads that keep memory bounded by one message,
+//! and result streams that survive coordinator restarts by resuming from
+//! the last cursor received, checking that cursors arrive without gaps or
+//! repeats.
+
+mod error;
+mod settings;
+mod upload;
+
+use std::time::{Duration, Instant};
+
+use dfscan_proto::v1::scoring_client::ScoringClient;
+use dfscan_proto::v1::*;
+use tonic::transport::{Channel, Endpoint};
+use tonic::Code;
+
+pub use error::ClientError;
+pub use settings::ClientSettings;
+pub use upload::UploadProgress;
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[derive(Clone)]
+pub struct Client {
+    scoring: ScoringClient<Channel>,
+    settings: ClientSettings,
+}
+
+impl Client {
+    /// Connects to the coordinator at `settings.coordinator`.
+    pub async fn connect(settings: ClientSettings) -> Result<Self> {
+        let endpoint = Endpoint::from_shared(settings.coordinator.clone())
+            .map_err(|e| ClientError::Connect(format!("{}: {e}", settings.coordinator)))?
+            .connect_timeout(Duration::from_secs(10))
+            .http2_keep_alive_interval(Duration::from_secs(30));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| ClientError::Connect(format!("{}: {e}", settings.coordinator)))?;
+        let scoring = ScoringClient::new(channel)
+            .max_decoding_message_size(settings.max_message_bytes)
+            .max_encoding_message_size(settings.max_message_bytes);
+        Ok(Self { scoring, settings })
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.settings
+    }
+
+    /// Uploads a job: `header`, then `items` in messages of at most
+    /// `upload_batch_items` items / `upload_batch_bytes` bytes. `items` is
+    /// drained on a blocking thread (it may read files).
+    pub async fn submit<I>(
+        &self,
+        header: JobHeader,
+        items: I,
+        progress: UploadProgress,
+    ) -> Result<SubmitJobResponse>
+    where
+        I: Iterator<Item = Item> + Send + 'static,
+    {
+        let requests = upload::requests(header, items, &self.settings, progress);
+        Ok(self
+            .scoring
+            .clone()
+            .submit_job(requests)
+            .await?
+            .into_inner())
+    }
+
+    pub async fn get_job(&self, job_id: &str) -> Result<Job> {
+        let request = GetJobRequest {
+            job_id: job_id.into(),
+        };
+        Ok(self.scoring.clone().get_job(request).await?.into_inner())
+    }
+
+    pub async fn list_jobs(&self, limit: u32, state: JobState) -> Result<Vec<Job>> {
+        let request = ListJobsRequest {
+            limit,
+            state: state as i32,
+        };
+        Ok(self
+            .scoring
+            .clone()
+            .list_jobs(request)
+            .await?
+            .into_inner()
+            .jobs)
+    }
+
+    pub async fn cancel_job(&self, job_id: &str) -> Result<Job> {
+        let request = CancelJobRequest {
+            job_id: job_id.into(),
+        };
+        Ok(self.scoring.clone().cancel_job(request).await?.into_inner())
+    }
+
+    pub async fn list_models(&self) -> Result<Vec<Model>> {
+        let mut scoring = self.scoring.clone();
+        Ok(scoring
+            .list_models(ListModelsRequest {})
+            .await?
+            .into_inner()
+            .models)
+    }
+
+    pub async fn list_workers(&self) -> Result<Vec<Worker>> {
+        let mut scoring = self.scoring.clone();
+        Ok(scoring
+            .list_workers(ListWorkersRequest {})
+            .await?
+            .into_inner()
+            .workers)
+    }
+
+    /// Streams the results of `job_id` after cursor `after` into `sink`
+    /// until the job is finished, and returns the last cursor. Broken
+    /// streams (coordinator restart, network, Redis down) are resumed from
+    /// the last cursor received, for as long as `resume_for_s` passes
+    /// without progress.
+    pub async fn stream_results(
+        &self,
+        job_id: &str,
+        mut after: u64,
+        mut sink: impl FnMut(Vec<ItemResult>) -> Result<()>,
+    ) -> Result<u64> {
+        let patience = Duration::from_secs(self.settings.resume_for_s);
+        let mut last_progress = Instant::now();
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let before = after;
+            let outcome = self.stream_once(job_id, &mut after, &mut sink).await;
+            if after > before {
+                last_progress = Instant::now();
+                backoff = Duration::from_millis(100);
+            }
+            match outcome {
+                Ok(()) => return Ok(after),
+                Err(ClientError::Status(status)) if is_transient(status.code()) => {
+                    if last_progress.elapsed() > patience {
+                        return Err(ClientError::Status(status));
+                    }
+                    tracing::warn!(
+                        job = job_id,
+                        after,
+                        "result stream broke ({}: {}); resuming",
+                        status.code(),
+                        status.message()
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn stream_once(
+        &self,
+        job_id: &str,
+        after: &mut u64,
+        sink: &mut impl FnMut(Vec<ItemResult>) -> Result<()>,
+    ) -> Result<()> {
+        let request = StreamResultsRequest {
+            job_id: job_id.into(),
+            after_cursor: *after,
+        };
+        let mut stream = self
+            .scoring
+            .clone()
+            .stream_results(request)
+            .await?
+            .into_inner();
+        while let Some(message) = stream.message().await? {
+            for result in &message.results {
+                if result.cursor != *after + 1 {
+                    return Err(ClientError::Protocol(format!(
+                        "job {job_id}: expected result cursor {}, got {}",
+                        *after + 1,
+                        result.cursor
+                    )));
+                }
+                *after = result.cursor;
+            }
+            sink(message.results)?;
+        }
+        Ok(())
+    }
+}
+
+/// Failures a retry may cure: the coordinator or Redis restarting, the
+/// connection dropping.
+fn is_transient(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled | Code::Aborted
+    )
+}

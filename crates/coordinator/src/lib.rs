@@ -1,0 +1,19 @@
+//! dfscan's coordinator: the gRPC front door of a scoring cluster. It
+//! validates uploads and cuts them into queue tasks, answers questions about
+//! jobs, models and workers, and streams results back, all through a
+//! [`dfscan_queue::JobQueue`]: it keeps no state of its own, so several
+//! coordinators can share one queue and any of them can be restarted.
+//!
+//! The CLI (`dfscan coordinator`, `dfscan serve`) binds the listener, picks
+//! the queue backend and calls [`serve`].
+
+mod error;
+mod health;
+mod server;
+mod service;
+mod settings;
+
+pub use error::CoordinatorError;
+pub use server::serve;
+pub use service::ScoringService;
+pub use settings::{CoordinatorSettings, MAX_TASK_SIZE};

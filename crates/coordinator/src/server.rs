@@ -1,0 +1,80 @@
+//! The gRPC server: the Scoring service with its message limits, the
+//! health service and server reflection (so `grpcurl` and
+//! `grpc-health-probe` work with no .proto files at hand), on a listener
+//! the caller bound, until the caller's token is cancelled.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dfscan_proto::v1::scoring_server::ScoringServer;
+use dfscan_queue::JobQueue;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use crate::{health, CoordinatorError, CoordinatorSettings, ScoringService};
+
+/// HTTP/2 pings on idle connections, so that a result stream to a client
+/// that vanished without closing its connection is noticed and ended.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Serves the coordinator on `listener` until `shutdown` is cancelled.
+///
+/// Messages larger than `settings.max_message_bytes` are refused in both
+/// directions; an over-long upload message gets RESOURCE_EXHAUSTED (see
+/// `submit::oversized_is_exhausted`) and the connection stays up.
+///
+/// On shutdown, health turns NOT_SERVING first, then the server stops
+/// accepting connections and drains: uploads in progress are aborted with
+/// UNAVAILABLE (nothing of them is left in the queue) and result streams
+/// end with UNAVAILABLE (clients resume from their last cursor), so
+/// draining does not wait on clients; unary calls finish normally.
+pub async fn serve(
+    listener: TcpListener,
+    queue: Arc<dyn JobQueue>,
+    settings: CoordinatorSettings,
+    shutdown: CancellationToken,
+) -> Result<(), CoordinatorError> {
+    let limit = settings.max_message_bytes;
+    let interval = Duration::from_millis(settings.health_interval_ms);
+    let scoring = ScoringService::new(Arc::clone(&queue), settings, shutdown.clone())?;
+    let scoring = ScoringServer::new(scoring)
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let (health, health_task) = health::start(queue, interval, shutdown.clone()).await;
+    let health_abort = health_task.abort_handle();
+
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let signal = async move {
+        shutdown.cancelled().await;
+        // Wait for health to report NOT_SERVING before draining begins.
+        if let Err(error) = health_task.await {
+            tracing::warn!(%error, "health task failed");
+        }
+        tracing::info!("coordinator shutting down: draining connections");
+    };
+    let served = Server::builder()
+        .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(scoring)
+        .serve_with_incoming_shutdown(incoming, signal)
+        .await;
+    // The server failed rather than shut down: the probe loop would run on
+    // until the token is cancelled.
+    health_abort.abort();
+    served?;
+    tracing::info!("coordinator stopped");
+    Ok(())
+}
+
+/// Reflection over dfscan's API and the health service.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(dfscan_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}

@@ -1,0 +1,116 @@
+//! The `dfscan.v1.Scoring` service: a thin, validating layer over a
+//! [`JobQueue`]. It keeps no state of its own (jobs, results and workers all
+//! live in the queue), so any number of coordinators can serve one queue.
+//! Each RPC lives in its own file; this one only dispatches.
+
+mod jobs;
+mod models;
+mod results;
+mod submit;
+
+use std::sync::Arc;
+
+use dfscan_proto::v1::scoring_server::Scoring;
+use dfscan_proto::v1::{
+    CancelJobRequest, GetJobRequest, Job, ListJobsRequest, ListJobsResponse, ListModelsRequest,
+    ListModelsResponse, ListWorkersRequest, ListWorkersResponse, StreamResultsRequest,
+    StreamResultsResponse, SubmitJobRequest, SubmitJobResponse,
+};
+use dfscan_queue::JobQueue;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::{CoordinatorError, CoordinatorSettings};
+
+/// The Scoring service over a queue. Public so that tests (and embedders)
+/// can mount it on any tonic transport; [`crate::serve`] is the usual way in.
+pub struct ScoringService {
+    queue: Arc<dyn JobQueue>,
+    settings: CoordinatorSettings,
+    /// Cancelled when the server shuts down: uploads are aborted and result
+    /// streams ended so that graceful shutdown does not wait on clients.
+    shutdown: CancellationToken,
+}
+
+impl ScoringService {
+    /// Checks `settings` (see [`CoordinatorSettings::validate`]).
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        settings: CoordinatorSettings,
+        shutdown: CancellationToken,
+    ) -> Result<Self, CoordinatorError> {
+        settings.validate()?;
+        Ok(Self {
+            queue,
+            settings,
+            shutdown,
+        })
+    }
+}
+
+/// The status for a request the caller must fix.
+fn invalid(message: impl Into<String>) -> Status {
+    Status::invalid_argument(message)
+}
+
+#[tonic::async_trait]
+impl Scoring for ScoringService {
+    async fn submit_job(
+        &self,
+        request: Request<Streaming<SubmitJobRequest>>,
+    ) -> Result<Response<SubmitJobResponse>, Status> {
+        submit::submit_job(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
+        jobs::get_job(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<ListJobsRequest>,
+    ) -> Result<Response<ListJobsResponse>, Status> {
+        jobs::list_jobs(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<CancelJobRequest>,
+    ) -> Result<Response<Job>, Status> {
+        jobs::cancel_job(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type StreamResultsStream = ReceiverStream<Result<StreamResultsResponse, Status>>;
+
+    async fn stream_results(
+        &self,
+        request: Request<StreamResultsRequest>,
+    ) -> Result<Response<Self::StreamResultsStream>, Status> {
+        results::stream_results(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_models(
+        &self,
+        _request: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        models::list_models(self).await.map(Response::new)
+    }
+
+    async fn list_workers(
+        &self,
+        _request: Request<ListWorkersRequest>,
+    ) -> Result<Response<ListWorkersResponse>, Status> {
+        models::list_workers(self).await.map(Response::new)
+    }
+}

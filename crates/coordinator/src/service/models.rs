@@ -1,0 +1,97 @@
+//! Which models can be scored: those configured on the coordinator plus
+//! those live workers serve. SubmitJob resolves a job's model here;
+//! ListModels and ListWorkers report the same view.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use dfscan_proto::v1::{self as pb, ModelIdentity};
+use tonic::Status;
+
+use super::{invalid, ScoringService};
+use crate::error::status;
+
+impl ScoringService {
+    /// Models accepted without a live worker: `models` and `default_model`.
+    fn configured_models(&self) -> BTreeSet<&str> {
+        let settings = &self.settings;
+        settings
+            .models
+            .iter()
+            .chain(&settings.default_model)
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// The model a job asking for `requested` (empty: none) is queued for:
+    /// INVALID_ARGUMENT, naming the known models, when there is none.
+    pub(super) async fn resolve_model(&self, requested: &str) -> Result<String, Status> {
+        if requested.is_empty() {
+            if let Some(model) = &self.settings.default_model {
+                return Ok(model.clone());
+            }
+        } else if self.configured_models().contains(requested) {
+            // Configured: no need to ask the queue about workers.
+            return Ok(requested.to_string());
+        }
+        let workers = self.queue.list_workers().await.map_err(status)?;
+        let mut known = self.configured_models();
+        known.extend(
+            workers
+                .iter()
+                .map(|w| w.model.as_str())
+                .filter(|m| !m.is_empty()),
+        );
+        if requested.is_empty() {
+            if let [only] = Vec::from_iter(&known)[..] {
+                return Ok(only.to_string());
+            }
+        } else if known.contains(requested) {
+            return Ok(requested.to_string());
+        }
+        let listed = if known.is_empty() {
+            "none (no configured models and no live workers)".to_string()
+        } else {
+            Vec::from_iter(known).join(", ")
+        };
+        Err(invalid(if requested.is_empty() {
+            format!("the job names no model and there is no default; known models: {listed}")
+        } else {
+            format!("unknown model {requested:?}; known models: {listed}")
+        }))
+    }
+}
+
+pub(super) async fn list_models(svc: &ScoringService) -> Result<pb::ListModelsResponse, Status> {
+    let workers = svc.queue.list_workers().await.map_err(status)?;
+    // name → (live workers, distinct identities); BTreeMap: sorted output.
+    let mut models: BTreeMap<&str, (u32, Vec<ModelIdentity>)> = svc
+        .configured_models()
+        .into_iter()
+        .map(|name| (name, Default::default()))
+        .collect();
+    for worker in workers.iter().filter(|w| !w.model.is_empty()) {
+        let (count, identities) = models.entry(worker.model.as_str()).or_default();
+        *count += 1;
+        if let Some(identity) = &worker.identity {
+            if !identities.contains(identity) {
+                identities.push(identity.clone());
+            }
+        }
+    }
+    let mut listed = Vec::with_capacity(models.len());
+    for (name, (workers, identities)) in models {
+        let stats = svc.queue.queue_stats(name).await.map_err(status)?;
+        listed.push(pb::Model {
+            name: name.to_string(),
+            workers,
+            identities,
+            queued_items: stats.items,
+        });
+    }
+    Ok(pb::ListModelsResponse { models: listed })
+}
+
+pub(super) async fn list_workers(svc: &ScoringService) -> Result<pb::ListWorkersResponse, Status> {
+    let workers = svc.queue.list_workers().await.map_err(status)?;
+    Ok(pb::ListWorkersResponse { workers })
+}

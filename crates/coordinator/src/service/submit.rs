@@ -1,0 +1,286 @@
+//! SubmitJob: the upload. Items are cut into tasks and enqueued as they
+//! arrive, so the coordinator holds at most one request message and one
+//! partial task however large the job is. The job exists for readers only
+//! once the upload is sealed: any failure on the way (a bad item, a full
+//! queue, a client that goes away, shutdown) aborts it, removing the tasks
+//! already enqueued, so a refused upload leaves nothing behind.
+
+use std::collections::BTreeMap;
+
+use dfscan_proto::v1::item::Source;
+use dfscan_proto::v1::submit_job_request::Message;
+use dfscan_proto::v1::{Item, JobHeader, SubmitJobRequest, SubmitJobResponse};
+use dfscan_queue::{item_bytes, Created, JobQueue, JobRecord, JobSpec, NewTask, TaskHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::{Status, Streaming};
+
+use super::{invalid, ScoringService};
+use crate::error::status;
+use crate::settings::MAX_TASK_SIZE;
+
+// Limits on the header, which is stored with the job and returned by every
+// GetJob and ListJobs: kept small so a job record stays small.
+const MAX_METADATA_ENTRIES: usize = 64;
+const MAX_METADATA_KEY_BYTES: usize = 256;
+const MAX_METADATA_VALUE_BYTES: usize = 4096;
+const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
+/// An item id travels with every result of the item.
+const MAX_ITEM_ID_BYTES: usize = 1024;
+
+pub(super) async fn submit_job(
+    svc: &ScoringService,
+    mut stream: Streaming<SubmitJobRequest>,
+) -> Result<SubmitJobResponse, Status> {
+    let header = match next_message(&mut stream, &svc.shutdown).await? {
+        Some(Message::Header(header)) => header,
+        Some(Message::Items(_)) => return Err(invalid("the first message must be a JobHeader")),
+        None => return Err(invalid("no JobHeader: the upload is empty")),
+    };
+    let (spec, task_size) = svc.job_spec(header).await?;
+    let job = match svc.queue.create_job(spec).await.map_err(status)? {
+        Created::New(job) => job,
+        Created::Existing(job) => {
+            // The items are those of the first submission: read and drop
+            // them so the client sees a normal end of its upload.
+            drain(&mut stream, &svc.shutdown).await;
+            tracing::info!(job = %job.id, "duplicate submission: returning the existing job");
+            return Ok(SubmitJobResponse {
+                job: Some(job.to_proto()),
+                deduplicated: true,
+            });
+        }
+    };
+    let mut upload = Upload {
+        queue: svc.queue.as_ref(),
+        job: &job,
+        task_size,
+        max_task_bytes: svc.settings.max_task_bytes,
+        enqueued: Vec::new(),
+        pending: Vec::new(),
+        pending_bytes: 0,
+        next_index: 0,
+    };
+    match upload.run(&mut stream, &svc.shutdown).await {
+        Ok(sealed) => {
+            tracing::info!(job = %sealed.id, model = %sealed.model, items = sealed.total, "job submitted");
+            Ok(SubmitJobResponse {
+                job: Some(sealed.to_proto()),
+                deduplicated: false,
+            })
+        }
+        Err(error) => {
+            tracing::info!(job = %job.id, %error, "upload failed: aborting the job");
+            if let Err(abort) = svc.queue.abort_job(&job, &upload.enqueued).await {
+                tracing::warn!(job = %job.id, error = %abort, "could not abort the failed upload");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The next message's content; `None` at the end of the upload. Shutdown
+/// interrupts a waiting upload so that it cannot hold the server open.
+async fn next_message(
+    stream: &mut Streaming<SubmitJobRequest>,
+    shutdown: &CancellationToken,
+) -> Result<Option<Message>, Status> {
+    let request = tokio::select! {
+        biased;
+        () = shutdown.cancelled() => {
+            return Err(Status::unavailable("the coordinator is shutting down: submit again"));
+        }
+        request = stream.message() => request.map_err(oversized_is_exhausted)?,
+    };
+    match request {
+        None => Ok(None),
+        Some(SubmitJobRequest {
+            message: Some(message),
+        }) => Ok(Some(message)),
+        Some(SubmitJobRequest { message: None }) => {
+            Err(invalid("a message carries neither a header nor items"))
+        }
+    }
+}
+
+/// tonic reports a message over `max_decoding_message_size` as OUT_OF_RANGE;
+/// gRPC's convention (grpc-go, grpc-java, grpc-core) for a message over the
+/// receive limit is RESOURCE_EXHAUSTED, which is what clients retry on with
+/// smaller messages. Uploads are the only requests that can be that large.
+fn oversized_is_exhausted(status: Status) -> Status {
+    if status.code() == tonic::Code::OutOfRange {
+        Status::resource_exhausted(format!(
+            "{}: send images in smaller messages",
+            status.message()
+        ))
+    } else {
+        status
+    }
+}
+
+/// Reads what is left of an upload and drops it; gives up quietly on an
+/// error, as the response no longer depends on it.
+async fn drain(stream: &mut Streaming<SubmitJobRequest>, shutdown: &CancellationToken) {
+    while let Ok(Some(_)) = next_message(stream, shutdown).await {}
+}
+
+impl ScoringService {
+    /// Checks a header and turns it into the job's spec and task size.
+    async fn job_spec(&self, header: JobHeader) -> Result<(JobSpec, usize), Status> {
+        if header.metadata.len() > MAX_METADATA_ENTRIES {
+            return Err(invalid(format!(
+                "metadata has {} entries; the limit is {MAX_METADATA_ENTRIES}",
+                header.metadata.len()
+            )));
+        }
+        for (key, value) in &header.metadata {
+            if key.len() > MAX_METADATA_KEY_BYTES {
+                return Err(invalid(format!(
+                    "a metadata key is {} bytes; the limit is {MAX_METADATA_KEY_BYTES}",
+                    key.len()
+                )));
+            }
+            if value.len() > MAX_METADATA_VALUE_BYTES {
+                return Err(invalid(format!(
+                    "metadata {key:?} is {} bytes; the limit is {MAX_METADATA_VALUE_BYTES}",
+                    value.len()
+                )));
+            }
+        }
+        if header.idempotency_key.len() > MAX_IDEMPOTENCY_KEY_BYTES {
+            return Err(invalid(format!(
+                "idempotency_key is {} bytes; the limit is {MAX_IDEMPOTENCY_KEY_BYTES}",
+                header.idempotency_key.len()
+            )));
+        }
+        let model = self.resolve_model(&header.model).await?;
+        let task_size = match header.task_size as usize {
+            0 => self.settings.task_size,
+            n => n.min(MAX_TASK_SIZE),
+        };
+        let spec = JobSpec {
+            model,
+            metadata: BTreeMap::from_iter(header.metadata),
+            idempotency_key: Some(header.idempotency_key).filter(|key| !key.is_empty()),
+        };
+        Ok((spec, task_size))
+    }
+}
+
+/// Why `item` (at upload position `index`) cannot be queued, if it cannot.
+fn check_item(index: u64, item: &Item) -> Result<(), Status> {
+    let problem = if item.id.is_empty() {
+        "id is empty".to_string()
+    } else if item.id.len() > MAX_ITEM_ID_BYTES {
+        format!(
+            "id is {} bytes; the limit is {MAX_ITEM_ID_BYTES}",
+            item.id.len()
+        )
+    } else {
+        match &item.source {
+            None => "no image: set data or uri".to_string(),
+            Some(Source::Uri(uri)) if uri.is_empty() => "uri is empty".to_string(),
+            Some(_) => return Ok(()),
+        }
+    };
+    Err(invalid(format!("item {index}: {problem}")))
+}
+
+/// One upload in progress: what has been enqueued (to abort it on failure)
+/// and the task being filled.
+struct Upload<'a> {
+    queue: &'a dyn JobQueue,
+    job: &'a JobRecord,
+    task_size: usize,
+    max_task_bytes: u64,
+    enqueued: Vec<TaskHandle>,
+    pending: Vec<Item>,
+    pending_bytes: u64,
+    /// Upload position of the next item.
+    next_index: u64,
+}
+
+impl Upload<'_> {
+    /// Queues every item of the stream, then seals the job.
+    async fn run(
+        &mut self,
+        stream: &mut Streaming<SubmitJobRequest>,
+        shutdown: &CancellationToken,
+    ) -> Result<JobRecord, Status> {
+        while let Some(message) = next_message(stream, shutdown).await? {
+            let Message::Items(batch) = message else {
+                return Err(invalid("a second JobHeader: only the first message is one"));
+            };
+            let mut full = Vec::new();
+            for item in batch.items {
+                check_item(self.next_index, &item)?;
+                self.next_index += 1;
+                self.pending_bytes += item_bytes(&item);
+                self.pending.push(item);
+                if self.pending.len() >= self.task_size || self.pending_bytes >= self.max_task_bytes
+                {
+                    full.push(self.cut());
+                }
+            }
+            self.enqueue(full).await?;
+        }
+        if !self.pending.is_empty() {
+            let last = self.cut();
+            self.enqueue(vec![last]).await?;
+        }
+        self.queue.seal_job(&self.job.id).await.map_err(status)
+    }
+
+    /// The pending items as a task, leaving the next one empty.
+    fn cut(&mut self) -> NewTask {
+        let items = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        NewTask {
+            first_index: self.next_index - items.len() as u64,
+            items,
+        }
+    }
+
+    async fn enqueue(&mut self, tasks: Vec<NewTask>) -> Result<(), Status> {
+        if tasks.is_empty() {
+            return Ok(());
+        }
+        let handles = self.queue.enqueue(self.job, tasks).await.map_err(status)?;
+        self.enqueued.extend(handles);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tonic::Code;
+
+    use super::*;
+
+    fn item(id: &str, source: Option<Source>) -> Item {
+        Item {
+            id: id.into(),
+            source,
+        }
+    }
+
+    #[test]
+    fn items_need_an_id_and_an_image() {
+        let data = || Some(Source::Data(vec![1u8].into()));
+        assert!(check_item(0, &item("a", data())).is_ok());
+        assert!(check_item(0, &item("a", Some(Source::Uri("/x.jpg".into())))).is_ok());
+        let cases = [
+            (item("", data()), "item 7: id is empty"),
+            (item(&"x".repeat(1025), data()), "item 7: id is 1025 bytes"),
+            (item("a", None), "item 7: no image"),
+            (
+                item("a", Some(Source::Uri(String::new()))),
+                "item 7: uri is empty",
+            ),
+        ];
+        for (item, message) in cases {
+            let error = check_item(7, &item).unwrap_err();
+            assert_eq!(error.code(), Code::InvalidArgument);
+            assert!(error.message().starts_with(message), "{}", error.message());
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! The coordinator's knobs (config section `coordinator`, environment
+//! `DFSCAN_COORDINATOR__*`), with the checks that keep a bad value from
+//! turning into a hang or an endless loop at request time.
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoordinatorError;
+
+/// Most items per queue task, whatever the settings or a job header ask:
+/// a task is what a worker holds (and a redelivery repeats), so it stays
+/// small.
+pub const MAX_TASK_SIZE: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CoordinatorSettings {
+    /// Address the gRPC server listens on (`host:port`).
+    pub listen: String,
+    /// Model a job gets when its header names none. Unset: the only known
+    /// model when there is exactly one. Always accepted, like `models`.
+    pub default_model: Option<String>,
+    /// Models accepted even when no live worker serves them (workers scaled
+    /// to zero, or not started yet). A job naming a model that is neither
+    /// here nor served by a live worker is refused.
+    pub models: Vec<String>,
+    /// Items per queue task when the job header asks for none; a header's
+    /// own value overrides it. Both are capped at 1024.
+    pub task_size: usize,
+    /// A task is cut before `task_size` items once its encoded images (plus
+    /// ids) reach this many bytes, so large images make smaller tasks.
+    pub max_task_bytes: u64,
+    /// Largest gRPC message accepted or sent, in bytes (set explicitly on
+    /// both directions: tonic's default for receiving is 4 MiB).
+    pub max_message_bytes: usize,
+    /// Most results per StreamResults message.
+    pub result_batch: usize,
+    /// How often the queue's reachability is probed for the gRPC health
+    /// service, in milliseconds.
+    pub health_interval_ms: u64,
+}
+
+impl Default for CoordinatorSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            default_model: None,
+            models: Vec::new(),
+            task_size: 32,
+            max_task_bytes: 8 << 20,
+            max_message_bytes: 65 << 20,
+            result_batch: 256,
+            health_interval_ms: 1000,
+        }
+    }
+}
+
+impl CoordinatorSettings {
+    /// Refuses values that would make the service misbehave rather than
+    /// fail: zero-sized tasks or pages loop forever, a zero interval spins.
+    pub fn validate(&self) -> Result<(), CoordinatorError> {
+        let invalid = |what: String| Err(CoordinatorError::Settings(what));
+        if self.task_size == 0 || self.task_size > MAX_TASK_SIZE {
+            return invalid(format!(
+                "task_size is {}; it must be between 1 and {MAX_TASK_SIZE}",
+                self.task_size
+            ));
+        }
+        if self.max_task_bytes == 0 {
+            return invalid("max_task_bytes must be at least 1".into());
+        }
+        if self.max_message_bytes == 0 {
+            return invalid("max_message_bytes must be at least 1".into());
+        }
+        if self.result_batch == 0 {
+            return invalid("result_batch must be at least 1".into());
+        }
+        if self.health_interval_ms == 0 {
+            return invalid("health_interval_ms must be at least 1".into());
+        }
+        let empty = |name: &Option<String>| name.as_deref().is_some_and(str::is_empty);
+        if empty(&self.default_model) || self.models.iter().any(String::is_empty) {
+            return invalid("model names must not be empty".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        CoordinatorSettings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn refuses_values_that_would_loop() {
+        for settings in [
+            CoordinatorSettings {
+                task_size: 0,
+                ..Default::default()
+            },
+            CoordinatorSettings {
+                task_size: MAX_TASK_SIZE + 1,
+                ..Default::default()
+            },
+            CoordinatorSettings {
+                result_batch: 0,
+                ..Default::default()
+            },
+            CoordinatorSettings {
+                health_interval_ms: 0,
+                ..Default::default()
+            },
+            CoordinatorSettings {
+                models: vec![String::new()],
+                ..Default::default()
+            },
+        ] {
+            assert!(settings.validate().is_err(), "{settings:?}");
+        }
+    }
+}

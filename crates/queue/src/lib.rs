@@ -1,0 +1,109 @@
+//! The job queue between coordinators and workers. One trait, two
+//! backends with the same observable behaviour (checked by one conformance
+//! suite, `tests/conformance.rs`):
+//!
+//! - [`RedisQueue`]: Redis Streams, for clusters; survives process crashes
+//!   and Redis restarts (with AOF).
+//! - [`MemoryQueue`]: one process (`dfscan serve` without Redis).
+//!
+//! The guarantees both give: every uploaded item gets exactly one result
+//! (a score or an error), however often its task is delivered; results get
+//! consecutive cursors from 1 in the order they are recorded, so a reader
+//! can resume after any cursor with no gaps and no repeats; a task claimed
+//! and not completed or refreshed within the visibility timeout goes to
+//! another worker, and after `max_deliveries` it is dead-lettered with an
+//! error result for each of its items.
+
+mod error;
+pub mod memory;
+pub mod redis;
+mod settings;
+mod types;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dfscan_proto::v1::{ItemResult, Worker};
+
+pub use error::{QueueError, Result};
+pub use memory::MemoryQueue;
+pub use redis::RedisQueue;
+pub use settings::QueueSettings;
+pub use types::*;
+
+#[async_trait]
+pub trait JobQueue: Send + Sync + 'static {
+    /// Whether the backend is reachable.
+    async fn ping(&self) -> Result<()>;
+
+    // --- coordinator side ---
+
+    /// Starts a job in state `Uploading` with a new random id; with an
+    /// idempotency key that an unexpired job already holds, returns that
+    /// job instead.
+    async fn create_job(&self, spec: JobSpec) -> Result<Created>;
+    /// Appends tasks to the job's model queue and adds their items to the
+    /// job's total. All or nothing: `Full` when the model's queue would go
+    /// over `max_queued_items` or `max_queued_bytes`; `WrongState` unless the
+    /// job is `Uploading`.
+    async fn enqueue(&self, job: &JobRecord, tasks: Vec<NewTask>) -> Result<Vec<TaskHandle>>;
+    /// Ends the upload: `Uploading` → `Running` (or `Completed` when every
+    /// item already has its result).
+    async fn seal_job(&self, job_id: &str) -> Result<JobRecord>;
+    /// Removes a job whose upload failed, with the tasks it enqueued (as
+    /// returned by `enqueue`) and its idempotency key, as if it had never
+    /// been submitted. Tasks a worker already holds complete as no-ops.
+    async fn abort_job(&self, job: &JobRecord, enqueued: &[TaskHandle]) -> Result<()>;
+    async fn get_job(&self, job_id: &str) -> Result<JobRecord>;
+    /// Newest first.
+    async fn list_jobs(&self, query: ListQuery) -> Result<Vec<JobRecord>>;
+    /// Marks a job cancelled; workers then give its remaining items the
+    /// error result "job cancelled". `WrongState` when already finished or
+    /// cancelled.
+    async fn cancel_job(&self, job_id: &str) -> Result<JobRecord>;
+    /// Results with cursors after `after`, in cursor order, at most
+    /// `max_results`. When there are none yet and the job is not finished,
+    /// waits up to `wait` for some.
+    async fn read_results(
+        &self,
+        job_id: &str,
+        after: u64,
+        max_results: usize,
+        wait: Duration,
+    ) -> Result<ResultPage>;
+    /// Items and bytes queued for `model`.
+    async fn queue_stats(&self, model: &str) -> Result<QueueStats>;
+
+    // --- worker side ---
+
+    /// Up to `max_tasks` tasks of `model` for `consumer`: first tasks idle
+    /// past the visibility timeout (dead-lettering those delivered
+    /// `max_deliveries` times already), then new ones, waiting up to `wait`
+    /// when there are none.
+    async fn claim(
+        &self,
+        model: &str,
+        consumer: &str,
+        max_tasks: usize,
+        wait: Duration,
+    ) -> Result<Vec<ClaimedTask>>;
+    /// Restarts the visibility timeout of tasks `consumer` still works on.
+    async fn refresh(&self, consumer: &str, tasks: &[TaskHandle]) -> Result<()>;
+    /// Records the results of a task (one per item, in any order; the queue
+    /// sets their cursors) and removes the task. Idempotent: a second
+    /// completion of the same task records nothing.
+    async fn complete(&self, task: &TaskHandle, results: Vec<ItemResult>) -> Result<Completion>;
+    /// Registers a worker or refreshes its entry; it is listed until
+    /// `worker_ttl_ms` passes without another heartbeat.
+    async fn heartbeat(&self, worker: &Worker) -> Result<()>;
+    async fn deregister(&self, worker_id: &str) -> Result<()>;
+    async fn list_workers(&self) -> Result<Vec<Worker>>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

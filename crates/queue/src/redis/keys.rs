@@ -1,0 +1,105 @@
+//! The Redis key layout, in one place.
+//!
+//! Every key of one job carries the hash tag `{<job id>}` and every key of
+//! one model's queue the tag `{m:<model>}`, so each Lua script touches a
+//! single hash slot (a requirement of Redis Cluster, and what keeps the
+//! scripts atomic wherever the keys live). Keys that are looked up by a
+//! name of their own (idempotency keys, workers, the job index) have no tag.
+
+/// Consumer group of every task stream.
+pub(super) const GROUP: &str = "workers";
+
+pub(super) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_string(),
+        }
+    }
+
+    /// Hash: model, state, total, completed, failed, cursor, created_ms,
+    /// finished_ms, metadata, idem.
+    pub fn job(&self, id: &str) -> String {
+        format!("{}:job:{{{id}}}", self.prefix)
+    }
+
+    /// Stream of result chunks; entry `0-<n>` ends with the result of
+    /// cursor n.
+    pub fn results(&self, id: &str) -> String {
+        format!("{}:results:{{{id}}}", self.prefix)
+    }
+
+    /// Hash: entry id of each task whose results are recorded → the token
+    /// of the call that recorded them (a retry of that call is told
+    /// `Recorded` again, any other completion `Duplicate`).
+    pub fn done(&self, id: &str) -> String {
+        format!("{}:done:{{{id}}}", self.prefix)
+    }
+
+    /// Stream of state changes (seal, cancel, abort) that wake readers
+    /// blocked on the results stream.
+    pub fn events(&self, id: &str) -> String {
+        format!("{}:events:{{{id}}}", self.prefix)
+    }
+
+    /// The keys a finished job expires together, in the order the job
+    /// scripts take them.
+    pub fn job_keys(&self, id: &str) -> [String; 4] {
+        [
+            self.job(id),
+            self.results(id),
+            self.done(id),
+            self.events(id),
+        ]
+    }
+
+    /// Marks one `enqueue` call as applied to the job's total, so a retry
+    /// after a lost reply does not count its items twice.
+    pub fn job_token(&self, id: &str, token: &str) -> String {
+        format!("{}:enq:{{{id}}}:{token}", self.prefix)
+    }
+
+    /// Stream of tasks with the consumer group [`GROUP`].
+    pub fn tasks(&self, model: &str) -> String {
+        format!("{}:tasks:{{m:{model}}}", self.prefix)
+    }
+
+    /// Hash: items, bytes queued (the backpressure counters).
+    pub fn usage(&self, model: &str) -> String {
+        format!("{}:usage:{{m:{model}}}", self.prefix)
+    }
+
+    /// Stream of dead-lettered tasks.
+    pub fn dead(&self, model: &str) -> String {
+        format!("{}:dead:{{m:{model}}}", self.prefix)
+    }
+
+    /// The entry ids one `enqueue` call added, so a retry returns them
+    /// instead of adding the tasks again.
+    pub fn model_token(&self, model: &str, token: &str) -> String {
+        format!("{}:enq:{{m:{model}}}:{token}", self.prefix)
+    }
+
+    /// Sorted set of job ids by creation time.
+    pub fn jobs(&self) -> String {
+        format!("{}:jobs", self.prefix)
+    }
+
+    /// Idempotency key → job id.
+    pub fn idem(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
+
+    /// Sorted set of worker ids by last heartbeat.
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+
+    /// The worker's last `Worker` message (protobuf).
+    pub fn worker(&self, id: &str) -> String {
+        format!("{}:worker:{id}", self.prefix)
+    }
+}

@@ -1,0 +1,47 @@
+-- Records one task's results, once (job slot).
+-- KEYS: job, results, done, events
+-- ARGV: task entry id, result count, failed count, chunk (ResultChunk with
+--       cursors 0), retention ms, now ms, completion token (one per call)
+-- Returns {'gone'} | {'dup'} | {'rec', finished now (0/1), idempotency key}
+--
+-- The chunk's entry id is `0-<cursor of its last result>`: readers derive
+-- each result's cursor from it, so the cursors are assigned here, under
+-- the same atomicity as the done guard, and never rewritten.
+local job, results, done = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', job) == 0 then
+  return {'gone'}
+end
+local prior = redis.call('HGET', done, ARGV[1])
+if prior == ARGV[7] then
+  -- This very call, retried after its reply was lost: answer it again.
+  local finished = redis.call('HEXISTS', job, 'finished_ms')
+  return {'rec', finished, redis.call('HGET', job, 'idem') or ''}
+end
+if prior then
+  return {'dup'}
+end
+local n, failed = tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('HSET', done, ARGV[1], ARGV[7])
+if n > 0 then
+  local last = redis.call('HINCRBY', job, 'cursor', n)
+  redis.call('XADD', results, '0-' .. last, 'p', ARGV[4])
+end
+redis.call('HINCRBY', job, 'completed', n - failed)
+redis.call('HINCRBY', job, 'failed', failed)
+if redis.call('HEXISTS', job, 'finished_ms') == 1 then
+  -- Results beyond the total of a finished job (a worker sent more than
+  -- one per item): keep them, but let them expire with the job.
+  local ttl = redis.call('PTTL', job)
+  if ttl > 0 then
+    for i = 2, #KEYS do
+      redis.call('PEXPIRE', KEYS[i], ttl)
+    end
+  end
+  return {'rec', 0, ''}
+end
+local finished = finish_if_done(job, ARGV[6])
+local idem = redis.call('HGET', job, 'idem') or ''
+if finished == 1 then
+  expire_job(KEYS, ARGV[5])
+end
+return {'rec', finished, idem}

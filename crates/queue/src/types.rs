@@ -1,0 +1,231 @@
+//! The values that cross the queue boundary.
+
+use std::collections::BTreeMap;
+
+use dfscan_proto::v1::{self as pb, Item, ItemResult};
+
+/// What a job is created from (the SubmitJob header, validated).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobSpec {
+    pub model: String,
+    pub metadata: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    Uploading,
+    Running,
+    Completed,
+    Cancelled,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Uploading => "uploading",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Uploading,
+            Self::Running,
+            Self::Completed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
+    }
+
+    pub fn to_proto(self) -> pb::JobState {
+        match self {
+            Self::Uploading => pb::JobState::Uploading,
+            Self::Running => pb::JobState::Running,
+            Self::Completed => pb::JobState::Completed,
+            Self::Cancelled => pb::JobState::Cancelled,
+        }
+    }
+
+    pub fn from_proto(state: pb::JobState) -> Option<Self> {
+        match state {
+            pb::JobState::Unspecified => None,
+            pb::JobState::Uploading => Some(Self::Uploading),
+            pb::JobState::Running => Some(Self::Running),
+            pb::JobState::Completed => Some(Self::Completed),
+            pb::JobState::Cancelled => Some(Self::Cancelled),
+        }
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job as the queue keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// 32 lowercase hex digits (128 random bits).
+    pub id: String,
+    pub model: String,
+    pub state: JobState,
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub metadata: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+impl JobRecord {
+    /// The upload is over and every item has its result.
+    pub fn is_finished(&self) -> bool {
+        self.state != JobState::Uploading && self.completed + self.failed >= self.total
+    }
+
+    pub fn to_proto(&self) -> pb::Job {
+        pb::Job {
+            job_id: self.id.clone(),
+            state: self.state.to_proto() as i32,
+            model: self.model.clone(),
+            total: self.total,
+            completed: self.completed,
+            failed: self.failed,
+            created_unix_ms: self.created_ms,
+            finished_unix_ms: self.finished_ms.unwrap_or(0),
+            metadata: self.metadata.clone().into_iter().collect(),
+            idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
+            finished: self.is_finished(),
+        }
+    }
+}
+
+/// A new job id: 128 random bits as hex.
+pub fn new_job_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    New(JobRecord),
+    /// The idempotency key belongs to this job already.
+    Existing(JobRecord),
+}
+
+/// Consecutive items of a job, to be scored together.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    /// Upload position of the first item.
+    pub first_index: u64,
+    pub items: Vec<Item>,
+}
+
+impl NewTask {
+    /// Encoded image bytes this task holds (what `max_queued_bytes` limits).
+    pub fn image_bytes(&self) -> u64 {
+        self.items.iter().map(item_bytes).sum()
+    }
+}
+
+/// Bytes an item occupies in the queue, for the byte limit.
+pub fn item_bytes(item: &Item) -> u64 {
+    use dfscan_proto::v1::item::Source;
+    let source = match &item.source {
+        Some(Source::Data(d)) => d.len(),
+        Some(Source::Uri(u)) => u.len(),
+        None => 0,
+    };
+    (source + item.id.len()) as u64
+}
+
+/// Where a task is in the queue; what workers complete and refresh.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TaskHandle {
+    pub model: String,
+    /// The backend's id of the task entry.
+    pub entry_id: String,
+    pub job_id: String,
+    pub first_index: u64,
+    pub count: u64,
+}
+
+/// A task handed to a worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedTask {
+    pub handle: TaskHandle,
+    /// The items, or why the stored payload cannot be read (the worker then
+    /// leaves the task to be redelivered and, in the end, dead-lettered).
+    pub items: Result<Vec<Item>, String>,
+    /// The job was cancelled: give every item the error "job cancelled".
+    pub job_cancelled: bool,
+    /// How many times the task has been handed out, this time included.
+    pub deliveries: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Recorded,
+    /// The task was completed before (a redelivery finished twice).
+    Duplicate,
+    /// The job no longer exists (aborted or expired).
+    JobGone,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResultPage {
+    pub results: Vec<ItemResult>,
+    /// The job is finished and these are its last results.
+    pub finished: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListQuery {
+    pub limit: usize,
+    pub state: Option<JobState>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Items in tasks waiting or in progress.
+    pub items: u64,
+    /// Their encoded bytes.
+    pub bytes: u64,
+}
+
+/// The error result the queue records for an item it gives up on.
+pub fn error_result(id: &str, index: u64, error: &str) -> ItemResult {
+    ItemResult {
+        id: id.to_string(),
+        index,
+        error: error.to_string(),
+        ..Default::default()
+    }
+}
+
+/// The error a cancelled job's remaining items get.
+pub const CANCELLED_ERROR: &str = "job cancelled";
+
+/// The error results of a dead-lettered task: one per item, named by the
+/// payload's ids where it could be read.
+pub fn dead_letter_results(
+    task: &TaskHandle,
+    items: Option<&[Item]>,
+    deliveries: u64,
+) -> Vec<ItemResult> {
+    let error =
+        format!("dead-lettered: the task failed on {deliveries} deliveries without completing");
+    (0..task.count)
+        .map(|i| {
+            let id = items
+                .and_then(|items| items.get(i as usize))
+                .map_or("", |item| item.id.as_str());
+            error_result(id, task.first_index + i, &error)
+        })
+        .collect()
+}

@@ -1,0 +1,550 @@
+//! One behavioural suite for every `JobQueue` backend: each test below runs
+//! once against `MemoryQueue` and once against `RedisQueue` on its own
+//! redis-server, so the two cannot drift apart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dfscan_proto::v1::{item::Source, Item, ItemResult, Worker};
+use dfscan_queue::*;
+use dfscan_testkit::RedisServer;
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Memory,
+    Redis,
+}
+
+struct Open {
+    queue: Arc<dyn JobQueue>,
+    _server: Option<RedisServer>,
+}
+
+impl Backend {
+    async fn open(self, settings: QueueSettings) -> Open {
+        match self {
+            Backend::Memory => Open {
+                queue: Arc::new(MemoryQueue::new(settings)),
+                _server: None,
+            },
+            Backend::Redis => {
+                let server = RedisServer::start();
+                let queue = RedisQueue::connect(&server.url(), settings)
+                    .await
+                    .expect("connect to the test redis-server");
+                Open {
+                    queue: Arc::new(queue),
+                    _server: Some(server),
+                }
+            }
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::Backend::Memory).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn $name() {
+                    super::$name(super::Backend::Redis).await
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    lifecycle_gives_every_item_one_result,
+    duplicate_completion_records_nothing,
+    results_resume_from_any_cursor,
+    idle_tasks_go_to_another_worker_unless_refreshed,
+    poison_tasks_are_dead_lettered,
+    full_queue_refuses_and_abort_leaves_nothing,
+    cancelled_jobs_finish_with_cancelled_items,
+    idempotency_key_returns_the_first_job,
+    readers_wake_when_results_arrive,
+    workers_are_listed_while_they_heartbeat,
+    jobs_are_listed_newest_first,
+    finished_jobs_expire,
+);
+
+const MODEL: &str = "tiny";
+
+fn settings() -> QueueSettings {
+    QueueSettings {
+        key_prefix: format!("test{}", std::process::id()),
+        ..QueueSettings::default()
+    }
+}
+
+fn spec(key: Option<&str>) -> JobSpec {
+    JobSpec {
+        model: MODEL.into(),
+        metadata: [("team".to_string(), "trust-and-safety".to_string())].into(),
+        idempotency_key: key.map(str::to_string),
+    }
+}
+
+/// Tasks of `sizes` items with consecutive indexes; item `k` has id `item-k`
+/// and `k + 1` bytes of data.
+fn tasks(sizes: &[usize]) -> Vec<NewTask> {
+    let mut first = 0;
+    sizes
+        .iter()
+        .map(|&n| {
+            let items = (first..first + n as u64)
+                .map(|k| Item {
+                    id: format!("item-{k}"),
+                    source: Some(Source::Data(vec![7u8; k as usize + 1].into())),
+                })
+                .collect();
+            let task = NewTask {
+                first_index: first,
+                items,
+            };
+            first += n as u64;
+            task
+        })
+        .collect()
+}
+
+/// What a worker would record: a score for even indexes, an error for odd.
+fn results_for(task: &ClaimedTask) -> Vec<ItemResult> {
+    let items = task.items.as_ref().expect("readable payload");
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let index = task.handle.first_index + i as u64;
+            if index.is_multiple_of(2) {
+                ItemResult {
+                    id: item.id.clone(),
+                    index,
+                    label: "Real".into(),
+                    fake_score: Some(0.25),
+                    ..Default::default()
+                }
+            } else {
+                error_result(&item.id, index, "cannot decode")
+            }
+        })
+        .collect()
+}
+
+async fn submit(q: &dyn JobQueue, sizes: &[usize]) -> JobRecord {
+    let Created::New(job) = q.create_job(spec(None)).await.unwrap() else {
+        panic!("a job without a key is always new")
+    };
+    q.enqueue(&job, tasks(sizes)).await.unwrap();
+    q.seal_job(&job.id).await.unwrap()
+}
+
+async fn claim_all(q: &dyn JobQueue, consumer: &str) -> Vec<ClaimedTask> {
+    q.claim(MODEL, consumer, 100, Duration::from_millis(50))
+        .await
+        .unwrap()
+}
+
+async fn all_results(q: &dyn JobQueue, job: &str, after: u64, page: usize) -> Vec<ItemResult> {
+    let mut out = Vec::new();
+    let mut after = after;
+    loop {
+        let p = q
+            .read_results(job, after, page, Duration::from_millis(50))
+            .await
+            .unwrap();
+        if let Some(last) = p.results.last() {
+            after = last.cursor;
+        }
+        out.extend(p.results);
+        if p.finished {
+            return out;
+        }
+    }
+}
+
+async fn lifecycle_gives_every_item_one_result(b: Backend) {
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let job = submit(q, &[4, 4, 2]).await;
+    assert_eq!((job.state, job.total), (JobState::Running, 10));
+    assert_eq!(
+        q.queue_stats(MODEL).await.unwrap(),
+        QueueStats {
+            items: 10,
+            // Data of 1..=10 bytes plus ten 6-byte ids.
+            bytes: 55 + 60
+        }
+    );
+    let claimed = claim_all(q, "w1").await;
+    assert_eq!(claimed.len(), 3);
+    for task in &claimed {
+        assert_eq!(task.deliveries, 1);
+        assert!(!task.job_cancelled);
+        let outcome = q.complete(&task.handle, results_for(task)).await.unwrap();
+        assert_eq!(outcome, Completion::Recorded);
+    }
+    let results = all_results(q, &job.id, 0, 100).await;
+    let cursors: Vec<u64> = results.iter().map(|r| r.cursor).collect();
+    assert_eq!(cursors, (1..=10).collect::<Vec<_>>());
+    let mut indexes: Vec<u64> = results.iter().map(|r| r.index).collect();
+    indexes.sort();
+    assert_eq!(indexes, (0..10).collect::<Vec<_>>());
+    assert!(results.iter().all(|r| r.id == format!("item-{}", r.index)));
+    let job = q.get_job(&job.id).await.unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!((job.completed, job.failed), (5, 5));
+    assert!(job.finished_ms.is_some() && job.is_finished());
+    assert_eq!(job.metadata["team"], "trust-and-safety");
+    assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
+    assert!(claim_all(q, "w1").await.is_empty(), "nothing left to claim");
+}
+
+async fn duplicate_completion_records_nothing(b: Backend) {
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let job = submit(q, &[3, 3]).await;
+    let claimed = claim_all(q, "w1").await;
+    let first = &claimed[0];
+    assert_eq!(
+        q.complete(&first.handle, results_for(first)).await.unwrap(),
+        Completion::Recorded
+    );
+    assert_eq!(
+        q.complete(&first.handle, results_for(first)).await.unwrap(),
+        Completion::Duplicate
+    );
+    let job = q.get_job(&job.id).await.unwrap();
+    assert_eq!(job.completed + job.failed, 3);
+    assert_eq!(q.queue_stats(MODEL).await.unwrap().items, 3);
+    let page = q
+        .read_results(&job.id, 0, 100, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(page.results.len(), 3);
+    assert!(!page.finished);
+}
+
+async fn results_resume_from_any_cursor(b: Backend) {
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let job = submit(q, &[5, 1, 7, 3]).await;
+    for task in claim_all(q, "w1").await {
+        q.complete(&task.handle, results_for(&task)).await.unwrap();
+    }
+    let everything = all_results(q, &job.id, 0, 1000).await;
+    assert_eq!(everything.len(), 16);
+    for after in 0..=16u64 {
+        for page in [1, 3, 100] {
+            let rest = all_results(q, &job.id, after, page).await;
+            assert_eq!(
+                rest,
+                everything[after as usize..].to_vec(),
+                "after {after}, pages of {page}"
+            );
+        }
+    }
+}
+
+async fn idle_tasks_go_to_another_worker_unless_refreshed(b: Backend) {
+    let o = b
+        .open(QueueSettings {
+            visibility_timeout_ms: 300,
+            ..settings()
+        })
+        .await;
+    let q = &*o.queue;
+    let job = submit(q, &[2, 2]).await;
+    let held = claim_all(q, "w1").await;
+    assert_eq!(held.len(), 2);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        q.refresh("w1", &[held[0].handle.clone()]).await.unwrap();
+    }
+    // 480 ms later: the refreshed task stays with w1, the other moves.
+    let moved = claim_all(q, "w2").await;
+    assert_eq!(moved.len(), 1, "only the unrefreshed task is reclaimed");
+    assert_eq!(moved[0].handle, held[1].handle);
+    assert_eq!(moved[0].deliveries, 2);
+    // Both workers finish the moved task; it counts once.
+    for task in [&held[1], &moved[0]] {
+        q.complete(&task.handle, results_for(task)).await.unwrap();
+    }
+    q.complete(&held[0].handle, results_for(&held[0]))
+        .await
+        .unwrap();
+    let job = q.get_job(&job.id).await.unwrap();
+    assert_eq!((job.completed + job.failed, job.total), (4, 4));
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
+}
+
+async fn poison_tasks_are_dead_lettered(b: Backend) {
+    let o = b
+        .open(QueueSettings {
+            visibility_timeout_ms: 100,
+            max_deliveries: 2,
+            ..settings()
+        })
+        .await;
+    let q = &*o.queue;
+    let job = submit(q, &[2, 3]).await;
+    let claimed = claim_all(q, "w1").await;
+    let (good, poison) = (&claimed[0], &claimed[1]);
+    q.complete(&good.handle, results_for(good)).await.unwrap();
+    // The poison task's holder dies twice.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let again = claim_all(q, "w2").await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].deliveries, 2);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        claim_all(q, "w3").await.is_empty(),
+        "a third delivery exceeds max_deliveries"
+    );
+    let results = all_results(q, &job.id, 0, 100).await;
+    assert_eq!(results.len(), 5);
+    let dead: Vec<&ItemResult> = results.iter().filter(|r| r.index >= 2).collect();
+    assert_eq!(dead.len(), 3);
+    for r in dead {
+        assert!(r.error.contains("dead-lettered"), "{r:?}");
+        assert_eq!(r.id, format!("item-{}", r.index));
+    }
+    let job = q.get_job(&job.id).await.unwrap();
+    assert_eq!((job.completed, job.failed, job.total), (1, 4, 5));
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
+    // The late original holder finishing changes nothing.
+    assert_eq!(
+        q.complete(&poison.handle, results_for(poison))
+            .await
+            .unwrap(),
+        Completion::Duplicate
+    );
+}
+
+async fn full_queue_refuses_and_abort_leaves_nothing(b: Backend) {
+    let o = b
+        .open(QueueSettings {
+            max_queued_items: 5,
+            ..settings()
+        })
+        .await;
+    let q = &*o.queue;
+    let Created::New(job) = q.create_job(spec(Some("upload-1"))).await.unwrap() else {
+        panic!("new key")
+    };
+    let handles = q.enqueue(&job, tasks(&[3])).await.unwrap();
+    let err = q.enqueue(&job, tasks(&[2, 1])).await.unwrap_err();
+    assert!(matches!(err, QueueError::Full { .. }), "{err}");
+    assert!(err.to_string().contains("limit 5"), "{err}");
+    assert_eq!(q.queue_stats(MODEL).await.unwrap().items, 3);
+    q.abort_job(&job, &handles).await.unwrap();
+    assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
+    assert!(matches!(
+        q.get_job(&job.id).await,
+        Err(QueueError::JobNotFound(_))
+    ));
+    assert!(q.list_jobs(ListQuery::default()).await.unwrap().is_empty());
+    assert!(claim_all(q, "w1").await.is_empty());
+    // The key is free again, and a task a worker held completes as a no-op.
+    assert!(matches!(
+        q.create_job(spec(Some("upload-1"))).await.unwrap(),
+        Created::New(_)
+    ));
+    assert_eq!(
+        q.complete(&handles[0], Vec::new()).await.unwrap(),
+        Completion::JobGone
+    );
+}
+
+async fn cancelled_jobs_finish_with_cancelled_items(b: Backend) {
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let job = submit(q, &[2, 2, 2]).await;
+    let first = q
+        .claim(MODEL, "w1", 1, Duration::from_millis(50))
+        .await
+        .unwrap();
+    q.complete(&first[0].handle, results_for(&first[0]))
+        .await
+        .unwrap();
+    let cancelled = q.cancel_job(&job.id).await.unwrap();
+    assert_eq!(cancelled.state, JobState::Cancelled);
+    assert!(!cancelled.is_finished());
+    let rest = claim_all(q, "w1").await;
+    assert_eq!(rest.len(), 2);
+    for task in &rest {
+        assert!(task.job_cancelled);
+        let results = (0..task.handle.count)
+            .map(|i| error_result("", task.handle.first_index + i, CANCELLED_ERROR))
+            .collect();
+        q.complete(&task.handle, results).await.unwrap();
+    }
+    let job = q.get_job(&job.id).await.unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    assert_eq!((job.completed, job.failed, job.total), (1, 5, 6));
+    assert!(job.is_finished() && job.finished_ms.is_some());
+    assert!(matches!(
+        q.cancel_job(&job.id).await,
+        Err(QueueError::WrongState { .. })
+    ));
+    assert!(matches!(
+        q.cancel_job("0123456789abcdef0123456789abcdef").await,
+        Err(QueueError::JobNotFound(_))
+    ));
+    assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
+}
+
+async fn idempotency_key_returns_the_first_job(b: Backend) {
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let Created::New(first) = q.create_job(spec(Some("batch-7"))).await.unwrap() else {
+        panic!("new key")
+    };
+    q.enqueue(&first, tasks(&[2])).await.unwrap();
+    q.seal_job(&first.id).await.unwrap();
+    let Created::Existing(again) = q.create_job(spec(Some("batch-7"))).await.unwrap() else {
+        panic!("the key is taken")
+    };
+    assert_eq!((again.id.as_str(), again.total), (first.id.as_str(), 2));
+    assert!(matches!(
+        q.create_job(spec(Some("batch-8"))).await.unwrap(),
+        Created::New(_)
+    ));
+    assert_eq!(first.id.len(), 32);
+    assert!(first.id.chars().all(|c| c.is_ascii_hexdigit()));
+}
+
+async fn readers_wake_when_results_arrive(b: Backend) {
+    let o = b.open(settings()).await;
+    let q = o.queue.clone();
+    let job = submit(&*q, &[2]).await;
+    let reader = {
+        let q = q.clone();
+        let id = job.id.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let page = q
+                .read_results(&id, 0, 10, Duration::from_secs(20))
+                .await
+                .unwrap();
+            (page, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let task = &claim_all(&*q, "w1").await[0];
+    q.complete(&task.handle, results_for(task)).await.unwrap();
+    let (page, waited) = reader.await.unwrap();
+    assert_eq!(page.results.len(), 2);
+    assert!(page.finished);
+    assert!(waited < Duration::from_secs(10), "woke after {waited:?}");
+    // Nothing more to come: a finished job does not wait.
+    let page = q
+        .read_results(&job.id, 2, 10, Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(page.results.is_empty() && page.finished);
+}
+
+async fn workers_are_listed_while_they_heartbeat(b: Backend) {
+    let o = b
+        .open(QueueSettings {
+            worker_ttl_ms: 300,
+            ..settings()
+        })
+        .await;
+    let q = &*o.queue;
+    let worker = |id: &str| Worker {
+        worker_id: id.into(),
+        model: MODEL.into(),
+        items_scored: 42,
+        ..Default::default()
+    };
+    q.heartbeat(&worker("a")).await.unwrap();
+    q.heartbeat(&worker("b")).await.unwrap();
+    let listed = q.list_workers().await.unwrap();
+    let mut ids: Vec<&str> = listed.iter().map(|w| w.worker_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(listed[0].items_scored, 42);
+    q.deregister("b").await.unwrap();
+    assert_eq!(q.list_workers().await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        q.list_workers().await.unwrap().is_empty(),
+        "silent workers drop out"
+    );
+}
+
+async fn jobs_are_listed_newest_first(b: Backend) {
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let older = submit(q, &[1]).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let newer = submit(q, &[1]).await;
+    q.cancel_job(&older.id).await.unwrap();
+    let all = q.list_jobs(ListQuery::default()).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, [newer.id.as_str(), older.id.as_str()]);
+    let cancelled = q
+        .list_jobs(ListQuery {
+            limit: 10,
+            state: Some(JobState::Cancelled),
+        })
+        .await
+        .unwrap();
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0].id, older.id);
+    let one = q
+        .list_jobs(ListQuery {
+            limit: 1,
+            state: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+}
+
+async fn finished_jobs_expire(b: Backend) {
+    let o = b
+        .open(QueueSettings {
+            retention_s: 1,
+            ..settings()
+        })
+        .await;
+    let q = &*o.queue;
+    let job = submit(q, &[1]).await;
+    let running = submit(q, &[1]).await;
+    let task = claim_all(q, "w1")
+        .await
+        .into_iter()
+        .find(|t| t.handle.job_id == job.id)
+        .unwrap();
+    q.complete(&task.handle, results_for(&task)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(matches!(
+        q.get_job(&job.id).await,
+        Err(QueueError::JobNotFound(_))
+    ));
+    assert!(matches!(
+        q.read_results(&job.id, 0, 1, Duration::ZERO).await,
+        Err(QueueError::JobNotFound(_))
+    ));
+    assert_eq!(
+        q.get_job(&running.id).await.unwrap().state,
+        JobState::Running,
+        "unfinished jobs do not expire"
+    );
+    let listed = q.list_jobs(ListQuery::default()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+}

@@ -1,0 +1,103 @@
+//! Turns claimed tasks into work: cancelled jobs are answered at once,
+//! unreadable payloads are left to the queue, and the items of the rest go
+//! to the decoders, each taking a share of the decoded-image budget so
+//! that decoding never runs far ahead of the model.
+
+use std::sync::Arc;
+
+use dfscan_queue::{error_result, ClaimedTask, CANCELLED_ERROR};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::batcher::Decoded;
+use crate::claim::Claimed;
+use crate::scoring::Runner;
+use crate::task::{error_results, Finished, Finisher, InHand, TaskSlot};
+
+pub(crate) struct Dispatcher {
+    pub runner: Arc<Runner>,
+    /// Images being decoded or waiting for a batch.
+    pub images: Arc<Semaphore>,
+    pub finisher: Finisher,
+    pub in_hand: Arc<InHand>,
+}
+
+impl Dispatcher {
+    /// Runs until the claimer stops and every claimed task is dispatched.
+    pub(crate) async fn run(
+        self,
+        mut claimed: mpsc::UnboundedReceiver<Claimed>,
+        decoded: mpsc::UnboundedSender<Decoded>,
+    ) {
+        while let Some(Claimed { task, permit }) = claimed.recv().await {
+            self.dispatch(task, &decoded).await;
+            // Only now may the claimer take another task in its place.
+            drop(permit);
+        }
+    }
+
+    async fn dispatch(&self, task: ClaimedTask, decoded: &mpsc::UnboundedSender<Decoded>) {
+        let ClaimedTask {
+            handle,
+            items,
+            job_cancelled,
+            deliveries,
+        } = task;
+        if job_cancelled {
+            let results = error_results(&handle, items.as_deref().ok(), CANCELLED_ERROR);
+            self.finisher.finish(Finished { handle, results });
+            return;
+        }
+        let items = match items {
+            Ok(items) => items,
+            Err(e) => {
+                // Neither completed nor refreshed: the queue redelivers it
+                // and, after `max_deliveries`, dead-letters it with error
+                // results, which is the one place that can record them.
+                tracing::warn!(
+                    job = %handle.job_id,
+                    task = %handle.entry_id,
+                    deliveries,
+                    error = %e,
+                    "cannot read the task's items; leaving it to the queue"
+                );
+                self.in_hand.remove(&handle);
+                return;
+            }
+        };
+        if items.is_empty() {
+            self.finisher.finish(Finished {
+                handle,
+                results: Vec::new(),
+            });
+            return;
+        }
+        let slot = TaskSlot::new(handle, items.len());
+        for (position, item) in items.into_iter().enumerate() {
+            let Ok(permit) = Arc::clone(&self.images).acquire_owned().await else {
+                // The semaphore is never closed.
+                return;
+            };
+            let slot = Arc::clone(&slot);
+            let finisher = self.finisher.clone();
+            let decoded = decoded.clone();
+            let id = item.id.clone();
+            self.runner.decode(item, move |pixels| match pixels {
+                Ok(pixels) => {
+                    // Fails only while the worker is torn down.
+                    let _ = decoded.send(Decoded {
+                        slot,
+                        position,
+                        id,
+                        pixels,
+                        permit,
+                    });
+                }
+                Err(e) => {
+                    drop(permit);
+                    let index = slot.index(position);
+                    finisher.record(&slot, position, error_result(&id, index, &e));
+                }
+            });
+        }
+    }
+}

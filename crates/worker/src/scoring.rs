@@ -1,0 +1,325 @@
+//! What turns an item into a score: decoding on a CPU pool, batches on the
+//! model thread, logits into the results the queue records. The no-op
+//! scorer goes through the same pipeline (claims, batches, completions)
+//! with nothing behind it, so a benchmark with it measures exactly the
+//! overhead the real scorer adds to inference.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use dfscan_core::prediction::softmax;
+use dfscan_core::Prediction;
+use dfscan_imaging::{preprocess, DecodeLimits};
+use dfscan_model::engine::LogitsReceiver;
+use dfscan_model::{Engine, ModelError};
+use dfscan_proto::v1::item::Source;
+use dfscan_proto::v1::{Item, ItemResult, LabelScore, ModelIdentity};
+use dfscan_queue::error_result;
+use tokio::sync::{oneshot, OwnedSemaphorePermit};
+
+use crate::error::WorkerError;
+use crate::uri::UriRoots;
+
+/// How a worker scores its items.
+pub enum Scoring {
+    /// Decode on a CPU pool and run the model on its own thread.
+    Model {
+        engine: Engine,
+        /// Decoding threads; 0 = one per core.
+        decode_threads: usize,
+        limits: DecodeLimits,
+    },
+    /// Benchmark-only: no decoding and no model. Every item gets label
+    /// "Real" with probability 1 (identity `{name: model, sha256: "noop"}`),
+    /// so a run measures the queue and the worker's own overhead.
+    Noop { model: String },
+}
+
+/// The scorer as the pipeline uses it.
+pub(crate) struct Runner {
+    backend: Backend,
+    labels: Vec<String>,
+    fake_index: usize,
+    identity: ModelIdentity,
+    device: String,
+    dtype: String,
+}
+
+enum Backend {
+    // Shared with the decode jobs and the blocking tasks that feed the model.
+    Model(Arc<ModelBackend>),
+    Noop,
+}
+
+struct ModelBackend {
+    engine: Engine,
+    pool: rayon::ThreadPool,
+    limits: DecodeLimits,
+    uris: UriRoots,
+}
+
+impl ModelBackend {
+    fn pixels(&self, item: &Item) -> Result<Vec<f32>, String> {
+        let read;
+        let bytes: &[u8] = match &item.source {
+            Some(Source::Data(data)) => data,
+            Some(Source::Uri(uri)) => {
+                read = self.uris.read(uri, self.limits.max_bytes)?;
+                &read
+            }
+            None => return Err("the item has neither data nor a URI".into()),
+        };
+        let info = self.engine.info();
+        let pixels =
+            preprocess(bytes, &info.preprocessor, &self.limits).map_err(|e| e.to_string())?;
+        // A wrong size would fail the whole batch at the engine; fail only
+        // this item.
+        if pixels.len() != info.pixels_per_image() {
+            return Err(format!(
+                "preprocessing gave {} values, the model takes {}",
+                pixels.len(),
+                info.pixels_per_image()
+            ));
+        }
+        Ok(pixels)
+    }
+}
+
+/// Per row of a batch: the prediction or the item's error.
+pub(crate) type Predictions = Vec<Result<Prediction, String>>;
+
+impl Runner {
+    pub(crate) fn new(scoring: Scoring, uris: UriRoots) -> Result<Self, WorkerError> {
+        match scoring {
+            Scoring::Model {
+                engine,
+                decode_threads,
+                limits,
+            } => {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(decode_threads)
+                    .thread_name(|i| format!("dfscan-decode-{i}"))
+                    .build()
+                    .map_err(|e| WorkerError::DecodePool(e.to_string()))?;
+                let info = engine.info();
+                Ok(Self {
+                    labels: info.labels.clone(),
+                    fake_index: info.fake_index,
+                    identity: ModelIdentity {
+                        name: info.identity.name.clone(),
+                        sha256: info.identity.sha256.clone(),
+                    },
+                    device: info.device.clone(),
+                    dtype: info.dtype.to_string(),
+                    backend: Backend::Model(Arc::new(ModelBackend {
+                        engine,
+                        pool,
+                        limits,
+                        uris,
+                    })),
+                })
+            }
+            Scoring::Noop { model } => Ok(Self {
+                labels: vec!["Real".into(), "Fake".into()],
+                fake_index: 1,
+                identity: ModelIdentity {
+                    name: model,
+                    sha256: "noop".into(),
+                },
+                device: "none".into(),
+                dtype: "none".into(),
+                backend: Backend::Noop,
+            }),
+        }
+    }
+
+    pub(crate) fn identity(&self) -> &ModelIdentity {
+        &self.identity
+    }
+
+    pub(crate) fn device(&self) -> &str {
+        &self.device
+    }
+
+    pub(crate) fn dtype(&self) -> &str {
+        &self.dtype
+    }
+
+    /// Turns an item into pixel values off the async threads and calls
+    /// `done` with them (or the item's error), on a decode thread.
+    pub(crate) fn decode(
+        &self,
+        item: Item,
+        done: impl FnOnce(Result<Vec<f32>, String>) + Send + 'static,
+    ) {
+        match &self.backend {
+            Backend::Model(model) => {
+                let job = Arc::clone(model);
+                model.pool.spawn(move || {
+                    // A panic here would abort the process (rayon's default)
+                    // and leave the task without this item's result.
+                    let pixels = catch_unwind(AssertUnwindSafe(|| job.pixels(&item)))
+                        .unwrap_or_else(|_| Err("decoding failed unexpectedly".into()));
+                    done(pixels);
+                });
+            }
+            Backend::Noop => done(Ok(Vec::new())),
+        }
+    }
+
+    /// Hands a batch to the model; `hold` (the images' memory budget) is
+    /// released once their pixels are copied into the batch.
+    pub(crate) async fn submit(
+        &self,
+        images: Vec<Vec<f32>>,
+        hold: Vec<OwnedSemaphorePermit>,
+    ) -> Result<LogitsReceiver, WorkerError> {
+        let Backend::Model(model) = &self.backend else {
+            drop(hold);
+            // The no-op scorer's batches carry no logits.
+            return Ok(ready(Ok(Vec::new())));
+        };
+        let model = Arc::clone(model);
+        // Copying a batch and waiting for a place in the engine's channel
+        // both block: not on the async threads.
+        let submitted = tokio::task::spawn_blocking(move || {
+            let rows = images.len();
+            let mut pixels = Vec::with_capacity(rows * model.engine.info().pixels_per_image());
+            for image in images {
+                pixels.extend_from_slice(&image);
+            }
+            drop(hold);
+            model.engine.submit_blocking(pixels, rows)
+        })
+        .await
+        .map_err(|e| WorkerError::Panicked(format!("batch submission: {e}")))?;
+        match submitted {
+            Ok(logits) => Ok(logits),
+            Err(ModelError::EngineStopped) => Err(WorkerError::Engine(ModelError::EngineStopped)),
+            // Anything else fails this batch only; its items get the error.
+            Err(e) => Ok(ready(Err(e))),
+        }
+    }
+
+    /// The predictions of a batch of `rows` images from what the model
+    /// returned.
+    pub(crate) fn predictions(
+        &self,
+        rows: usize,
+        outcome: Result<Result<Vec<f32>, ModelError>, oneshot::error::RecvError>,
+    ) -> Result<Predictions, WorkerError> {
+        let logits = match outcome {
+            Err(_) | Ok(Err(ModelError::EngineStopped)) => {
+                return Err(WorkerError::Engine(ModelError::EngineStopped))
+            }
+            Ok(Err(e)) => return Ok(vec![Err(format!("inference failed: {e}")); rows]),
+            Ok(Ok(logits)) => logits,
+        };
+        if let Backend::Noop = self.backend {
+            let certain =
+                Prediction::from_probabilities(&self.labels, &[1.0, 0.0], self.fake_index);
+            return Ok(vec![Ok(certain); rows]);
+        }
+        let labels = self.labels.len();
+        if labels == 0 || logits.len() != rows * labels {
+            let e = format!(
+                "inference failed: the model returned {} logits for {rows} images of {labels} labels",
+                logits.len()
+            );
+            return Ok(vec![Err(e); rows]);
+        }
+        Ok(logits
+            .chunks_exact(labels)
+            .map(|row| {
+                Ok(Prediction::from_probabilities(
+                    &self.labels,
+                    &softmax(row),
+                    self.fake_index,
+                ))
+            })
+            .collect())
+    }
+
+    /// The result the queue records for one item.
+    pub(crate) fn result(
+        &self,
+        id: String,
+        index: u64,
+        prediction: Result<Prediction, String>,
+    ) -> ItemResult {
+        match prediction {
+            Ok(p) => ItemResult {
+                id,
+                index,
+                label: p.label,
+                scores: p
+                    .scores
+                    .into_iter()
+                    .map(|(label, score)| LabelScore { label, score })
+                    .collect(),
+                fake_score: Some(p.fake_score),
+                model: Some(self.identity.clone()),
+                ..Default::default()
+            },
+            Err(e) => error_result(&id, index, &e),
+        }
+    }
+}
+
+/// A receiver that already holds its value.
+fn ready(value: Result<Vec<f32>, ModelError>) -> LogitsReceiver {
+    let (tx, rx) = oneshot::channel();
+    // The receiver is alive: the send cannot fail.
+    let _ = tx.send(value);
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop() -> Runner {
+        Runner::new(
+            Scoring::Noop { model: "m".into() },
+            UriRoots::new(&[]).unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn noop_scores_real_with_certainty() {
+        let runner = noop();
+        let preds = runner.predictions(2, Ok(Ok(Vec::new()))).unwrap();
+        assert_eq!(preds.len(), 2);
+        let r = runner.result("a".into(), 7, preds[0].clone());
+        assert_eq!((r.id.as_str(), r.index, r.label.as_str()), ("a", 7, "Real"));
+        let scores: Vec<(&str, f32)> = r
+            .scores
+            .iter()
+            .map(|s| (s.label.as_str(), s.score))
+            .collect();
+        assert_eq!(scores, [("Real", 1.0), ("Fake", 0.0)]);
+        assert_eq!(r.fake_score, Some(0.0));
+        let model = r.model.unwrap();
+        assert_eq!((model.name.as_str(), model.sha256.as_str()), ("m", "noop"));
+        assert!(r.error.is_empty() && r.cursor == 0);
+    }
+
+    #[test]
+    fn a_failed_batch_fails_its_items_and_a_stopped_engine_stops_the_worker() {
+        let runner = noop();
+        let preds = runner
+            .predictions(3, Ok(Err(ModelError::Torch("out of memory".into()))))
+            .unwrap();
+        assert_eq!(preds.len(), 3);
+        assert!(preds
+            .iter()
+            .all(|p| p.as_ref().unwrap_err().contains("out of memory")));
+        let r = runner.result("b".into(), 1, preds[0].clone());
+        assert!(r.error.contains("out of memory") && r.fake_score.is_none());
+        assert!(matches!(
+            runner.predictions(1, Ok(Err(ModelError::EngineStopped))),
+            Err(WorkerError::Engine(_))
+        ));
+    }
+}

@@ -1,0 +1,263 @@
+//! The worker's life: wires the pipeline stages together, runs them until
+//! shutdown, drains what was claimed within the grace period, and leaves
+//! the queue's worker list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dfscan_proto::v1 as pb;
+use dfscan_queue::{now_ms, JobQueue, QueueSettings};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::batcher::Batcher;
+use crate::claim::Claimer;
+use crate::complete::Completer;
+use crate::dispatch::Dispatcher;
+use crate::error::WorkerError;
+use crate::keepalive;
+use crate::scoring::{Runner, Scoring};
+use crate::settings::{host_name, WorkerSettings};
+use crate::task::{Counters, Finisher, InHand};
+use crate::uri::UriRoots;
+
+/// One model on one device, serving its model's queue.
+pub struct Worker {
+    queue: Arc<dyn JobQueue>,
+    runner: Arc<Runner>,
+    model: String,
+    settings: WorkerSettings,
+    worker_id: String,
+    refresh_every: Duration,
+}
+
+/// What a worker did before it stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Tasks completed.
+    pub tasks: u64,
+    /// Item results recorded (scores and per-item errors).
+    pub items: u64,
+    /// Batches run through the model.
+    pub batches: u64,
+}
+
+impl Worker {
+    /// `model_name` is the name jobs use for the model in the queue (for
+    /// [`Scoring::Model`], the model's `identity.name`).
+    pub fn new(
+        queue: Arc<dyn JobQueue>,
+        scoring: Scoring,
+        model_name: String,
+        settings: WorkerSettings,
+        queue_settings: &QueueSettings,
+    ) -> Result<Self, WorkerError> {
+        settings.validate()?;
+        if model_name.is_empty() {
+            return Err(WorkerError::Settings(
+                "the model name must not be empty".into(),
+            ));
+        }
+        if settings.heartbeat_ms >= queue_settings.worker_ttl_ms {
+            tracing::warn!(
+                heartbeat_ms = settings.heartbeat_ms,
+                worker_ttl_ms = queue_settings.worker_ttl_ms,
+                "heartbeats are further apart than the queue's worker TTL; the worker will flicker \
+                 in and out of the worker list"
+            );
+        }
+        let uris = UriRoots::new(&settings.uri_roots)?;
+        let runner = Arc::new(Runner::new(scoring, uris)?);
+        Ok(Self {
+            queue,
+            runner,
+            model: model_name,
+            worker_id: settings.worker_id(),
+            // Three refreshes per timeout: two can fail before a claim lapses.
+            refresh_every: Duration::from_millis((queue_settings.visibility_timeout_ms / 3).max(1)),
+            settings,
+        })
+    }
+
+    /// The name this worker claims tasks and sends heartbeats under.
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// Serves the queue until `shutdown` is cancelled and the tasks already
+    /// claimed are finished, or `drain_grace_s` after the cancellation,
+    /// whichever comes first. An error means the worker cannot go on (the
+    /// model stopped); its unfinished tasks go to other workers.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerReport, WorkerError> {
+        let s = &self.settings;
+        // Tasks in progress hold at least one item each in the pipeline: up
+        // to two batches decoding or waiting and two at the model. Beyond
+        // that, only completions held up by a slow queue, which must not
+        // let the claimer run on without bound.
+        let in_hand = Arc::new(InHand::new(
+            s.prefetch_tasks
+                .saturating_add(1)
+                .saturating_add(s.max_batch.saturating_mul(4)),
+        ));
+        let counters = Arc::new(Counters::default());
+        let (claimed_tx, claimed_rx) = mpsc::unbounded_channel();
+        let (decoded_tx, decoded_rx) = mpsc::unbounded_channel();
+        let (finisher, finished_rx) = Finisher::new();
+        tracing::info!(
+            worker = %self.worker_id,
+            model = %self.model,
+            device = %self.runner.device(),
+            dtype = %self.runner.dtype(),
+            max_batch = s.max_batch,
+            "worker started"
+        );
+
+        // Each stage ends when the one before it has ended and its own work
+        // is done, so cancelling the claimer drains the whole pipeline.
+        let mut stages: JoinSet<Result<(), WorkerError>> = JoinSet::new();
+        let claimer = Claimer {
+            queue: Arc::clone(&self.queue),
+            model: self.model.clone(),
+            worker_id: self.worker_id.clone(),
+            wait: Duration::from_millis(s.claim_wait_ms),
+            places: Arc::new(Semaphore::new(
+                s.prefetch_tasks
+                    .saturating_add(1)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            in_hand: Arc::clone(&in_hand),
+        };
+        let claim_shutdown = shutdown.clone();
+        stages.spawn(async move {
+            claimer.run(claimed_tx, claim_shutdown).await;
+            Ok(())
+        });
+        let dispatcher = Dispatcher {
+            runner: Arc::clone(&self.runner),
+            // Two batches' worth: one being gathered, one decoding behind it.
+            images: Arc::new(Semaphore::new(
+                s.max_batch.saturating_mul(2).min(Semaphore::MAX_PERMITS),
+            )),
+            finisher: finisher.clone(),
+            in_hand: Arc::clone(&in_hand),
+        };
+        stages.spawn(async move {
+            dispatcher.run(claimed_rx, decoded_tx).await;
+            Ok(())
+        });
+        let batcher = Batcher {
+            runner: Arc::clone(&self.runner),
+            max_batch: s.max_batch,
+            max_wait: Duration::from_millis(s.max_wait_ms),
+            finisher,
+            counters: Arc::clone(&counters),
+        };
+        stages.spawn(batcher.run(decoded_rx));
+        let completer = Completer {
+            queue: Arc::clone(&self.queue),
+            in_hand: Arc::clone(&in_hand),
+            counters: Arc::clone(&counters),
+        };
+        stages.spawn(async move {
+            completer.run(finished_rx).await;
+            Ok(())
+        });
+
+        let halt = CancellationToken::new();
+        let heartbeat_every = Duration::from_millis(s.heartbeat_ms);
+        let mut keepalive = JoinSet::new();
+        keepalive.spawn(keepalive::heartbeat(
+            Arc::clone(&self.queue),
+            self.heartbeat_template(),
+            Arc::clone(&counters),
+            heartbeat_every,
+            shutdown.clone(),
+            halt.clone(),
+        ));
+        keepalive.spawn(keepalive::refresh(
+            Arc::clone(&self.queue),
+            self.worker_id.clone(),
+            Arc::clone(&in_hand),
+            self.refresh_every,
+            halt.clone(),
+        ));
+
+        let grace = Duration::from_secs(s.drain_grace_s);
+        let outcome = tokio::select! {
+            outcome = all_done(&mut stages) => outcome,
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(
+                    tasks = in_hand.len(),
+                    grace_s = s.drain_grace_s,
+                    "drain grace period over; the queue redelivers the unfinished tasks after \
+                     the visibility timeout"
+                );
+                Ok(())
+            }
+        };
+        // After a fatal error or the grace period, whatever still runs is
+        // abandoned.
+        stages.shutdown().await;
+
+        halt.cancel();
+        // A heartbeat landing after the deregistration would list the worker
+        // again until its TTL, so let one under way finish first.
+        let _ = tokio::time::timeout(heartbeat_every, async {
+            while keepalive.join_next().await.is_some() {}
+        })
+        .await;
+        keepalive.shutdown().await;
+        if let Err(e) = self.queue.deregister(&self.worker_id).await {
+            tracing::warn!(error = %e, "leaving the worker list failed; the entry expires on its own");
+        }
+        // Dropping the engine waits for the model thread to finish.
+        let runner = self.runner;
+        let _ = tokio::task::spawn_blocking(move || drop(runner)).await;
+
+        let report = WorkerReport {
+            tasks: Counters::get(&counters.tasks),
+            items: Counters::get(&counters.items),
+            batches: Counters::get(&counters.batches),
+        };
+        tracing::info!(
+            worker = %self.worker_id,
+            tasks = report.tasks,
+            items = report.items,
+            batches = report.batches,
+            "worker stopped"
+        );
+        outcome.map(|()| report)
+    }
+
+    /// The heartbeat's fields that do not change.
+    fn heartbeat_template(&self) -> pb::Worker {
+        pb::Worker {
+            worker_id: self.worker_id.clone(),
+            model: self.model.clone(),
+            identity: Some(self.runner.identity().clone()),
+            host: host_name(),
+            pid: std::process::id(),
+            device: self.runner.device().to_string(),
+            dtype: self.runner.dtype().to_string(),
+            max_batch: u32::try_from(self.settings.max_batch).unwrap_or(u32::MAX),
+            started_unix_ms: now_ms(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Waits for every stage; the first failure ends the wait.
+async fn all_done(stages: &mut JoinSet<Result<(), WorkerError>>) -> Result<(), WorkerError> {
+    while let Some(joined) = stages.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(WorkerError::Panicked(format!("stage failed: {e}"))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,315 @@
+//! `dfscan coordinator`, `dfscan worker` and `dfscan serve`: the
+//! long-running processes of the scoring cluster, wired from one layered
+//! configuration (defaults ← file ← `DFSCAN_*` ← flags) and stopped by one
+//! cancellation token that SIGTERM and Ctrl-C cancel.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use dfscan_client::ClientSettings;
+use dfscan_coordinator::CoordinatorSettings;
+use dfscan_core::settings::{self, ModelSettings};
+use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings, RedisQueue};
+use dfscan_worker::{Scoring, Worker, WorkerSettings};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::model_args::ModelArgs;
+
+/// Everything a dfscan process can be configured with; each section is
+/// owned by the crate that reads it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ClusterConfig {
+    /// The top-level keys, read on their own: `#[serde(flatten)]` would
+    /// lose the config crate's parsing of numbers given as strings (env
+    /// values, flags).
+    #[serde(skip)]
+    pub model: ModelSettings,
+    /// Redis URL of the queue; `serve` without it keeps the queue in memory.
+    pub redis: Option<String>,
+    pub queue: QueueSettings,
+    pub worker: WorkerSettings,
+    pub coordinator: CoordinatorSettings,
+    pub client: ClientSettings,
+}
+
+impl ClusterConfig {
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &[(&'static str, Option<String>)],
+    ) -> anyhow::Result<Self> {
+        let mut cfg: Self = settings::load(file, overrides)?;
+        cfg.model = settings::load(file, overrides)?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Args)]
+pub struct CoordinatorArgs {
+    /// Address the gRPC API listens on [default: 127.0.0.1:50051]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Redis URL of the queue, e.g. redis://127.0.0.1:6379
+    #[arg(long)]
+    redis: Option<String>,
+    /// Comma-separated models accepted even while no worker serves them
+    #[arg(long, value_delimiter = ',')]
+    models: Option<Vec<String>>,
+    /// Model for jobs that name none [default: the only model known]
+    #[arg(long)]
+    default_model: Option<String>,
+}
+
+impl CoordinatorArgs {
+    fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("coordinator.listen", self.listen.clone()),
+            ("redis", self.redis.clone()),
+            ("coordinator.default_model", self.default_model.clone()),
+        ]
+    }
+
+    fn apply_lists(&self, cfg: &mut ClusterConfig) {
+        if let Some(models) = &self.models {
+            cfg.coordinator.models = models.clone();
+        }
+    }
+}
+
+/// Worker flags shared by `worker` and `serve`.
+#[derive(Args)]
+pub struct WorkerFlags {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Most images per forward pass, merged across tasks and jobs [default: 32]
+    #[arg(long)]
+    max_batch: Option<usize>,
+    /// Longest wait for a batch to fill, in milliseconds [default: 5]
+    #[arg(long)]
+    max_wait_ms: Option<u64>,
+    /// Seconds to finish in-flight tasks after SIGTERM [default: 30]
+    #[arg(long)]
+    drain_grace_s: Option<u64>,
+    /// Name of this worker in the registry [default: host-pid-random]
+    #[arg(long)]
+    worker_id: Option<String>,
+    /// Directory whose files items may name by URI (repeatable) [default: none]
+    #[arg(long)]
+    uri_root: Vec<PathBuf>,
+    /// Benchmark only: score nothing, answer every item at once (measures
+    /// the queue's own overhead)
+    #[arg(long, hide = true)]
+    bench_noop_scorer: bool,
+}
+
+impl WorkerFlags {
+    fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
+        let mut overrides = self.model.overrides();
+        overrides.extend([
+            ("worker.max_batch", self.max_batch.map(|v| v.to_string())),
+            (
+                "worker.max_wait_ms",
+                self.max_wait_ms.map(|v| v.to_string()),
+            ),
+            (
+                "worker.drain_grace_s",
+                self.drain_grace_s.map(|v| v.to_string()),
+            ),
+            ("worker.worker_id", self.worker_id.clone()),
+        ]);
+        overrides
+    }
+
+    fn apply_lists(&self, cfg: &mut ClusterConfig) {
+        self.model.apply_lists(&mut cfg.model);
+        if !self.uri_root.is_empty() {
+            cfg.worker.uri_roots = self.uri_root.clone();
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Redis URL of the queue, e.g. redis://127.0.0.1:6379
+    #[arg(long)]
+    redis: Option<String>,
+    #[command(flatten)]
+    worker: WorkerFlags,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address the gRPC API listens on [default: 127.0.0.1:50051]
+    #[arg(long)]
+    listen: Option<String>,
+    /// Redis URL of the queue [default: none: the queue is kept in memory]
+    #[arg(long)]
+    redis: Option<String>,
+    #[command(flatten)]
+    worker: WorkerFlags,
+}
+
+pub fn coordinator(config: Option<&Path>, args: CoordinatorArgs) -> anyhow::Result<bool> {
+    let mut cfg = ClusterConfig::load(config, &args.overrides())?;
+    args.apply_lists(&mut cfg);
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        let queue = open_queue(&cfg, "coordinator").await?;
+        run_coordinator(queue, cfg.coordinator, shutdown).await?;
+        Ok(true)
+    })
+}
+
+pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
+    let mut overrides = args.worker.overrides();
+    overrides.push(("redis", args.redis.clone()));
+    let mut cfg = ClusterConfig::load(config, &overrides)?;
+    args.worker.apply_lists(&mut cfg);
+    let noop = args.worker.bench_noop_scorer;
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        let queue = open_queue(&cfg, "worker").await?;
+        let (worker, _) = start_worker(&cfg, queue, noop).await?;
+        let report = worker.run(shutdown).await?;
+        tracing::info!(
+            tasks = report.tasks,
+            items = report.items,
+            batches = report.batches,
+            "worker stopped"
+        );
+        Ok(true)
+    })
+}
+
+pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
+    let mut overrides = args.worker.overrides();
+    overrides.extend([
+        ("coordinator.listen", args.listen.clone()),
+        ("redis", args.redis.clone()),
+    ]);
+    let mut cfg = ClusterConfig::load(config, &overrides)?;
+    args.worker.apply_lists(&mut cfg);
+    let noop = args.worker.bench_noop_scorer;
+    runtime()?.block_on(async {
+        let shutdown = shutdown_on_signals();
+        let queue: Arc<dyn JobQueue> = match &cfg.redis {
+            Some(_) => open_queue(&cfg, "serve").await?,
+            None => Arc::new(MemoryQueue::new(cfg.queue.clone())),
+        };
+        let (worker, model) = start_worker(&cfg, queue.clone(), noop).await?;
+        let mut coordinator = cfg.coordinator.clone();
+        if !coordinator.models.contains(&model) {
+            coordinator.models.push(model.clone());
+        }
+        coordinator.default_model.get_or_insert(model);
+        // Either half failing stops the other.
+        let stop_all = shutdown.clone();
+        let worker = tokio::spawn(async move {
+            let report = worker.run(stop_all.clone()).await;
+            stop_all.cancel();
+            report
+        });
+        let served = run_coordinator(queue, coordinator, shutdown.clone()).await;
+        shutdown.cancel();
+        let report = worker.await.context("the worker task")??;
+        served?;
+        tracing::info!(tasks = report.tasks, items = report.items, "stopped");
+        Ok(true)
+    })
+}
+
+async fn run_coordinator(
+    queue: Arc<dyn JobQueue>,
+    settings: CoordinatorSettings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("listening on {}", settings.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "coordinator listening");
+    dfscan_coordinator::serve(listener, queue, settings, shutdown).await?;
+    Ok(())
+}
+
+async fn open_queue(cfg: &ClusterConfig, command: &str) -> anyhow::Result<Arc<dyn JobQueue>> {
+    let url = cfg.redis.as_deref().with_context(|| {
+        format!(
+            "dfscan {command} needs the queue's Redis URL: --redis URL or DFSCAN_REDIS \
+             (for one process without Redis, use dfscan serve)"
+        )
+    })?;
+    let queue = RedisQueue::connect(url, cfg.queue.clone())
+        .await
+        .with_context(|| format!("connecting to Redis at {url}"))?;
+    Ok(Arc::new(queue))
+}
+
+/// Loads the model (or, for benchmarks, the no-op scorer) and builds the
+/// worker; returns it with the model name jobs use to reach it.
+async fn start_worker(
+    cfg: &ClusterConfig,
+    queue: Arc<dyn JobQueue>,
+    noop: bool,
+) -> anyhow::Result<(Worker, String)> {
+    let (scoring, model) = if noop {
+        tracing::warn!("benchmark mode: the no-op scorer answers without scoring");
+        let model = cfg.model.model.clone();
+        (
+            Scoring::Noop {
+                model: model.clone(),
+            },
+            model,
+        )
+    } else {
+        let settings = cfg.model.clone();
+        let engine = tokio::task::spawn_blocking(move || dfscan_model::load_engine(&settings))
+            .await
+            .context("loading the model")??;
+        let model = engine.info().identity.name.clone();
+        let scoring = Scoring::Model {
+            engine,
+            decode_threads: cfg.model.decode_threads,
+            limits: dfscan_model::decode_limits(&cfg.model),
+        };
+        (scoring, model)
+    };
+    let worker = Worker::new(
+        queue,
+        scoring,
+        model.clone(),
+        cfg.worker.clone(),
+        &cfg.queue,
+    )?;
+    Ok((worker, model))
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// A token cancelled by SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
+fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(e) => {
+                    tracing::error!("cannot watch for SIGTERM: {e}");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
+        }
+        cancel.cancel();
+    });
+    token
+}

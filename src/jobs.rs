@@ -1,0 +1,146 @@
+//! `dfscan jobs`: list, inspect, cancel jobs and fetch their results;
+//! `dfscan models`: what the cluster can score and who is scoring it.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use dfscan_proto::v1::{Job, JobState};
+
+use crate::output::Format;
+use crate::remote::{self, ResultsSink};
+
+#[derive(Args)]
+pub struct JobsArgs {
+    /// Coordinator address [default: http://127.0.0.1:50051]
+    #[arg(long, global = true)]
+    coordinator: Option<String>,
+    #[command(subcommand)]
+    command: JobsCommand,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Jobs, newest first
+    List {
+        #[arg(long, value_enum)]
+        state: Option<StateArg>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One job's state and counts, as JSON
+    Status { job: String },
+    /// Cancel a job: its items not yet scored get the error "job cancelled"
+    Cancel { job: String },
+    /// Stream a job's results (resuming an existing --output file)
+    Results {
+        job: String,
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StateArg {
+    Uploading,
+    Running,
+    Completed,
+    Cancelled,
+}
+
+impl From<StateArg> for JobState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Uploading => JobState::Uploading,
+            StateArg::Running => JobState::Running,
+            StateArg::Completed => JobState::Completed,
+            StateArg::Cancelled => JobState::Cancelled,
+        }
+    }
+}
+
+pub fn run(config: Option<&Path>, args: JobsArgs) -> anyhow::Result<bool> {
+    crate::cluster::runtime()?.block_on(async {
+        let client = remote::connect(config, args.coordinator).await?;
+        match args.command {
+            JobsCommand::List { state, limit } => {
+                let state = state.map_or(JobState::Unspecified, JobState::from);
+                for job in client.list_jobs(limit, state).await? {
+                    println!("{}", remote::summary(&job));
+                }
+            }
+            JobsCommand::Status { job } => {
+                println!("{}", job_json(&client.get_job(&job).await?));
+            }
+            JobsCommand::Cancel { job } => {
+                eprintln!("{}", remote::summary(&client.cancel_job(&job).await?));
+            }
+            JobsCommand::Results {
+                job,
+                output,
+                format,
+            } => {
+                let mut sink = ResultsSink::open(output.as_ref(), format)?;
+                let job = client.get_job(&job).await?;
+                sink.stream(&client, &job).await?;
+                sink.finish()?;
+                let job = client.get_job(&job.job_id).await?;
+                eprintln!("{}", remote::summary(&job));
+                return Ok(job.failed == 0);
+            }
+        }
+        Ok(true)
+    })
+}
+
+fn job_json(job: &Job) -> serde_json::Value {
+    let state = JobState::try_from(job.state).unwrap_or(JobState::Unspecified);
+    serde_json::json!({
+        "job_id": job.job_id,
+        "state": state.as_str_name().trim_start_matches("JOB_STATE_").to_lowercase(),
+        "model": job.model,
+        "total": job.total,
+        "completed": job.completed,
+        "failed": job.failed,
+        "finished": job.finished,
+        "created_unix_ms": job.created_unix_ms,
+        "finished_unix_ms": job.finished_unix_ms,
+        "metadata": job.metadata,
+        "idempotency_key": job.idempotency_key,
+    })
+}
+
+#[derive(Args)]
+pub struct ModelsArgs {
+    /// Coordinator address [default: http://127.0.0.1:50051]
+    #[arg(long)]
+    coordinator: Option<String>,
+}
+
+/// Lists models and live workers.
+pub fn models(config: Option<&Path>, args: ModelsArgs) -> anyhow::Result<bool> {
+    crate::cluster::runtime()?.block_on(async {
+        let client = remote::connect(config, args.coordinator).await?;
+        for model in client.list_models().await? {
+            println!(
+                "model {}: {} workers, {} items queued",
+                model.name, model.workers, model.queued_items
+            );
+        }
+        for w in client.list_workers().await? {
+            println!(
+                "worker {} ({}): model {} on {} {}, {} items in {} batches{}",
+                w.worker_id,
+                w.host,
+                w.model,
+                w.device,
+                w.dtype,
+                w.items_scored,
+                w.batches,
+                if w.draining { ", draining" } else { "" }
+            );
+        }
+        Ok(true)
+    })
+}

@@ -1,0 +1,172 @@
+//! What `dfscan submit` and `dfscan jobs` share: connecting to the
+//! coordinator, and streaming a job's results into an output that can be
+//! resumed. A results file holds one line per result in cursor order, so
+//! the number of complete lines in it is the cursor to resume after: an
+//! interrupted run is finished by running again with the same file, with no
+//! duplicate and no missing line.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use dfscan_client::{Client, ClientError};
+use dfscan_core::{ModelIdentity, Prediction};
+use dfscan_proto::v1::{ItemResult, Job, JobState};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cluster::ClusterConfig;
+use crate::output::{Format, ResultWriter, Row};
+
+/// Connects with the client settings (file ← env ← `--coordinator`).
+pub async fn connect(config: Option<&Path>, coordinator: Option<String>) -> anyhow::Result<Client> {
+    let cfg = ClusterConfig::load(config, &[("client.coordinator", coordinator)])?;
+    Ok(Client::connect(cfg.client).await?)
+}
+
+/// Where results go, and how many are there already.
+pub struct ResultsSink {
+    writer: ResultWriter<Box<dyn Write + Send>>,
+    /// Results already in the file: the cursor to resume after.
+    pub after: u64,
+}
+
+impl ResultsSink {
+    /// Standard output, or `path` (created, or resumed after its complete
+    /// lines: a partial last line from an interrupted write is dropped).
+    pub fn open(path: Option<&PathBuf>, format: Format) -> anyhow::Result<Self> {
+        let Some(path) = path else {
+            let out: Box<dyn Write + Send> = Box::new(BufWriter::new(std::io::stdout()));
+            let writer = ResultWriter::new(out, format, None, true, false)?;
+            return Ok(Self { writer, after: 0 });
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let (lines, complete_len, first_line) =
+            complete_lines(&file).with_context(|| format!("reading {}", path.display()))?;
+        file.set_len(complete_len)?;
+        file.seek(std::io::SeekFrom::End(0))?;
+        let has_header = format != Format::Jsonl;
+        let header_written = has_header && lines > 0;
+        let after = if header_written { lines - 1 } else { lines };
+        let labels = first_line
+            .filter(|_| format == Format::Csv)
+            .map(|header| labels_in_csv_header(&header));
+        let out: Box<dyn Write + Send> = Box::new(BufWriter::new(file));
+        let writer = ResultWriter::new(out, format, labels.as_deref(), true, header_written)?;
+        if after > 0 {
+            eprintln!(
+                "{}: {after} results already there; resuming after them",
+                path.display()
+            );
+        }
+        Ok(Self { writer, after })
+    }
+
+    /// Streams `job`'s results after `self.after` until the job is
+    /// finished, showing progress against the job's total.
+    pub async fn stream(&mut self, client: &Client, job: &Job) -> anyhow::Result<()> {
+        let bar = ProgressBar::new(job.total);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} scored  {per_sec}  eta {eta}")
+                .expect("valid template"),
+        );
+        bar.set_position(self.after);
+        bar.reset_eta();
+        let writer = &mut self.writer;
+        let last = client
+            .stream_results(&job.job_id, self.after, |results| {
+                write_results(writer, &results).map_err(|e| ClientError::Sink(e.to_string()))?;
+                if let Some(r) = results.last() {
+                    bar.set_position(r.cursor);
+                }
+                Ok(())
+            })
+            .await;
+        bar.finish_and_clear();
+        self.after = last?;
+        Ok(())
+    }
+
+    pub fn finish(self) -> anyhow::Result<()> {
+        Ok(self.writer.finish()?)
+    }
+}
+
+fn write_results(
+    writer: &mut ResultWriter<Box<dyn Write + Send>>,
+    results: &[ItemResult],
+) -> std::io::Result<()> {
+    for r in results {
+        let model = r.model.clone().unwrap_or_default();
+        let model = ModelIdentity {
+            name: model.name,
+            sha256: model.sha256,
+        };
+        let prediction = r.error.is_empty().then(|| Prediction {
+            label: r.label.clone(),
+            scores: r
+                .scores
+                .iter()
+                .map(|s| (s.label.clone(), s.score))
+                .collect(),
+            fake_score: r.fake_score.unwrap_or_default(),
+        });
+        writer.write(&Row {
+            id: Some(&r.id),
+            path: &r.id,
+            result: prediction.as_ref().ok_or(r.error.as_str()),
+            model: &model,
+        })?;
+    }
+    // Whole results reach the file before the cursor moves on.
+    writer.flush()
+}
+
+/// Counts the complete lines of `file`; returns them, the byte length they
+/// span and the first line.
+fn complete_lines(file: &File) -> std::io::Result<(u64, u64, Option<String>)> {
+    let mut reader = BufReader::new(file);
+    let (mut lines, mut len, mut first) = (0u64, 0u64, None);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line)?;
+        if n == 0 || !line.ends_with('\n') {
+            return Ok((lines, len, first));
+        }
+        if first.is_none() {
+            first = Some(line.trim_end().to_string());
+        }
+        lines += 1;
+        len += n as u64;
+    }
+}
+
+fn labels_in_csv_header(header: &str) -> Vec<String> {
+    header
+        .split(',')
+        .filter_map(|column| column.trim_matches('"').strip_prefix("score_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The line printed when a job's results are all in.
+pub fn summary(job: &Job) -> String {
+    let state = JobState::try_from(job.state)
+        .map(|s| {
+            s.as_str_name()
+                .trim_start_matches("JOB_STATE_")
+                .to_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into());
+    format!(
+        "job {} {state}: {} items, {} scored, {} failed",
+        job.job_id, job.total, job.completed, job.failed
+    )
+}

@@ -1,0 +1,128 @@
+//! `dfscan submit`: upload files and folders as a job, then stream its
+//! results into the output as workers produce them. `--attach JOB` (with
+//! the same `--output`) finishes the output of an interrupted run.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use clap::Args;
+use dfscan_proto::v1::{item::Source, Item, JobHeader};
+use indicatif::ProgressBar;
+
+use crate::output::Format;
+use crate::remote::{self, ResultsSink};
+
+#[derive(Args)]
+pub struct SubmitArgs {
+    /// Coordinator address [default: http://127.0.0.1:50051]
+    #[arg(long)]
+    coordinator: Option<String>,
+    /// Model to score with, as `dfscan models` lists it [default: the coordinator's default]
+    #[arg(long)]
+    model: Option<String>,
+    /// Write results here (resumable) instead of standard output
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: Format,
+    /// Submitting again with the same key returns the first job
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Items per queue task [default: the coordinator's]
+    #[arg(long)]
+    task_size: Option<u32>,
+    /// KEY=VALUE metadata kept with the job (repeatable)
+    #[arg(long = "metadata", value_parser = parse_key_value)]
+    metadata: Vec<(String, String)>,
+    /// Finish the output of an earlier submit of this job instead of uploading
+    #[arg(long, conflicts_with = "paths")]
+    attach: Option<String>,
+    /// Image files and directories (searched recursively)
+    #[arg(required_unless_present = "attach")]
+    paths: Vec<PathBuf>,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+pub fn run(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<bool> {
+    crate::cluster::runtime()?.block_on(async {
+        let client = remote::connect(config, args.coordinator.clone()).await?;
+        let mut sink = ResultsSink::open(args.output.as_ref(), args.format)?;
+        let (job, unreadable) = match &args.attach {
+            Some(job_id) => (client.get_job(job_id).await?, 0),
+            None => upload(&client, &args).await?,
+        };
+        if let Some(output) = &args.output {
+            eprintln!(
+                "job {}: {} items; if interrupted, finish with: dfscan submit --attach {} --output {}",
+                job.job_id,
+                job.total,
+                job.job_id,
+                output.display()
+            );
+        }
+        sink.stream(&client, &job).await?;
+        sink.finish()?;
+        let job = client.get_job(&job.job_id).await?;
+        eprintln!("{}", remote::summary(&job));
+        Ok(job.failed == 0 && unreadable == 0)
+    })
+}
+
+/// Uploads the inputs; returns the job and how many inputs could not be read.
+async fn upload(
+    client: &dfscan_client::Client,
+    args: &SubmitArgs,
+) -> anyhow::Result<(dfscan_proto::v1::Job, u64)> {
+    let inputs = crate::inputs::collect(&args.paths)?;
+    anyhow::ensure!(!inputs.is_empty(), "no images found under {:?}", args.paths);
+    let header = JobHeader {
+        model: args.model.clone().unwrap_or_default(),
+        idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
+        metadata: args.metadata.iter().cloned().collect(),
+        task_size: args.task_size.unwrap_or(0),
+    };
+    // Room for the message framing around one image.
+    let max_file = client.settings().max_message_bytes.saturating_sub(64 << 10) as u64;
+    let unreadable = Arc::new(AtomicU64::new(0));
+    let items = {
+        let unreadable = unreadable.clone();
+        inputs.into_iter().filter_map(move |path| {
+            let id = path.to_string_lossy().into_owned();
+            match dfscan_model::read_limited(&path, max_file) {
+                Ok(data) => Some(Item {
+                    id,
+                    source: Some(Source::Data(data.into())),
+                }),
+                Err(e) => {
+                    eprintln!("{id}: not uploaded: {e}");
+                    unreadable.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            }
+        })
+    };
+    let bar = ProgressBar::new_spinner();
+    let shown = bar.clone();
+    let progress = Arc::new(move |items: u64, bytes: u64| {
+        shown.set_message(format!("uploaded {items} items, {} MB", bytes >> 20));
+        shown.tick();
+    });
+    let response = client.submit(header, items, progress).await;
+    bar.finish_and_clear();
+    let response = response?;
+    let job = response.job.unwrap_or_default();
+    if response.deduplicated {
+        eprintln!(
+            "the idempotency key matches job {}: not uploaded again",
+            job.job_id
+        );
+    }
+    Ok((job, unreadable.load(Ordering::Relaxed)))
+}
