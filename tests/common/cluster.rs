@@ -93,11 +93,12 @@ impl Drop for Proc {
     }
 }
 
+/// Fields drop in order: the processes go before the Redis they use.
 pub struct Cluster {
+    pub workers: Vec<Proc>,
+    pub coordinator: Option<Proc>,
     pub redis: RedisServer,
     pub port: u16,
-    pub coordinator: Option<Proc>,
-    pub workers: Vec<Proc>,
     pub model: PathBuf,
     env: Vec<(String, String)>,
 }

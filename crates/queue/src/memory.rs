@@ -235,18 +235,7 @@ impl JobQueue for MemoryQueue {
                 return Ok(Created::Existing(job.record.clone()));
             }
         }
-        let record = JobRecord {
-            id: new_job_id(),
-            model: spec.model,
-            state: JobState::Uploading,
-            total: 0,
-            completed: 0,
-            failed: 0,
-            created_ms: now_ms(),
-            finished_ms: None,
-            metadata: spec.metadata,
-            idempotency_key: spec.idempotency_key,
-        };
+        let record = JobRecord::new(spec);
         if let Some(key) = &record.idempotency_key {
             state.idempotency.insert(key.clone(), record.id.clone());
         }

@@ -84,6 +84,22 @@ pub struct JobRecord {
 }
 
 impl JobRecord {
+    /// A new job, uploading, with a fresh random id.
+    pub fn new(spec: JobSpec) -> Self {
+        Self {
+            id: new_job_id(),
+            model: spec.model,
+            state: JobState::Uploading,
+            total: 0,
+            completed: 0,
+            failed: 0,
+            created_ms: crate::now_ms(),
+            finished_ms: None,
+            metadata: spec.metadata,
+            idempotency_key: spec.idempotency_key,
+        }
+    }
+
     /// The upload is over and every item has its result.
     pub fn is_finished(&self) -> bool {
         self.state != JobState::Uploading && self.completed + self.failed >= self.total

@@ -43,18 +43,7 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
             return Ok(Created::Existing(existing));
         }
     }
-    let record = JobRecord {
-        id: new_job_id(),
-        model: spec.model,
-        state: JobState::Uploading,
-        total: 0,
-        completed: 0,
-        failed: 0,
-        created_ms: now_ms(),
-        finished_ms: None,
-        metadata: spec.metadata,
-        idempotency_key: spec.idempotency_key,
-    };
+    let record = JobRecord::new(spec);
     let mut hset = redis::cmd("HSET");
     hset.arg(q.keys.job(&record.id))
         .arg("model")
