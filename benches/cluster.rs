@@ -77,13 +77,14 @@ fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
     Ok(Proc(cmd.spawn()?))
 }
 
-/// Peak resident set (VmHWM) of a live process, in MB.
-fn peak_rss_mb(pid: u32) -> anyhow::Result<f64> {
+/// A memory figure of a live process from /proc (`VmHWM`: peak resident
+/// set; `VmRSS`: current), in MB.
+fn rss_mb(pid: u32, field: &str) -> anyhow::Result<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let kb: f64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .context("no VmHWM")?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .with_context(|| format!("no {field}"))?
         .trim()
         .trim_end_matches("kB")
         .trim()
@@ -161,19 +162,24 @@ async fn queue_overhead(args: &Args) -> anyhow::Result<()> {
         "--bench-noop-scorer",
     ]))?;
     let client = connect(port).await?;
+    // Before any job: what loading the binary (libtorch included) costs.
+    let idle = rss_mb(coordinator.0.id(), "VmRSS")?;
     let bytes = args.item_bytes;
     let items = (0..args.items).map(move |i| Item {
         id: format!("item-{i:08}"),
         source: Some(Source::Data(vec![(i % 251) as u8; bytes].into())),
     });
     let (n, seconds) = run_job(&client, "noop", items).await?;
-    let rss = peak_rss_mb(coordinator.0.id())?;
+    let peak = rss_mb(coordinator.0.id(), "VmHWM")?;
     println!(
         "queue overhead (no-op scorer, {bytes}-byte items): {n} items in {seconds:.2} s = {:.0} items/s (target >= 20000: {:.2}x)",
         n as f64 / seconds,
         n as f64 / seconds / 20_000.0
     );
-    println!("coordinator peak RSS over the job: {rss:.1} MB (target < 200 MB)");
+    println!(
+        "coordinator RSS: {idle:.1} MB idle before the job, {peak:.1} MB peak (target < 200 MB); the job added {:.1} MB",
+        peak - idle
+    );
     Ok(())
 }
 
