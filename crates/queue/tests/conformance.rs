@@ -5,9 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfscan_proto::v1::{item::Source, Item, ItemResult, Worker};
+use dfscan_proto::v1::{ItemResult, Worker};
 use dfscan_queue::*;
 use dfscan_testkit::RedisServer;
+use support::{spec, tasks, MODEL};
+
+mod support;
 
 #[derive(Clone, Copy)]
 enum Backend {
@@ -77,44 +80,11 @@ conformance!(
     finished_jobs_expire,
 );
 
-const MODEL: &str = "tiny";
-
 fn settings() -> QueueSettings {
     QueueSettings {
         key_prefix: format!("test{}", std::process::id()),
         ..QueueSettings::default()
     }
-}
-
-fn spec(key: Option<&str>) -> JobSpec {
-    JobSpec {
-        model: MODEL.into(),
-        metadata: [("team".to_string(), "trust-and-safety".to_string())].into(),
-        idempotency_key: key.map(str::to_string),
-    }
-}
-
-/// Tasks of `sizes` items with consecutive indexes; item `k` has id `item-k`
-/// and `k + 1` bytes of data.
-fn tasks(sizes: &[usize]) -> Vec<NewTask> {
-    let mut first = 0;
-    sizes
-        .iter()
-        .map(|&n| {
-            let items = (first..first + n as u64)
-                .map(|k| Item {
-                    id: format!("item-{k}"),
-                    source: Some(Source::Data(vec![7u8; k as usize + 1].into())),
-                })
-                .collect();
-            let task = NewTask {
-                first_index: first,
-                items,
-            };
-            first += n as u64;
-            task
-        })
-        .collect()
 }
 
 /// What a worker would record: a score for even indexes, an error for odd.

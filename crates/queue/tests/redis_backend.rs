@@ -9,8 +9,10 @@ use ::redis::AsyncCommands;
 use dfscan_proto::v1::{item::Source, Item, ItemResult};
 use dfscan_queue::*;
 use dfscan_testkit::RedisServer;
+use support::{spec, tasks, MODEL};
 
-const MODEL: &str = "vit";
+mod support;
+
 const PREFIX: &str = "rb";
 
 fn settings() -> QueueSettings {
@@ -33,36 +35,6 @@ async fn raw(server: &RedisServer) -> ::redis::aio::MultiplexedConnection {
         .get_multiplexed_async_connection()
         .await
         .unwrap()
-}
-
-fn spec(key: Option<&str>) -> JobSpec {
-    JobSpec {
-        model: MODEL.into(),
-        metadata: [("origin".to_string(), "test".to_string())].into(),
-        idempotency_key: key.map(str::to_string),
-    }
-}
-
-/// Tasks of `sizes` items, consecutive indexes; item k has k + 1 bytes.
-fn tasks(sizes: &[usize]) -> Vec<NewTask> {
-    let mut first = 0;
-    sizes
-        .iter()
-        .map(|&n| {
-            let items = (first..first + n as u64)
-                .map(|k| Item {
-                    id: format!("item-{k}"),
-                    source: Some(Source::Data(vec![1u8; k as usize + 1].into())),
-                })
-                .collect();
-            let task = NewTask {
-                first_index: first,
-                items,
-            };
-            first += n as u64;
-            task
-        })
-        .collect()
 }
 
 fn scores(task: &ClaimedTask) -> Vec<ItemResult> {
