@@ -85,6 +85,31 @@ impl MemoryQueue {
         Duration::from_secs(self.settings.retention_s)
     }
 
+    /// Moves a job to state `to` when `allowed(current state)`, finishing it
+    /// if every item already has its result (as seal and cancel both do).
+    fn transition(
+        &self,
+        job_id: &str,
+        to: JobState,
+        action: &'static str,
+        allowed: impl Fn(JobState) -> bool,
+    ) -> Result<JobRecord> {
+        let retention = self.retention();
+        let mut state = self.lock();
+        let job = state.job_mut(job_id)?;
+        if !allowed(job.record.state) {
+            return Err(wrong_state(&job.record, action));
+        }
+        job.record.state = to;
+        if job.record.is_finished() {
+            finish(job, retention);
+        }
+        let record = job.record.clone();
+        drop(state);
+        self.results_changed.notify_waiters();
+        Ok(record)
+    }
+
     /// Tasks dead-lettered for `model`, with the deliveries each had.
     pub fn dead_letters(&self, model: &str) -> Vec<(TaskHandle, u64)> {
         self.lock()
@@ -310,20 +335,9 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn seal_job(&self, job_id: &str) -> Result<JobRecord> {
-        let retention = self.retention();
-        let mut state = self.lock();
-        let job = state.job_mut(job_id)?;
-        if job.record.state != JobState::Uploading {
-            return Err(wrong_state(&job.record, "finish the upload"));
-        }
-        job.record.state = JobState::Running;
-        if job.record.is_finished() {
-            finish(job, retention);
-        }
-        let record = job.record.clone();
-        drop(state);
-        self.results_changed.notify_waiters();
-        Ok(record)
+        self.transition(job_id, JobState::Running, "finish the upload", |state| {
+            state == JobState::Uploading
+        })
     }
 
     async fn abort_job(&self, job: &JobRecord, enqueued: &[TaskHandle]) -> Result<()> {
@@ -355,20 +369,9 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn cancel_job(&self, job_id: &str) -> Result<JobRecord> {
-        let retention = self.retention();
-        let mut state = self.lock();
-        let job = state.job_mut(job_id)?;
-        if matches!(job.record.state, JobState::Completed | JobState::Cancelled) {
-            return Err(wrong_state(&job.record, "cancel"));
-        }
-        job.record.state = JobState::Cancelled;
-        if job.record.is_finished() {
-            finish(job, retention);
-        }
-        let record = job.record.clone();
-        drop(state);
-        self.results_changed.notify_waiters();
-        Ok(record)
+        self.transition(job_id, JobState::Cancelled, "cancel", |state| {
+            !matches!(state, JobState::Completed | JobState::Cancelled)
+        })
     }
 
     async fn read_results(
