@@ -6,6 +6,10 @@
 // need `LD_LIBRARY_PATH`, and the linker's default `--as-needed` drops
 // `libtorch_cuda` (nothing references it by symbol), which makes CUDA
 // silently unavailable on GPU hosts.
+//
+// The flags go to the targets that use libtorch (the `dfscan` binary, tests,
+// benchmarks, examples), never to `dfscan-coordinator`: `--no-as-needed
+// -ltorch_cuda` would load all of libtorch into a process that does not use it.
 
 use std::path::Path;
 
@@ -18,9 +22,19 @@ fn main() {
     let lib_dir = Path::new(&lib_dir)
         .canonicalize()
         .unwrap_or_else(|e| panic!("libtorch lib dir {lib_dir}: {e}"));
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    let mut args = vec![format!("-Wl,-rpath,{}", lib_dir.display())];
     if lib_dir.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        args.extend(["-Wl,--no-as-needed".into(), "-ltorch_cuda".into()]);
+    }
+    // Cargo refuses a scoped kind for which the package has no target.
+    let kinds: &[&str] = if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("dfscan") {
+        &["-bin=dfscan", "-tests", "-benches"]
+    } else {
+        &[""]
+    };
+    for kind in kinds {
+        for arg in &args {
+            println!("cargo:rustc-link-arg{kind}={arg}");
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! Cluster benchmarks, each run side by side in one process on this
-//! machine, with real processes (redis-server, `dfscan coordinator`,
+//! machine, with real processes (redis-server, `dfscan-coordinator`,
 //! `dfscan worker`) as a deployment runs them:
 //!
 //! 1. queue overhead: items/s from the first upload byte to the last result
@@ -66,7 +66,11 @@ impl Drop for Proc {
 }
 
 fn dfscan(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfscan"));
+    binary(env!("CARGO_BIN_EXE_dfscan"), args)
+}
+
+fn binary(path: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(path);
     cmd.args(args)
         .env("DFSCAN_LOG", "warn")
         .stdout(Stdio::null());
@@ -138,15 +142,17 @@ async fn run_job(
 
 fn coordinator(redis: &RedisServer, port: u16, models: &str) -> anyhow::Result<Proc> {
     let listen = format!("127.0.0.1:{port}");
-    spawn(dfscan(&[
-        "coordinator",
-        "--listen",
-        &listen,
-        "--redis",
-        &redis.url(),
-        "--models",
-        models,
-    ]))
+    spawn(binary(
+        env!("CARGO_BIN_EXE_dfscan-coordinator"),
+        &[
+            "--listen",
+            &listen,
+            "--redis",
+            &redis.url(),
+            "--models",
+            models,
+        ],
+    ))
 }
 
 async fn queue_overhead(args: &Args) -> anyhow::Result<()> {
@@ -162,7 +168,7 @@ async fn queue_overhead(args: &Args) -> anyhow::Result<()> {
         "--bench-noop-scorer",
     ]))?;
     let client = connect(port).await?;
-    // Before any job: what loading the binary (libtorch included) costs.
+    // Before any job: what the process costs idle.
     let idle = rss_mb(coordinator.0.id(), "VmRSS")?;
     let bytes = args.item_bytes;
     let items = (0..args.items).map(move |i| Item {

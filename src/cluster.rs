@@ -11,10 +11,13 @@ use clap::Args;
 use dfscan_client::ClientSettings;
 use dfscan_coordinator::CoordinatorSettings;
 use dfscan_core::settings::{self, ModelSettings};
-use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings, RedisQueue};
+use dfscan_process::coordinator::{
+    listen_and_serve, run as run_coordinator, CoordinatorArgs, CoordinatorConfig,
+};
+use dfscan_process::{connect_queue, runtime, shutdown_on_signals};
+use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings};
 use dfscan_worker::{Scoring, Worker, WorkerSettings};
 use serde::Deserialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::model_args::ModelArgs;
 
@@ -44,38 +47,6 @@ impl ClusterConfig {
         let mut cfg: Self = settings::load(file, overrides)?;
         cfg.model = settings::load(file, overrides)?;
         Ok(cfg)
-    }
-}
-
-#[derive(Args)]
-pub struct CoordinatorArgs {
-    /// Address the gRPC API listens on [default: 127.0.0.1:50051]
-    #[arg(long)]
-    listen: Option<String>,
-    /// Redis URL of the queue, e.g. redis://127.0.0.1:6379
-    #[arg(long)]
-    redis: Option<String>,
-    /// Comma-separated models accepted even while no worker serves them
-    #[arg(long, value_delimiter = ',')]
-    models: Option<Vec<String>>,
-    /// Model for jobs that name none [default: the only model known]
-    #[arg(long)]
-    default_model: Option<String>,
-}
-
-impl CoordinatorArgs {
-    fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
-        vec![
-            ("coordinator.listen", self.listen.clone()),
-            ("redis", self.redis.clone()),
-            ("coordinator.default_model", self.default_model.clone()),
-        ]
-    }
-
-    fn apply_lists(&self, cfg: &mut ClusterConfig) {
-        if let Some(models) = &self.models {
-            cfg.coordinator.models = models.clone();
-        }
     }
 }
 
@@ -152,15 +123,11 @@ pub struct ServeArgs {
     worker: WorkerFlags,
 }
 
+/// `dfscan coordinator`: the same process as `dfscan-coordinator`.
 pub fn coordinator(config: Option<&Path>, args: CoordinatorArgs) -> anyhow::Result<bool> {
-    let mut cfg = ClusterConfig::load(config, &args.overrides())?;
-    args.apply_lists(&mut cfg);
-    runtime()?.block_on(async {
-        let shutdown = shutdown_on_signals();
-        let queue = open_queue(&cfg, "coordinator").await?;
-        run_coordinator(queue, cfg.coordinator, shutdown).await?;
-        Ok(true)
-    })
+    let cfg = CoordinatorConfig::load(config, &args)?;
+    runtime()?.block_on(async { run_coordinator(cfg, shutdown_on_signals()).await })?;
+    Ok(true)
 }
 
 pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
@@ -171,7 +138,7 @@ pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
     let noop = args.worker.bench_noop_scorer;
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
-        let queue = open_queue(&cfg, "worker").await?;
+        let queue = connect_queue(cfg.redis.as_deref(), &cfg.queue, "worker").await?;
         let (worker, _) = start_worker(&cfg, queue, noop).await?;
         let report = worker.run(shutdown).await?;
         tracing::info!(
@@ -196,7 +163,7 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
         let queue: Arc<dyn JobQueue> = match &cfg.redis {
-            Some(_) => open_queue(&cfg, "serve").await?,
+            Some(url) => connect_queue(Some(url), &cfg.queue, "serve").await?,
             None => Arc::new(MemoryQueue::new(cfg.queue.clone())),
         };
         let (worker, model) = start_worker(&cfg, queue.clone(), noop).await?;
@@ -212,39 +179,13 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
             stop_all.cancel();
             report
         });
-        let served = run_coordinator(queue, coordinator, shutdown.clone()).await;
+        let served = listen_and_serve(queue, coordinator, shutdown.clone()).await;
         shutdown.cancel();
         let report = worker.await.context("the worker task")??;
         served?;
         tracing::info!(tasks = report.tasks, items = report.items, "stopped");
         Ok(true)
     })
-}
-
-async fn run_coordinator(
-    queue: Arc<dyn JobQueue>,
-    settings: CoordinatorSettings,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("listening on {}", settings.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "coordinator listening");
-    dfscan_coordinator::serve(listener, queue, settings, shutdown).await?;
-    Ok(())
-}
-
-async fn open_queue(cfg: &ClusterConfig, command: &str) -> anyhow::Result<Arc<dyn JobQueue>> {
-    let url = cfg.redis.as_deref().with_context(|| {
-        format!(
-            "dfscan {command} needs the queue's Redis URL: --redis URL or DFSCAN_REDIS \
-             (for one process without Redis, use dfscan serve)"
-        )
-    })?;
-    let queue = RedisQueue::connect(url, cfg.queue.clone())
-        .await
-        .with_context(|| format!("connecting to Redis at {url}"))?;
-    Ok(Arc::new(queue))
 }
 
 /// Loads the model (or, for benchmarks, the no-op scorer) and builds the
@@ -284,32 +225,4 @@ async fn start_worker(
         &cfg.queue,
     )?;
     Ok((worker, model))
-}
-
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
-}
-
-/// A token cancelled by SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-fn shutdown_on_signals() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(e) => {
-                    tracing::error!("cannot watch for SIGTERM: {e}");
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: shutting down"),
-        }
-        cancel.cancel();
-    });
-    token
 }

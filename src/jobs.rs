@@ -61,7 +61,7 @@ impl From<StateArg> for JobState {
 }
 
 pub fn run(config: Option<&Path>, args: JobsArgs) -> anyhow::Result<bool> {
-    crate::cluster::runtime()?.block_on(async {
+    dfscan_process::runtime()?.block_on(async {
         let client = remote::connect(config, args.coordinator).await?;
         match args.command {
             JobsCommand::List { state, limit } => {
@@ -120,7 +120,7 @@ pub struct ModelsArgs {
 
 /// Lists models and live workers.
 pub fn models(config: Option<&Path>, args: ModelsArgs) -> anyhow::Result<bool> {
-    crate::cluster::runtime()?.block_on(async {
+    dfscan_process::runtime()?.block_on(async {
         let client = remote::connect(config, args.coordinator).await?;
         for model in client.list_models().await? {
             println!(

@@ -12,7 +12,6 @@ mod remote;
 mod score;
 mod submit;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -46,7 +45,7 @@ enum Command {
     /// Evaluate a model on a labelled folder (one subfolder per label).
     Eval(eval::EvalArgs),
     /// Run the gRPC coordinator: accepts jobs and queues them in Redis.
-    Coordinator(cluster::CoordinatorArgs),
+    Coordinator(dfscan_process::coordinator::CoordinatorArgs),
     /// Run a worker: scores the queued tasks of one model.
     Worker(cluster::WorkerArgs),
     /// Run coordinator and worker in one process (queue in memory unless --redis).
@@ -60,14 +59,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DFSCAN_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    dfscan_process::init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Score(args) => score::run(cli.config.as_deref(), args),

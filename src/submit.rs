@@ -51,7 +51,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<bool> {
-    crate::cluster::runtime()?.block_on(async {
+    dfscan_process::runtime()?.block_on(async {
         let client = remote::connect(config, args.coordinator.clone()).await?;
         let mut sink = ResultsSink::open(args.output.as_ref(), args.format)?;
         let (job, unreadable) = match &args.attach {

@@ -1,5 +1,5 @@
 //! The scoring cluster end to end, as separate processes: redis-server on a
-//! free port, `dfscan coordinator`, `dfscan worker`s and `dfscan submit`,
+//! free port, `dfscan-coordinator`, `dfscan worker`s and `dfscan submit`,
 //! with real faults (SIGKILL, SIGSTOP, SIGTERM, Redis restarts). After each
 //! scenario every item has exactly one result, completed + failed equals
 //! the total, and the queue holds nothing more.
@@ -375,12 +375,33 @@ fn a_worker_paused_past_the_visibility_timeout_counts_once() {
     });
 }
 
+/// The deployed coordinator never maps libtorch, which keeps its memory
+/// and container image small (measured in benches/cluster.rs); the
+/// all-in-one `dfscan coordinator` does, which shows the check can fail.
+#[test]
+fn the_coordinator_binary_does_not_load_libtorch() {
+    let _one = exclusive();
+    let mut c = Cluster::start(false, &[]);
+    let maps = |c: &Cluster| {
+        let pid = c.coordinator.as_ref().unwrap().pid();
+        std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap()
+    };
+    let standalone = maps(&c);
+    assert!(standalone.contains("/dfscan-coordinator"), "{standalone}");
+    assert!(!standalone.contains("libtorch"), "{standalone}");
+    c.coordinator.as_mut().unwrap().kill9();
+    c.start_coordinator(true);
+    assert!(maps(&c).contains("libtorch_cpu"));
+}
+
 #[test]
 fn results_resume_across_a_coordinator_restart() {
     survives(1000, 1, false, |c| {
         c.coordinator.as_mut().unwrap().kill9();
         std::thread::sleep(Duration::from_millis(500));
-        c.start_coordinator();
+        // Back as `dfscan coordinator`: the all-in-one binary's subcommand
+        // is the same process, on the same queue, with the same config.
+        c.start_coordinator(true);
     });
 }
 

@@ -1,4 +1,4 @@
-//! Running a real cluster in a test: redis-server, `dfscan coordinator`
+//! Running a real cluster in a test: redis-server, `dfscan-coordinator`
 //! and `dfscan worker` processes, each killed when its guard drops, plus
 //! direct Redis access for checking what the queue holds afterwards.
 
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use dfscan_testkit::{free_port, RedisServer};
 
-use super::{dfscan, model_dir};
+use super::{dfscan, dfscan_coordinator, model_dir};
 
 /// Cluster tests run one at a time: each starts several processes, and two
 /// cores shared by two clusters make timeouts meaningless.
@@ -124,12 +124,15 @@ impl Cluster {
             model: model_dir("tiny-a"),
             env,
         };
-        cluster.start_coordinator();
+        cluster.start_coordinator(false);
         cluster
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = dfscan();
+        self.with_env(dfscan(), args)
+    }
+
+    fn with_env(&self, mut cmd: Command, args: &[&str]) -> Command {
         cmd.args(args);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -149,17 +152,22 @@ impl Cluster {
             .into_owned()
     }
 
-    pub fn start_coordinator(&mut self) {
-        let listen = format!("127.0.0.1:{}", self.port);
-        let cmd = self.command(&[
-            "coordinator",
-            "--listen",
-            &listen,
-            "--redis",
-            &self.redis.url(),
-            "--models",
-            &self.model_name(),
-        ]);
+    /// Starts the coordinator: the deployed `dfscan-coordinator` binary, or
+    /// with `all_in_one` the same process as `dfscan coordinator`.
+    pub fn start_coordinator(&mut self, all_in_one: bool) {
+        let (listen, redis, model) = (
+            format!("127.0.0.1:{}", self.port),
+            self.redis.url(),
+            self.model_name(),
+        );
+        let (base, subcommand): (_, &[&str]) = if all_in_one {
+            (dfscan(), &["coordinator"])
+        } else {
+            (dfscan_coordinator(), &[])
+        };
+        let mut args = subcommand.to_vec();
+        args.extend(["--listen", &listen, "--redis", &redis, "--models", &model]);
+        let cmd = self.with_env(base, &args);
         self.coordinator = Some(Proc::spawn("coordinator", cmd));
         wait_for_port(self.port);
     }

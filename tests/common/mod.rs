@@ -75,7 +75,17 @@ pub fn model_dir(name: &str) -> PathBuf {
 
 /// The `dfscan` binary built for these tests.
 pub fn dfscan() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfscan"));
+    binary(env!("CARGO_BIN_EXE_dfscan"))
+}
+
+/// The libtorch-free `dfscan-coordinator` binary built for these tests.
+#[allow(dead_code)] // not every test binary runs a coordinator
+pub fn dfscan_coordinator() -> Command {
+    binary(env!("CARGO_BIN_EXE_dfscan-coordinator"))
+}
+
+fn binary(path: &str) -> Command {
+    let mut cmd = Command::new(path);
     // Keep a developer's own settings and hub cache out of the tests.
     for (key, _) in std::env::vars() {
         if key.starts_with("DFSCAN_") || key.starts_with("HF_") {

@@ -1,0 +1,83 @@
+//! The coordinator process: its flags, its configuration sections
+//! (`redis`, `queue`, `coordinator`) layered as everywhere else
+//! (defaults ← file ← `DFSCAN_*` ← flags), and the run until shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::Args;
+use dfscan_coordinator::CoordinatorSettings;
+use dfscan_core::settings;
+use dfscan_queue::{JobQueue, QueueSettings};
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::{connect_queue, ProcessError};
+
+#[derive(Args)]
+pub struct CoordinatorArgs {
+    /// Address the gRPC API listens on [default: 127.0.0.1:50051]
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Redis URL of the queue, e.g. redis://127.0.0.1:6379
+    #[arg(long)]
+    pub redis: Option<String>,
+    /// Comma-separated models accepted even while no worker serves them
+    #[arg(long, value_delimiter = ',')]
+    pub models: Option<Vec<String>>,
+    /// Model for jobs that name none [default: the only model known]
+    #[arg(long)]
+    pub default_model: Option<String>,
+}
+
+/// The part of the configuration file a coordinator reads; other sections
+/// (model, worker, client) are ignored, so one file serves every process.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct CoordinatorConfig {
+    /// Redis URL of the queue.
+    pub redis: Option<String>,
+    pub queue: QueueSettings,
+    pub coordinator: CoordinatorSettings,
+}
+
+impl CoordinatorConfig {
+    pub fn load(file: Option<&Path>, args: &CoordinatorArgs) -> Result<Self, ProcessError> {
+        let overrides = [
+            ("coordinator.listen", args.listen.clone()),
+            ("redis", args.redis.clone()),
+            ("coordinator.default_model", args.default_model.clone()),
+        ];
+        let mut cfg: Self = settings::load(file, &overrides)?;
+        if let Some(models) = &args.models {
+            cfg.coordinator.models = models.clone();
+        }
+        Ok(cfg)
+    }
+}
+
+/// Runs the coordinator on its Redis queue until `shutdown`.
+pub async fn run(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), ProcessError> {
+    let queue = connect_queue(cfg.redis.as_deref(), &cfg.queue, "coordinator").await?;
+    listen_and_serve(queue, cfg.coordinator, shutdown).await
+}
+
+/// Binds `settings.listen` and serves the gRPC API on `queue` until
+/// `shutdown` (also what `dfscan serve` runs beside its worker).
+pub async fn listen_and_serve(
+    queue: Arc<dyn JobQueue>,
+    settings: CoordinatorSettings,
+    shutdown: CancellationToken,
+) -> Result<(), ProcessError> {
+    let listen_error = |source| ProcessError::Listen {
+        address: settings.listen.clone(),
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .map_err(listen_error)?;
+    let address = listener.local_addr().map_err(listen_error)?;
+    tracing::info!(%address, "coordinator listening");
+    dfscan_coordinator::serve(listener, queue, settings, shutdown).await?;
+    Ok(())
+}
