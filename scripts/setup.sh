@@ -2,9 +2,12 @@
 # Installs everything dfscan needs to build, test and benchmark, idempotently:
 #   - a virtualenv with torch 2.11.0 (libtorch for tch) and the Hugging Face
 #     reference tools, cached outside the clone and linked here as `.venv`;
-#   - redis-server (used by the queue and cluster tests), and cmake and nasm
+#   - a second, small virtualenv with the chart and image test tools (Helm's
+#     SDK, Kubernetes schemas, hadolint), linked as `.venv-chart`;
+#   - redis-server (used by the queue and cluster tests), cmake and nasm
 #     (turbojpeg-sys builds its bundled libjpeg-turbo, SIMD included, with
-#     them), when they are missing.
+#     them), and docker-compose (checks deploy/docker-compose.yml), when they
+#     are missing.
 # The cargo config (.cargo/config.toml) finds libtorch through `.venv`, so after
 # this script `cargo build` / `cargo test` need nothing exported.
 set -euo pipefail
@@ -15,13 +18,16 @@ python=${DFSCAN_PYTHON:-python3}
 reqs="$repo/scripts/requirements.txt"
 key=$( (cat "$reqs"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
 venv="$cache/venv-$key"
+chart_reqs="$repo/scripts/requirements-chart.txt"
+chart_key=$( (cat "$chart_reqs"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
+chart_venv="$cache/venv-chart-$chart_key"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 # Debian packages (each named like the command it provides), installed only
 # when that command is missing.
 missing=()
-for pkg in redis-server cmake nasm g++; do
+for pkg in redis-server cmake nasm g++ docker-compose; do
   command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 # Debian's own Python needs python3-venv for `-m venv`.
@@ -49,6 +55,19 @@ fi
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 ln -sfn "$site" "$venv/site-packages"
 ln -sfn "$venv" "$repo/.venv"
+
+if [ ! -f "$chart_venv/.complete" ]; then
+  log "creating virtualenv $chart_venv (chart and image test tools)"
+  rm -rf "$chart_venv"
+  mkdir -p "$cache"
+  "$python" -m venv "$chart_venv"
+  "$chart_venv/bin/pip" install --quiet --upgrade pip
+  "$chart_venv/bin/pip" install --quiet -r "$chart_reqs"
+  touch "$chart_venv/.complete"
+else
+  log "virtualenv $chart_venv is ready"
+fi
+ln -sfn "$chart_venv" "$repo/.venv-chart"
 
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (https://rustup.rs) and rerun"
