@@ -315,6 +315,79 @@ fn cancelling_mid_job_fails_the_remaining_items() {
     );
 }
 
+/// ModelInfer calls go through the same Redis queue and workers as a bulk
+/// job that is running, ahead of its remaining tasks: while a call waits,
+/// the worker finishes only the bulk tasks it already held (its pipeline
+/// depth), not the thousands still queued before the call's task.
+#[test]
+fn online_calls_overtake_a_running_job() {
+    use dfscan_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+    use dfscan_proto::inference::{model_infer_request::InferInputTensor, ModelInferRequest};
+
+    let _one = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let n = 3000;
+    let images = write_images(tmp.path(), n);
+    let mut c = Cluster::start(false, &[]);
+    c.start_worker(&["--max-batch", "1"]);
+    let output = tmp.path().join("results.jsonl");
+    let submit = spawn_submit(&c, &images, &output, &[]);
+    wait_until("first results", LONG, || lines_in(&output) >= 20);
+    let job = job_id(&String::from_utf8(c.jobs(&["list"]).stdout).unwrap());
+    let mut redis = c.redis();
+    let mut done = || -> u64 {
+        let counts: Vec<u64> = redis::cmd("HMGET")
+            .arg(format!("dfscan:job:{{{job}}}"))
+            .arg("completed")
+            .arg("failed")
+            .query(&mut redis)
+            .unwrap();
+        counts.iter().sum()
+    };
+    // Tasks a worker can hold when the call's task arrives: its in-hand
+    // bound (prefetch 4 + 1 + 4 x max_batch 1), plus one claim of 5 under
+    // way; tasks of 32 items.
+    let pipeline_depth = (4 + 1 + 4 + 5) * 32;
+
+    let image = std::fs::read(images.join("img-00000.png")).unwrap();
+    let request = ModelInferRequest {
+        model_name: c.model_name(),
+        inputs: vec![InferInputTensor {
+            name: "IMAGE".into(),
+            datatype: "BYTES".into(),
+            shape: vec![1],
+            contents: Some(dfscan_proto::inference::InferTensorContents {
+                bytes_contents: vec![image.into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut client = runtime
+        .block_on(GrpcInferenceServiceClient::connect(c.url()))
+        .unwrap();
+    for _ in 0..3 {
+        let before = done();
+        let response = runtime
+            .block_on(client.model_infer(request.clone()))
+            .unwrap()
+            .into_inner();
+        let during = done() - before;
+        assert_eq!(response.outputs.len(), 2);
+        assert_eq!(response.outputs[0].shape, [1, 2]);
+        assert!(
+            during <= pipeline_depth && before + during < n as u64,
+            "the call waited behind queued bulk tasks: {during} bulk items were scored meanwhile"
+        );
+    }
+    let cancel = c.jobs(&["cancel", &job]);
+    assert!(cancel.status.success(), "{}", stderr(&cancel));
+    wait_submit(submit);
+    c.assert_drained();
+}
+
 #[test]
 fn a_full_queue_refuses_the_job_and_keeps_nothing() {
     let _one = exclusive();

@@ -8,12 +8,18 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["dfscan/v1/scoring.proto", "dfscan/v1/queue.proto"];
+    let files = [
+        "dfscan/v1/scoring.proto",
+        "dfscan/v1/queue.proto",
+        "inference/grpc_service.proto",
+    ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
+        // Image bytes are passed along without copies.
         .bytes(".dfscan.v1.Item.data")
+        .bytes(".inference")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())

@@ -248,24 +248,39 @@ impl Cluster {
             .unwrap()
     }
 
-    /// The model's task stream key.
+    /// The model's task stream key (bulk jobs).
     pub fn task_stream(&self) -> String {
         format!("dfscan:tasks:{{m:{}}}", self.model_name())
     }
 
     /// Asserts the queue holds nothing for the model any more: no task
-    /// entries, no pending deliveries, usage back to zero.
+    /// entries or pending deliveries in either task stream, usage back to
+    /// zero.
     pub fn assert_drained(&self) {
+        let online = format!("dfscan:online:{{m:{}}}", self.model_name());
+        for stream in [self.task_stream(), online] {
+            self.assert_stream_drained(&stream);
+        }
+        let usage: HashMap<String, i64> = redis::cmd("HGETALL")
+            .arg(format!("dfscan:usage:{{m:{}}}", self.model_name()))
+            .query(&mut self.redis())
+            .unwrap();
+        assert!(
+            usage.values().all(|v| *v == 0),
+            "queue usage not back to zero: {usage:?}"
+        );
+    }
+
+    fn assert_stream_drained(&self, stream: &str) {
         let mut r = self.redis();
-        let stream = self.task_stream();
-        let exists: bool = redis::cmd("EXISTS").arg(&stream).query(&mut r).unwrap();
+        let exists: bool = redis::cmd("EXISTS").arg(stream).query(&mut r).unwrap();
         if !exists {
             return; // never created: nothing was ever queued
         }
-        let len: u64 = redis::cmd("XLEN").arg(&stream).query(&mut r).unwrap();
+        let len: u64 = redis::cmd("XLEN").arg(stream).query(&mut r).unwrap();
         assert_eq!(len, 0, "task entries left in {stream}");
         let pending: redis::Value = redis::cmd("XPENDING")
-            .arg(&stream)
+            .arg(stream)
             .arg("workers")
             .query(&mut r)
             .unwrap();
@@ -277,14 +292,6 @@ impl Cluster {
             other => panic!("XPENDING summary: {other:?}"),
         };
         assert_eq!(count, 0, "pending entries left in {stream}");
-        let usage: HashMap<String, i64> = redis::cmd("HGETALL")
-            .arg(format!("dfscan:usage:{{m:{}}}", self.model_name()))
-            .query(&mut r)
-            .unwrap();
-        assert!(
-            usage.values().all(|v| *v == 0),
-            "queue usage not back to zero: {usage:?}"
-        );
     }
 }
 

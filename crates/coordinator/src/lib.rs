@@ -4,16 +4,22 @@
 //! [`dfscan_queue::JobQueue`]: it keeps no state of its own, so several
 //! coordinators can share one queue and any of them can be restarted.
 //!
-//! The CLI (`dfscan coordinator`, `dfscan serve`) binds the listener, picks
-//! the queue backend and calls [`serve`].
+//! It serves two APIs on one port: dfscan's own `dfscan.v1.Scoring` (jobs
+//! of any size) and the KServe v2 / Open Inference Protocol (online calls
+//! of a few images, [`KserveService`]), both over the same queue.
+//!
+//! `dfscan-process` binds the listener, picks the queue backend and calls
+//! [`serve`].
 
 mod error;
 mod health;
+mod kserve;
 mod server;
 mod service;
 mod settings;
 
 pub use error::CoordinatorError;
+pub use kserve::KserveService;
 pub use server::serve;
 pub use service::ScoringService;
 pub use settings::{CoordinatorSettings, MAX_TASK_SIZE};

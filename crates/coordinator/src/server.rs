@@ -1,11 +1,12 @@
-//! The gRPC server: the Scoring service with its message limits, the
-//! health service and server reflection (so `grpcurl` and
+//! The gRPC server: the Scoring and KServe v2 services with their message
+//! limits, the health service and server reflection (so `grpcurl` and
 //! `grpc-health-probe` work with no .proto files at hand), on a listener
 //! the caller bound, until the caller's token is cancelled.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use dfscan_proto::inference::grpc_inference_service_server::GrpcInferenceServiceServer;
 use dfscan_proto::v1::scoring_server::ScoringServer;
 use dfscan_queue::JobQueue;
 use tokio::net::TcpListener;
@@ -13,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-use crate::{health, CoordinatorError, CoordinatorSettings, ScoringService};
+use crate::{health, CoordinatorError, CoordinatorSettings, KserveService, ScoringService};
 
 /// HTTP/2 pings on idle connections, so that a result stream to a client
 /// that vanished without closing its connection is noticed and ended.
@@ -38,8 +39,15 @@ pub async fn serve(
 ) -> Result<(), CoordinatorError> {
     let limit = settings.max_message_bytes;
     let interval = Duration::from_millis(settings.health_interval_ms);
-    let scoring = ScoringService::new(Arc::clone(&queue), settings, shutdown.clone())?;
-    let scoring = ScoringServer::new(scoring)
+    let scoring = Arc::new(ScoringService::new(
+        Arc::clone(&queue),
+        settings,
+        shutdown.clone(),
+    )?);
+    let kserve = GrpcInferenceServiceServer::new(KserveService::new(Arc::clone(&scoring)))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
+    let scoring = ScoringServer::from_arc(scoring)
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
     let reflection_v1 = reflection().build_v1()?;
@@ -62,6 +70,7 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(scoring)
+        .add_service(kserve)
         .serve_with_incoming_shutdown(incoming, signal)
         .await;
     // The server failed rather than shut down: the probe loop would run on

@@ -37,6 +37,15 @@ pub struct CoordinatorSettings {
     /// How often the queue's reachability is probed for the gRPC health
     /// service, in milliseconds.
     pub health_interval_ms: u64,
+    /// Most images in one ModelInfer call (the KServe `max_batch_size`);
+    /// at most 1024, as a call is queued as one task.
+    pub infer_max_batch: usize,
+    /// Longest a ModelInfer call waits for its results before answering
+    /// DEADLINE_EXCEEDED and cancelling them, in milliseconds.
+    pub infer_timeout_ms: u64,
+    /// How long a ModelInfer call's job is kept after it ends, in seconds
+    /// (bulk jobs keep `queue.retention_s`).
+    pub infer_retention_s: u64,
 }
 
 impl Default for CoordinatorSettings {
@@ -50,6 +59,9 @@ impl Default for CoordinatorSettings {
             max_message_bytes: 65 << 20,
             result_batch: 256,
             health_interval_ms: 1000,
+            infer_max_batch: 64,
+            infer_timeout_ms: 30_000,
+            infer_retention_s: 60,
         }
     }
 }
@@ -76,6 +88,15 @@ impl CoordinatorSettings {
         }
         if self.health_interval_ms == 0 {
             return invalid("health_interval_ms must be at least 1".into());
+        }
+        if self.infer_max_batch == 0 || self.infer_max_batch > MAX_TASK_SIZE {
+            return invalid(format!(
+                "infer_max_batch is {}; it must be between 1 and {MAX_TASK_SIZE}",
+                self.infer_max_batch
+            ));
+        }
+        if self.infer_timeout_ms == 0 {
+            return invalid("infer_timeout_ms must be at least 1".into());
         }
         let empty = |name: &Option<String>| name.as_deref().is_some_and(str::is_empty);
         if empty(&self.default_model) || self.models.iter().any(String::is_empty) {
@@ -115,6 +136,10 @@ mod tests {
             },
             CoordinatorSettings {
                 models: vec![String::new()],
+                ..Default::default()
+            },
+            CoordinatorSettings {
+                infer_max_batch: MAX_TASK_SIZE + 1,
                 ..Default::default()
             },
         ] {

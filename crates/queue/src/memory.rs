@@ -44,8 +44,9 @@ struct Job {
 
 #[derive(Default)]
 struct ModelQueue {
-    /// Entry ids never delivered, oldest first.
-    fresh: VecDeque<String>,
+    /// Entry ids never delivered, oldest first, per priority (in the order
+    /// of [`Priority::ALL`]).
+    fresh: [VecDeque<String>; 2],
     /// Every task not yet completed or released, by entry id (ordered, as
     /// stream ids are, so reclaiming goes oldest first).
     tasks: BTreeMap<String, Task>,
@@ -185,7 +186,7 @@ impl State {
             if let Some(task) = model.tasks.remove(&handle.entry_id) {
                 model.usage.items -= task.handle.count;
                 model.usage.bytes -= task.bytes;
-                model.fresh.retain(|id| id != &handle.entry_id);
+                model.fresh[lane(handle.priority)].retain(|id| id != &handle.entry_id);
             }
         }
     }
@@ -223,13 +224,26 @@ impl State {
     }
 }
 
-/// Stamps a job finished and schedules its expiry.
+/// Stamps a job finished and schedules its expiry (after the job's own
+/// retention if it has one, else the queue's).
 fn finish(job: &mut Job, retention: Duration) {
     if job.record.state == JobState::Running {
         job.record.state = JobState::Completed;
     }
     job.record.finished_ms = Some(now_ms());
+    let retention = job
+        .record
+        .retention_s
+        .map_or(retention, Duration::from_secs);
     job.expires = Some(Instant::now() + retention);
+}
+
+/// Index of a priority's queue in [`ModelQueue::fresh`].
+fn lane(priority: Priority) -> usize {
+    match priority {
+        Priority::Online => 0,
+        Priority::Bulk => 1,
+    }
 }
 
 fn full(model: &str, what: &str, queued: u64, new: u64, limit: u64) -> QueueError {
@@ -307,6 +321,7 @@ impl JobQueue for MemoryQueue {
             let entry_id = format!("{:020}", state.next_entry);
             let handle = TaskHandle {
                 model: job.model.clone(),
+                priority: job.priority,
                 entry_id: entry_id.clone(),
                 job_id: job.id.clone(),
                 first_index: task.first_index,
@@ -316,7 +331,7 @@ impl JobQueue for MemoryQueue {
             let bytes = task.image_bytes();
             model.usage.items += handle.count;
             model.usage.bytes += bytes;
-            model.fresh.push_back(entry_id.clone());
+            model.fresh[lane(job.priority)].push_back(entry_id.clone());
             model.tasks.insert(
                 entry_id,
                 Task {
@@ -427,33 +442,38 @@ impl JobQueue for MemoryQueue {
                 };
                 let mut out = Vec::new();
                 let mut dead = Vec::new();
-                for task in queue.tasks.values_mut() {
-                    if out.len() >= max_tasks {
-                        break;
-                    }
-                    let idle = task
-                        .claim
-                        .as_ref()
-                        .is_some_and(|(_, since)| now.duration_since(*since) >= visibility);
-                    if !idle {
-                        continue;
-                    }
-                    task.deliveries += 1;
-                    if task.deliveries > max_deliveries {
-                        dead.push((task.handle.clone(), task.items.clone(), task.deliveries - 1));
-                        continue;
-                    }
-                    task.claim = Some((consumer.to_string(), now));
-                    out.push(task.handle.entry_id.clone());
-                }
-                while out.len() < max_tasks {
-                    let Some(id) = queue.fresh.pop_front() else {
-                        break;
-                    };
-                    if let Some(task) = queue.tasks.get_mut(&id) {
-                        task.deliveries = 1;
+                // Online tasks first: reclaimed, then new; then bulk ones.
+                for priority in Priority::ALL {
+                    let tasks = queue.tasks.values_mut();
+                    for task in tasks.filter(|t| t.handle.priority == priority) {
+                        if out.len() >= max_tasks {
+                            break;
+                        }
+                        let idle = task
+                            .claim
+                            .as_ref()
+                            .is_some_and(|(_, since)| now.duration_since(*since) >= visibility);
+                        if !idle {
+                            continue;
+                        }
+                        task.deliveries += 1;
+                        if task.deliveries > max_deliveries {
+                            let handed_out = task.deliveries - 1;
+                            dead.push((task.handle.clone(), task.items.clone(), handed_out));
+                            continue;
+                        }
                         task.claim = Some((consumer.to_string(), now));
-                        out.push(id);
+                        out.push(task.handle.entry_id.clone());
+                    }
+                    while out.len() < max_tasks {
+                        let Some(id) = queue.fresh[lane(priority)].pop_front() else {
+                            break;
+                        };
+                        if let Some(task) = queue.tasks.get_mut(&id) {
+                            task.deliveries = 1;
+                            task.claim = Some((consumer.to_string(), now));
+                            out.push(id);
+                        }
                     }
                 }
                 let tasks: Vec<ClaimedTask> = out

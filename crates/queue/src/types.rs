@@ -10,6 +10,36 @@ pub struct JobSpec {
     pub model: String,
     pub metadata: BTreeMap<String, String>,
     pub idempotency_key: Option<String>,
+    pub priority: Priority,
+    /// How long the job outlives its end; `None`: the queue's
+    /// `retention_s`.
+    pub retention_s: Option<u64>,
+}
+
+/// Which of its model's two task queues a job waits in: workers take
+/// `Online` tasks (interactive calls, a few images each) before `Bulk`
+/// ones, so online and batch traffic can share the workers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Priority {
+    #[default]
+    Bulk,
+    Online,
+}
+
+impl Priority {
+    /// In the order workers take tasks.
+    pub const ALL: [Priority; 2] = [Priority::Online, Priority::Bulk];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Bulk => "bulk",
+            Self::Online => "online",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +111,9 @@ pub struct JobRecord {
     pub finished_ms: Option<i64>,
     pub metadata: BTreeMap<String, String>,
     pub idempotency_key: Option<String>,
+    pub priority: Priority,
+    /// The job's own retention (see [`JobSpec::retention_s`]).
+    pub retention_s: Option<u64>,
 }
 
 impl JobRecord {
@@ -97,6 +130,8 @@ impl JobRecord {
             finished_ms: None,
             metadata: spec.metadata,
             idempotency_key: spec.idempotency_key,
+            priority: spec.priority,
+            retention_s: spec.retention_s,
         }
     }
 
@@ -164,6 +199,8 @@ pub fn item_bytes(item: &Item) -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskHandle {
     pub model: String,
+    /// Which of the model's task queues holds it (its job's priority).
+    pub priority: Priority,
     /// The backend's id of the task entry.
     pub entry_id: String,
     pub job_id: String,

@@ -78,6 +78,7 @@ conformance!(
     workers_are_listed_while_they_heartbeat,
     jobs_are_listed_newest_first,
     finished_jobs_expire,
+    online_tasks_go_first_and_keep_their_own_retention,
 );
 
 fn settings() -> QueueSettings {
@@ -111,7 +112,11 @@ fn results_for(task: &ClaimedTask) -> Vec<ItemResult> {
 }
 
 async fn submit(q: &dyn JobQueue, sizes: &[usize]) -> JobRecord {
-    let Created::New(job) = q.create_job(spec(None)).await.unwrap() else {
+    submit_spec(q, spec(None), sizes).await
+}
+
+async fn submit_spec(q: &dyn JobQueue, spec: JobSpec, sizes: &[usize]) -> JobRecord {
+    let Created::New(job) = q.create_job(spec).await.unwrap() else {
         panic!("a job without a key is always new")
     };
     q.enqueue(&job, tasks(sizes)).await.unwrap();
@@ -517,4 +522,73 @@ async fn finished_jobs_expire(b: Backend) {
     );
     let listed = q.list_jobs(ListQuery::default()).await.unwrap();
     assert_eq!(listed.len(), 1);
+}
+
+async fn online_tasks_go_first_and_keep_their_own_retention(b: Backend) {
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let online_spec = || JobSpec {
+        priority: Priority::Online,
+        retention_s: Some(1),
+        ..spec(None)
+    };
+    let bulk = submit(q, &[2, 2]).await;
+    let online = submit_spec(q, online_spec(), &[1]).await;
+    assert_eq!(online.priority, Priority::Online);
+    let stored = q.get_job(&online.id).await.unwrap();
+    assert_eq!(
+        (stored.priority, stored.retention_s),
+        (Priority::Online, Some(1))
+    );
+    assert_eq!(
+        q.queue_stats(MODEL).await.unwrap().items,
+        5,
+        "one usage per model"
+    );
+
+    // Queued after the bulk tasks, claimed before them.
+    let first = q.claim(MODEL, "w1", 1, Duration::ZERO).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].handle.job_id, online.id);
+    assert_eq!(first[0].handle.priority, Priority::Online);
+    q.complete(&first[0].handle, results_for(&first[0]))
+        .await
+        .unwrap();
+    for task in claim_all(q, "w1").await {
+        assert_eq!(task.handle.job_id, bulk.id);
+        q.complete(&task.handle, results_for(&task)).await.unwrap();
+    }
+
+    // A claim blocked on an empty queue wakes for an online task.
+    let waiting = {
+        let queue = Arc::clone(&o.queue);
+        tokio::spawn(async move {
+            queue
+                .claim(MODEL, "w2", 10, Duration::from_secs(5))
+                .await
+                .unwrap()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let late = submit_spec(q, online_spec(), &[2]).await;
+    let woken = waiting.await.unwrap();
+    assert_eq!(woken.len(), 1);
+    assert_eq!(woken[0].handle.job_id, late.id);
+    q.complete(&woken[0].handle, results_for(&woken[0]))
+        .await
+        .unwrap();
+
+    // Online jobs go after their own retention, bulk ones after the queue's.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in [&online.id, &late.id] {
+        assert!(matches!(
+            q.get_job(id).await,
+            Err(QueueError::JobNotFound(_))
+        ));
+    }
+    assert_eq!(
+        q.get_job(&bulk.id).await.unwrap().state,
+        JobState::Completed
+    );
+    assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
 }

@@ -137,6 +137,10 @@ impl Runner {
         &self.identity
     }
 
+    pub(crate) fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
     pub(crate) fn device(&self) -> &str {
         &self.device
     }

@@ -208,6 +208,7 @@ mod tests {
     fn handle(first_index: u64, count: u64) -> TaskHandle {
         TaskHandle {
             model: "m".into(),
+            priority: Default::default(),
             entry_id: "1".into(),
             job_id: "j".into(),
             first_index,

@@ -245,6 +245,7 @@ impl Worker {
             dtype: self.runner.dtype().to_string(),
             max_batch: u32::try_from(self.settings.max_batch).unwrap_or(u32::MAX),
             started_unix_ms: now_ms(),
+            labels: self.runner.labels().to_vec(),
             ..Default::default()
         }
     }

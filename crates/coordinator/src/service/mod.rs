@@ -8,6 +8,9 @@ mod models;
 mod results;
 mod submit;
 
+pub(crate) use models::ModelView;
+pub(crate) use submit::submit_items;
+
 use std::sync::Arc;
 
 use dfscan_proto::v1::scoring_server::Scoring;
@@ -46,6 +49,18 @@ impl ScoringService {
             settings,
             shutdown,
         })
+    }
+
+    pub(crate) fn queue(&self) -> &Arc<dyn JobQueue> {
+        &self.queue
+    }
+
+    pub(crate) fn settings(&self) -> &CoordinatorSettings {
+        &self.settings
+    }
+
+    pub(crate) fn shutdown(&self) -> &CancellationToken {
+        &self.shutdown
     }
 }
 

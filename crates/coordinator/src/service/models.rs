@@ -1,6 +1,6 @@
 //! Which models can be scored: those configured on the coordinator plus
 //! those live workers serve. SubmitJob resolves a job's model here;
-//! ListModels and ListWorkers report the same view.
+//! ListModels, ListWorkers and the KServe endpoint report the same view.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,7 +10,42 @@ use tonic::Status;
 use super::{invalid, ScoringService};
 use crate::error::status;
 
+/// What the cluster knows of one model.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ModelView {
+    /// Live workers serving it.
+    pub workers: u32,
+    /// The distinct checkpoints those workers run.
+    pub identities: Vec<ModelIdentity>,
+    /// Its labels in class order, as a live worker reported them (empty
+    /// while none is live).
+    pub labels: Vec<String>,
+}
+
 impl ScoringService {
+    /// Every model that can be scored, by name.
+    pub(crate) async fn model_views(&self) -> Result<BTreeMap<String, ModelView>, Status> {
+        let workers = self.queue.list_workers().await.map_err(status)?;
+        let mut models: BTreeMap<String, ModelView> = self
+            .configured_models()
+            .into_iter()
+            .map(|name| (name.to_string(), ModelView::default()))
+            .collect();
+        for worker in workers.into_iter().filter(|w| !w.model.is_empty()) {
+            let view = models.entry(worker.model).or_default();
+            view.workers += 1;
+            if let Some(identity) = worker.identity {
+                if !view.identities.contains(&identity) {
+                    view.identities.push(identity);
+                }
+            }
+            if view.labels.is_empty() {
+                view.labels = worker.labels;
+            }
+        }
+        Ok(models)
+    }
+
     /// Models accepted without a live worker: `models` and `default_model`.
     fn configured_models(&self) -> BTreeSet<&str> {
         let settings = &self.settings;
@@ -62,29 +97,14 @@ impl ScoringService {
 }
 
 pub(super) async fn list_models(svc: &ScoringService) -> Result<pb::ListModelsResponse, Status> {
-    let workers = svc.queue.list_workers().await.map_err(status)?;
-    // name → (live workers, distinct identities); BTreeMap: sorted output.
-    let mut models: BTreeMap<&str, (u32, Vec<ModelIdentity>)> = svc
-        .configured_models()
-        .into_iter()
-        .map(|name| (name, Default::default()))
-        .collect();
-    for worker in workers.iter().filter(|w| !w.model.is_empty()) {
-        let (count, identities) = models.entry(worker.model.as_str()).or_default();
-        *count += 1;
-        if let Some(identity) = &worker.identity {
-            if !identities.contains(identity) {
-                identities.push(identity.clone());
-            }
-        }
-    }
+    let models = svc.model_views().await?;
     let mut listed = Vec::with_capacity(models.len());
-    for (name, (workers, identities)) in models {
-        let stats = svc.queue.queue_stats(name).await.map_err(status)?;
+    for (name, view) in models {
+        let stats = svc.queue.queue_stats(&name).await.map_err(status)?;
         listed.push(pb::Model {
-            name: name.to_string(),
-            workers,
-            identities,
+            name,
+            workers: view.workers,
+            identities: view.identities,
             queued_items: stats.items,
         });
     }

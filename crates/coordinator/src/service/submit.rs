@@ -50,32 +50,33 @@ pub(super) async fn submit_job(
             });
         }
     };
-    let mut upload = Upload {
-        queue: svc.queue.as_ref(),
-        job: &job,
-        task_size,
-        max_task_bytes: svc.settings.max_task_bytes,
-        enqueued: Vec::new(),
-        pending: Vec::new(),
-        pending_bytes: 0,
-        next_index: 0,
+    let mut upload = Upload::new(svc, &job, task_size);
+    let outcome = upload.run(&mut stream, &svc.shutdown).await;
+    let sealed = upload.abort_on_error(outcome).await?;
+    tracing::info!(job = %sealed.id, model = %sealed.model, items = sealed.total, "job submitted");
+    Ok(SubmitJobResponse {
+        job: Some(sealed.to_proto()),
+        deduplicated: false,
+    })
+}
+
+/// Queues `items` as the whole of a new job of `spec` and seals it, in as
+/// few tasks as `max_task_bytes` allows: what one ModelInfer call does
+/// with its images. Like an upload, it leaves nothing behind on failure.
+pub(crate) async fn submit_items(
+    svc: &ScoringService,
+    spec: JobSpec,
+    items: Vec<Item>,
+) -> Result<JobRecord, Status> {
+    debug_assert!(spec.idempotency_key.is_none(), "a new job every time");
+    let (Created::New(job) | Created::Existing(job)) =
+        svc.queue.create_job(spec).await.map_err(status)?;
+    let mut upload = Upload::new(svc, &job, items.len().clamp(1, MAX_TASK_SIZE));
+    let outcome = match upload.add(items).await {
+        Ok(()) => upload.seal().await,
+        Err(error) => Err(error),
     };
-    match upload.run(&mut stream, &svc.shutdown).await {
-        Ok(sealed) => {
-            tracing::info!(job = %sealed.id, model = %sealed.model, items = sealed.total, "job submitted");
-            Ok(SubmitJobResponse {
-                job: Some(sealed.to_proto()),
-                deduplicated: false,
-            })
-        }
-        Err(error) => {
-            tracing::info!(job = %job.id, %error, "upload failed: aborting the job");
-            if let Err(abort) = svc.queue.abort_job(&job, &upload.enqueued).await {
-                tracing::warn!(job = %job.id, error = %abort, "could not abort the failed upload");
-            }
-            Err(error)
-        }
-    }
+    upload.abort_on_error(outcome).await
 }
 
 /// The next message's content; `None` at the end of the upload. Shutdown
@@ -161,6 +162,7 @@ impl ScoringService {
             model,
             metadata: BTreeMap::from_iter(header.metadata),
             idempotency_key: Some(header.idempotency_key).filter(|key| !key.is_empty()),
+            ..Default::default()
         };
         Ok((spec, task_size))
     }
@@ -199,7 +201,20 @@ struct Upload<'a> {
     next_index: u64,
 }
 
-impl Upload<'_> {
+impl<'a> Upload<'a> {
+    fn new(svc: &'a ScoringService, job: &'a JobRecord, task_size: usize) -> Self {
+        Self {
+            queue: svc.queue.as_ref(),
+            job,
+            task_size,
+            max_task_bytes: svc.settings.max_task_bytes,
+            enqueued: Vec::new(),
+            pending: Vec::new(),
+            pending_bytes: 0,
+            next_index: 0,
+        }
+    }
+
     /// Queues every item of the stream, then seals the job.
     async fn run(
         &mut self,
@@ -210,24 +225,48 @@ impl Upload<'_> {
             let Message::Items(batch) = message else {
                 return Err(invalid("a second JobHeader: only the first message is one"));
             };
-            let mut full = Vec::new();
-            for item in batch.items {
-                check_item(self.next_index, &item)?;
-                self.next_index += 1;
-                self.pending_bytes += item_bytes(&item);
-                self.pending.push(item);
-                if self.pending.len() >= self.task_size || self.pending_bytes >= self.max_task_bytes
-                {
-                    full.push(self.cut());
-                }
-            }
-            self.enqueue(full).await?;
+            self.add(batch.items).await?;
         }
+        self.seal().await
+    }
+
+    /// Checks the items and queues the tasks they fill.
+    async fn add(&mut self, items: Vec<Item>) -> Result<(), Status> {
+        let mut full = Vec::new();
+        for item in items {
+            check_item(self.next_index, &item)?;
+            self.next_index += 1;
+            self.pending_bytes += item_bytes(&item);
+            self.pending.push(item);
+            if self.pending.len() >= self.task_size || self.pending_bytes >= self.max_task_bytes {
+                full.push(self.cut());
+            }
+        }
+        self.enqueue(full).await
+    }
+
+    /// Queues the last, partial task and ends the upload.
+    async fn seal(&mut self) -> Result<JobRecord, Status> {
         if !self.pending.is_empty() {
             let last = self.cut();
             self.enqueue(vec![last]).await?;
         }
         self.queue.seal_job(&self.job.id).await.map_err(status)
+    }
+
+    /// The upload's outcome; a failed upload's job is aborted first.
+    async fn abort_on_error(
+        &self,
+        outcome: Result<JobRecord, Status>,
+    ) -> Result<JobRecord, Status> {
+        if let Err(error) = &outcome {
+            let job = &self.job.id;
+            tracing::info!(%job, %error, "upload failed: aborting the job");
+            if let Err(abort) = self.queue.abort_job(self.job, &self.enqueued).await {
+                tracing::warn!(%job, error = %abort, "could not abort the failed upload");
+            }
+        }
+        outcome
     }
 
     /// The pending items as a task, leaving the next one empty.

@@ -61,9 +61,15 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
         .arg("created_ms")
         .arg(record.created_ms)
         .arg("metadata")
-        .arg(encode_metadata(&record.metadata));
+        .arg(encode_metadata(&record.metadata))
+        .arg("priority")
+        .arg(record.priority.as_str());
     if let Some(key) = &record.idempotency_key {
         hset.arg("idem").arg(key);
+    }
+    // Read by the scripts that finish the job (finish.lua).
+    if let Some(seconds) = record.retention_s {
+        hset.arg("retention_ms").arg(seconds.saturating_mul(1000));
     }
     let mut pipe = redis::pipe();
     pipe.add_command(hset).ignore();
@@ -117,10 +123,15 @@ pub(super) async fn enqueue(
         return Ok(Vec::new());
     }
     let model = &job.model;
+    let other = match job.priority {
+        Priority::Bulk => Priority::Online,
+        Priority::Online => Priority::Bulk,
+    };
     let keys = [
-        q.keys.tasks(model),
+        q.keys.tasks(model, job.priority),
         q.keys.usage(model),
         q.keys.model_token(model, &token),
+        q.keys.tasks(model, other),
     ];
     let mut cmd = evalsha(&SCRIPTS.enqueue, &keys);
     cmd.arg(q.settings.max_queued_items)
@@ -151,6 +162,7 @@ pub(super) async fn enqueue(
                 .zip(ids)
                 .map(|(task, id)| TaskHandle {
                     model: model.clone(),
+                    priority: job.priority,
                     entry_id: id.to_string(),
                     job_id: job.id.clone(),
                     first_index: task.first_index,

@@ -6,6 +6,8 @@
 //! scripts atomic wherever the keys live). Keys that are looked up by a
 //! name of their own (idempotency keys, workers, the job index) have no tag.
 
+use crate::types::Priority;
+
 /// Consumer group of every task stream.
 pub(super) const GROUP: &str = "workers";
 
@@ -62,9 +64,14 @@ impl Keys {
         format!("{}:enq:{{{id}}}:{token}", self.prefix)
     }
 
-    /// Stream of tasks with the consumer group [`GROUP`].
-    pub fn tasks(&self, model: &str) -> String {
-        format!("{}:tasks:{{m:{model}}}", self.prefix)
+    /// Stream of tasks of one priority with the consumer group [`GROUP`]:
+    /// `tasks` for bulk jobs, `online` for online calls.
+    pub fn tasks(&self, model: &str, priority: Priority) -> String {
+        let stream = match priority {
+            Priority::Bulk => "tasks",
+            Priority::Online => "online",
+        };
+        format!("{}:{stream}:{{m:{model}}}", self.prefix)
     }
 
     /// Hash: items, bytes queued (the backpressure counters).

@@ -24,14 +24,15 @@ const DEAD_LETTER_CAP: u64 = 10_000;
 /// with `dead_deliveries`, also record it in the dead-letter stream.
 pub(super) fn release_cmd(q: &RedisQueue, task: &TaskHandle, dead_deliveries: Option<u64>) -> Cmd {
     let keys = [
-        q.keys.tasks(&task.model),
+        q.keys.tasks(&task.model, task.priority),
         q.keys.usage(&task.model),
         q.keys.dead(&task.model),
     ];
     let mut cmd = evalsha(&SCRIPTS.release, &keys);
     cmd.arg(&task.entry_id)
         .arg(dead_deliveries.map(|d| d.to_string()).unwrap_or_default())
-        .arg(DEAD_LETTER_CAP);
+        .arg(DEAD_LETTER_CAP)
+        .arg(task.priority.as_str());
     cmd
 }
 
@@ -46,34 +47,41 @@ pub(super) async fn claim(
         return Ok(Vec::new());
     }
     let deadline = Instant::now() + wait;
-    let key = q.keys.tasks(model);
-    let mut cmd = evalsha(&SCRIPTS.reclaim, &[&key]);
-    cmd.arg(consumer)
-        .arg(q.settings.visibility_timeout_ms)
-        .arg(max_tasks)
-        .arg(q.settings.max_deliveries);
-    // A retry after a lost reply leaves what the first attempt claimed
-    // pending under this consumer: it comes back after the visibility
-    // timeout, as after a worker crash.
-    let reply: Value = q.conn.query("claim", &cmd).await?;
     let mut claimed = Vec::new();
-    for task in array(&reply)? {
-        let parts = array(task)?;
-        let (Some(id), Some(deliveries), Some(fields)) =
-            (parts.first(), parts.get(1), parts.get(2))
-        else {
-            return Err(corrupt("malformed reply from the claim script"));
-        };
-        let entry = entry(&Value::Array(vec![id.clone(), fields.clone()]))?;
-        let deliveries = int(deliveries).unwrap_or(1).max(1) as u64;
-        let task = claimed_task(model, entry, deliveries);
-        if deliveries > q.settings.max_deliveries {
-            bury(q, task).await;
-        } else {
-            claimed.push(task);
+    // Online tasks first: reclaimed, then new; then bulk ones.
+    for priority in Priority::ALL {
+        if claimed.len() >= max_tasks {
+            break;
+        }
+        let mut cmd = evalsha(&SCRIPTS.reclaim, &[q.keys.tasks(model, priority)]);
+        cmd.arg(consumer)
+            .arg(q.settings.visibility_timeout_ms)
+            .arg(max_tasks - claimed.len())
+            .arg(q.settings.max_deliveries);
+        // A retry after a lost reply leaves what the first attempt claimed
+        // pending under this consumer: it comes back after the visibility
+        // timeout, as after a worker crash.
+        let reply: Value = q.conn.query("claim", &cmd).await?;
+        for task in array(&reply)? {
+            let parts = array(task)?;
+            let (Some(id), Some(deliveries), Some(fields)) =
+                (parts.first(), parts.get(1), parts.get(2))
+            else {
+                return Err(corrupt("malformed reply from the claim script"));
+            };
+            let entry = entry(&Value::Array(vec![id.clone(), fields.clone()]))?;
+            let deliveries = int(deliveries).unwrap_or(1).max(1) as u64;
+            let task = claimed_task(model, priority, entry, deliveries);
+            if deliveries > q.settings.max_deliveries {
+                bury(q, task).await;
+            } else {
+                claimed.push(task);
+            }
         }
     }
-    // Nothing to do yet: wait for new tasks on a connection of our own.
+    // Nothing to do yet: wait for new tasks of either priority on a
+    // connection of our own.
+    let streams = Priority::ALL.map(|priority| (q.keys.tasks(model, priority), priority));
     while claimed.is_empty() {
         let now = Instant::now();
         if now >= deadline {
@@ -88,19 +96,27 @@ pub(super) async fn claim(
             .arg(max_tasks)
             .arg("BLOCK")
             .arg(block.as_millis().max(1) as u64)
-            .arg("STREAMS")
-            .arg(&key)
-            .arg(">");
-        let reply: Value = q.conn.blocking("claim", block, &read).await?;
-        for (_, entry) in read_reply(&reply)? {
-            claimed.push(claimed_task(model, entry, 1));
+            .arg("STREAMS");
+        for (key, _) in &streams {
+            read.arg(key);
         }
+        read.arg(">").arg(">");
+        let reply: Value = q.conn.blocking("claim", block, &read).await?;
+        for (key, entry) in read_reply(&reply)? {
+            let priority = streams
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map_or(Priority::Bulk, |(_, p)| *p);
+            claimed.push(claimed_task(model, priority, entry, 1));
+        }
+        // Both streams may answer at once: online tasks go first.
+        claimed.sort_by_key(|task| task.handle.priority != Priority::Online);
     }
     mark_cancelled(q, &mut claimed).await?;
     Ok(claimed)
 }
 
-fn claimed_task(model: &str, entry: Entry, deliveries: u64) -> ClaimedTask {
+fn claimed_task(model: &str, priority: Priority, entry: Entry, deliveries: u64) -> ClaimedTask {
     let items = match entry.fields.get("p") {
         Some(payload) => TaskPayload::decode(payload.as_slice())
             .map(|p| p.items)
@@ -110,6 +126,7 @@ fn claimed_task(model: &str, entry: Entry, deliveries: u64) -> ClaimedTask {
     ClaimedTask {
         handle: TaskHandle {
             model: model.to_string(),
+            priority,
             job_id: entry.text("job").unwrap_or_default(),
             first_index: entry.number("first").unwrap_or(0),
             count: entry.number("n").unwrap_or(0),
@@ -172,22 +189,22 @@ async fn mark_cancelled(q: &RedisQueue, tasks: &mut [ClaimedTask]) -> Result<()>
 }
 
 pub(super) async fn refresh(q: &RedisQueue, consumer: &str, tasks: &[TaskHandle]) -> Result<()> {
-    let mut by_model: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut by_stream: HashMap<(&str, Priority), Vec<&str>> = HashMap::new();
     for task in tasks {
-        by_model
-            .entry(task.model.as_str())
+        by_stream
+            .entry((task.model.as_str(), task.priority))
             .or_default()
             .push(task.entry_id.as_str());
     }
-    if by_model.is_empty() {
+    if by_stream.is_empty() {
         return Ok(());
     }
     let mut pipe = redis::pipe();
-    for (model, ids) in by_model {
+    for ((model, priority), ids) in by_stream {
         // Idle 0 and JUSTID: the claim restarts its clock without counting
         // as another delivery. Entries already gone are skipped by Redis.
         pipe.cmd("XCLAIM")
-            .arg(q.keys.tasks(model))
+            .arg(q.keys.tasks(model, priority))
             .arg(GROUP)
             .arg(consumer)
             .arg(0)
@@ -207,6 +224,10 @@ pub(super) async fn dead_letters(q: &RedisQueue, model: &str) -> Result<Vec<(Tas
         .map(|e| {
             let handle = TaskHandle {
                 model: model.to_string(),
+                priority: e
+                    .text("priority")
+                    .and_then(|p| Priority::parse(&p))
+                    .unwrap_or_default(),
                 entry_id: e.text("entry").unwrap_or_default(),
                 job_id: e.text("job").unwrap_or_default(),
                 first_index: e.number("first").unwrap_or(0),

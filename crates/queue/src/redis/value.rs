@@ -8,7 +8,7 @@ use dfscan_proto::v1 as pb;
 use prost::Message;
 use redis::Value;
 
-use crate::types::{JobRecord, JobState};
+use crate::types::{JobRecord, JobState, Priority};
 use crate::{QueueError, Result};
 
 pub(super) fn corrupt(what: impl std::fmt::Display) -> QueueError {
@@ -184,6 +184,14 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
         finished_ms,
         metadata,
         idempotency_key: text("idem").filter(|k| !k.is_empty()),
+        priority: match text("priority") {
+            None => Priority::Bulk,
+            Some(p) => Priority::parse(&p).ok_or_else(|| bad("priority"))?,
+        },
+        retention_s: match text("retention_ms") {
+            None => None,
+            Some(ms) => Some(ms.parse::<u64>().map_err(|_| bad("retention_ms"))? / 1000),
+        },
     }))
 }
 

@@ -12,6 +12,7 @@ pub fn spec(key: Option<&str>) -> JobSpec {
         model: MODEL.into(),
         metadata: [("team".to_string(), "trust-and-safety".to_string())].into(),
         idempotency_key: key.map(str::to_string),
+        ..Default::default()
     }
 }
 

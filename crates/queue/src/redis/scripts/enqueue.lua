@@ -1,6 +1,7 @@
 -- Appends tasks to a model's queue if they fit under its limits, all or
 -- nothing (model slot).
--- KEYS: tasks stream, usage hash, token (one per enqueue call)
+-- KEYS: tasks stream, usage hash, token (one per enqueue call), the model's
+--       task stream of the other priority
 -- ARGV: max items, max bytes, token lifetime ms, then five per task:
 --       job id, first index, item count, bytes, payload (TaskPayload)
 -- Returns {'ok', entry ids joined by spaces} |
@@ -23,8 +24,11 @@ end
 if queued_bytes + bytes > tonumber(ARGV[2]) then
   return {'full', 'bytes', queued_bytes, bytes, ARGV[2]}
 end
--- BUSYGROUP (the usual case) is the only error this can raise.
+-- BUSYGROUP (the usual case) is the only error this can raise. Both of the
+-- model's streams get their group, so that autoscalers watching either
+-- find it from the model's first job on.
 pcall(redis.call, 'XGROUP', 'CREATE', tasks, 'workers', '0', 'MKSTREAM')
+pcall(redis.call, 'XGROUP', 'CREATE', KEYS[4], 'workers', '0', 'MKSTREAM')
 local ids = {}
 for i = 4, #ARGV, 5 do
   ids[#ids + 1] = redis.call('XADD', tasks, '*', 'job', ARGV[i], 'first', ARGV[i + 1],

@@ -19,8 +19,10 @@ local function finish_if_done(job, now_ms)
   return 1
 end
 
--- A finished job's keys all go `retention_ms` later (at once for 0).
+-- A finished job's keys all go `retention_ms` later (at once for 0), or
+-- after the job's own `retention_ms` (online jobs). keys[1] is the job.
 local function expire_job(keys, retention_ms)
+  retention_ms = redis.call('HGET', keys[1], 'retention_ms') or retention_ms
   for _, key in ipairs(keys) do
     redis.call('PEXPIRE', key, retention_ms)
   end

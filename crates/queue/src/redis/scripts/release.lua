@@ -1,7 +1,8 @@
 -- Removes a task from its model's queue and gives back its usage, exactly
 -- once however often it is called (model slot).
 -- KEYS: tasks stream, usage hash, dead-letter stream
--- ARGV: entry id, deliveries ('' unless dead-lettered), dead-letter cap
+-- ARGV: entry id, deliveries ('' unless dead-lettered), dead-letter cap,
+--       the task's priority (kept with a dead letter)
 -- Returns 1 when the task was still queued, else 0.
 local tasks, usage, dead = KEYS[1], KEYS[2], KEYS[3]
 local id = ARGV[1]
@@ -20,6 +21,7 @@ redis.call('HINCRBY', usage, 'items', -tonumber(f.n or 0))
 redis.call('HINCRBY', usage, 'bytes', -tonumber(f.b or 0))
 if ARGV[2] ~= '' then
   redis.call('XADD', dead, 'MAXLEN', '~', ARGV[3], '*', 'entry', id, 'job', f.job or '',
-    'first', f.first or '0', 'n', f.n or '0', 'deliveries', ARGV[2], 'payload', f.p or '')
+    'first', f.first or '0', 'n', f.n or '0', 'deliveries', ARGV[2], 'payload', f.p or '',
+    'priority', ARGV[4])
 end
 return 1

@@ -1,0 +1,152 @@
+//! The KServe v2 / Open Inference Protocol endpoint
+//! (`inference.GRPCInferenceService`, wire-compatible with Triton's), for
+//! moderation systems that already speak it: online scoring of a few
+//! images per call through the same queue and workers as jobs.
+//!
+//! Each model `ListModels` shows is a protocol model of version "1" with
+//! one input and two outputs:
+//!
+//! - `IMAGE`: BYTES, shape [N] or [N, 1], encoded images;
+//! - `PROBABILITIES`: FP32, [N, labels], in the model's label order;
+//! - `LABEL`: BYTES, the winning label per image, shaped like `IMAGE`.
+
+mod infer;
+mod metadata;
+mod tensors;
+
+use std::sync::Arc;
+
+use dfscan_proto::inference::grpc_inference_service_server::GrpcInferenceService;
+use dfscan_proto::inference::*;
+use tonic::{Request, Response, Status};
+
+use crate::service::ModelView;
+use crate::ScoringService;
+
+const INPUT: &str = "IMAGE";
+const OUTPUT_PROBABILITIES: &str = "PROBABILITIES";
+const OUTPUT_LABEL: &str = "LABEL";
+/// Each model has this one version.
+const VERSION: &str = "1";
+
+/// The Open Inference Protocol service, sharing the Scoring service's
+/// queue, settings and model view.
+pub struct KserveService {
+    scoring: Arc<ScoringService>,
+}
+
+impl KserveService {
+    pub fn new(scoring: Arc<ScoringService>) -> Self {
+        Self { scoring }
+    }
+
+    /// The model a call names, if it exists (NOT_FOUND) and a live worker
+    /// serves it (UNAVAILABLE).
+    async fn ready_model(&self, name: &str, version: &str) -> Result<String, Status> {
+        let (name, view) = self.model(name, version).await?;
+        if view.workers == 0 {
+            return Err(Status::unavailable(format!(
+                "model {name:?} is not ready: no live worker serves it"
+            )));
+        }
+        Ok(name)
+    }
+
+    /// The model a call names and what the cluster knows of it.
+    async fn model(&self, name: &str, version: &str) -> Result<(String, ModelView), Status> {
+        if name.is_empty() {
+            return Err(Status::invalid_argument("the request names no model"));
+        }
+        if !version.is_empty() && version != VERSION {
+            return Err(Status::not_found(format!(
+                "model {name:?} has no version {version:?}; its only version is {VERSION:?}"
+            )));
+        }
+        let mut views = self.scoring.model_views().await?;
+        match views.remove(name) {
+            Some(view) => Ok((name.to_string(), view)),
+            None => {
+                let known = Vec::from_iter(views.into_keys()).join(", ");
+                Err(Status::not_found(format!(
+                    "unknown model {name:?}; known models: {known}"
+                )))
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for KserveService {
+    async fn server_live(
+        &self,
+        _request: Request<ServerLiveRequest>,
+    ) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(
+        &self,
+        _request: Request<ServerReadyRequest>,
+    ) -> Result<Response<ServerReadyResponse>, Status> {
+        let ready =
+            !self.scoring.shutdown().is_cancelled() && self.scoring.queue().ping().await.is_ok();
+        Ok(Response::new(ServerReadyResponse { ready }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<ModelReadyRequest>,
+    ) -> Result<Response<ModelReadyResponse>, Status> {
+        let request = request.into_inner();
+        let (_, view) = self.model(&request.name, &request.version).await?;
+        Ok(Response::new(ModelReadyResponse {
+            ready: view.workers > 0,
+        }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _request: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(metadata::server()))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        let (name, view) = self.model(&request.name, &request.version).await?;
+        Ok(Response::new(metadata::model(name, &view)))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<ModelInferRequest>,
+    ) -> Result<Response<ModelInferResponse>, Status> {
+        infer::model_infer(self, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<ModelConfigRequest>,
+    ) -> Result<Response<ModelConfigResponse>, Status> {
+        let request = request.into_inner();
+        let (name, view) = self.model(&request.name, &request.version).await?;
+        let max_batch = self.scoring.settings().infer_max_batch;
+        Ok(Response::new(ModelConfigResponse {
+            config: Some(metadata::config(name, &view, max_batch)),
+        }))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<RepositoryIndexRequest>,
+    ) -> Result<Response<RepositoryIndexResponse>, Status> {
+        let request = request.into_inner();
+        let views = self.scoring.model_views().await?;
+        Ok(Response::new(metadata::index(views, request.ready)))
+    }
+}

@@ -1,0 +1,153 @@
+"""Drives dfscan's KServe v2 endpoint with Triton's own Python client
+library (tritonclient.grpc), unchanged, and prints what it saw as JSON.
+
+    triton_client.py --url HOST:PORT --model NAME --descriptors FILE IMAGE...
+
+Checks on the way (an AssertionError fails the run):
+- every message and RPC of dfscan's proto/inference/grpc_service.proto
+  (read from the descriptor set in FILE) has the name, number, type and
+  label it has in tritonclient's own grpc_service.proto/model_config.proto;
+- the metadata calls answer as Triton's would;
+- a request with an undecodable image, a wrong datatype and an unknown
+  model get the status codes the protocol prescribes.
+The probabilities themselves are compared with `dfscan score` by the
+caller (tests/kserve.rs).
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import tritonclient.grpc as triton
+from google.protobuf import descriptor_pb2
+from tritonclient.grpc import model_config_pb2, service_pb2
+from tritonclient.utils import InferenceServerException
+
+
+def theirs(full_name):
+    name = full_name.lstrip(".").removeprefix("inference.")
+    pool = service_pb2.DESCRIPTOR.pool
+    return pool.FindMessageTypeByName("inference." + name)
+
+
+def check_message(ours, prefix):
+    full = f"{prefix}.{ours.name}"
+    ref = theirs(full)
+    ref_fields = {f.name: f for f in ref.fields}
+    for field in ours.field:
+        assert field.name in ref_fields, f"{full}.{field.name}: not in Triton's proto"
+        r = ref_fields[field.name]
+        assert field.number == r.number, f"{full}.{field.name}: number {field.number} != {r.number}"
+        assert field.type == r.type, f"{full}.{field.name}: type {field.type} != {r.type}"
+        repeated = field.label == descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+        assert repeated == r.is_repeated, f"{full}.{field.name}: repeated differs"
+        if field.type_name:
+            ref_type = (r.message_type or r.enum_type).full_name
+            assert field.type_name.lstrip(".") == ref_type, (
+                f"{full}.{field.name}: type {field.type_name} != {ref_type}"
+            )
+    for nested in ours.nested_type:
+        if not nested.options.map_entry:
+            check_message(nested, full)
+
+
+def check_proto(path):
+    fds = descriptor_pb2.FileDescriptorSet()
+    with open(path, "rb") as f:
+        fds.ParseFromString(f.read())
+    (ours,) = [f for f in fds.file if f.name == "inference/grpc_service.proto"]
+    assert ours.package == "inference"
+    for message in ours.message_type:
+        check_message(message, "inference")
+    for enum in ours.enum_type:
+        ref = model_config_pb2.DESCRIPTOR.enum_types_by_name[enum.name]
+        assert {v.name: v.number for v in enum.value} == {
+            v.name: v.number for v in ref.values
+        }, f"enum {enum.name} differs"
+    (service,) = ours.service
+    ref = service_pb2.DESCRIPTOR.services_by_name[service.name]
+    for method in service.method:
+        r = ref.methods_by_name[method.name]
+        assert method.input_type.lstrip(".") == r.input_type.full_name, method.name
+        assert method.output_type.lstrip(".") == r.output_type.full_name, method.name
+    return {
+        "messages": len(ours.message_type),
+        "rpcs": [m.name for m in service.method],
+    }
+
+
+def status_of(call):
+    try:
+        call()
+    except InferenceServerException as e:
+        return {"status": e.status(), "message": e.message()}
+    raise AssertionError("the call succeeded")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--descriptors", required=True)
+    parser.add_argument("images", nargs="+")
+    args = parser.parse_args()
+    report = {"proto": check_proto(args.descriptors)}
+
+    client = triton.InferenceServerClient(url=args.url)
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    # The worker registers just after the port opens.
+    deadline = time.monotonic() + 30
+    while not client.is_model_ready(args.model):
+        assert time.monotonic() < deadline, f"{args.model} never became ready"
+        time.sleep(0.1)
+    report["server"] = client.get_server_metadata(as_json=True)
+    report["metadata"] = client.get_model_metadata(args.model, as_json=True)
+    report["config"] = client.get_model_config(args.model, as_json=True)["config"]
+    report["index"] = client.get_model_repository_index(as_json=True)
+
+    images = [open(p, "rb").read() for p in args.images]
+    data = np.array(images, dtype=np.object_)
+    image = triton.InferInput("IMAGE", [len(images)], "BYTES")
+    image.set_data_from_numpy(data)
+    outputs = [
+        triton.InferRequestedOutput("PROBABILITIES"),
+        triton.InferRequestedOutput("LABEL"),
+    ]
+    result = client.infer(args.model, [image], outputs=outputs, request_id="req-1")
+    probabilities = result.as_numpy("PROBABILITIES")
+    labels = result.as_numpy("LABEL")
+    assert probabilities.dtype == np.float32 and probabilities.shape[0] == len(images)
+    assert labels.shape == (len(images),)
+    assert result.get_response().id == "req-1"
+    report["results"] = [
+        {"path": path, "probabilities": row.tolist(), "label": label.decode()}
+        for path, row, label in zip(args.images, probabilities, labels)
+    ]
+
+    # The same images as a [N, 1] tensor, the shape Triton's config implies.
+    column = triton.InferInput("IMAGE", [len(images), 1], "BYTES")
+    column.set_data_from_numpy(data.reshape(-1, 1))
+    again = client.infer(args.model, [column])
+    assert again.as_numpy("LABEL").shape == (len(images), 1)
+    np.testing.assert_array_equal(again.as_numpy("PROBABILITIES"), probabilities)
+
+    bad = triton.InferInput("IMAGE", [2], "BYTES")
+    bad.set_data_from_numpy(np.array([images[0], b"not an image"], dtype=np.object_))
+    report["bad_image"] = status_of(lambda: client.infer(args.model, [bad]))
+    wrong = triton.InferInput("IMAGE", [1], "FP32")
+    wrong.set_data_from_numpy(np.zeros([1], dtype=np.float32))
+    report["wrong_datatype"] = status_of(lambda: client.infer(args.model, [wrong]))
+    report["unknown_model"] = status_of(lambda: client.infer("no-such-model", [image]))
+    report["unknown_output"] = status_of(
+        lambda: client.infer(
+            args.model, [image], outputs=[triton.InferRequestedOutput("SCORES")]
+        )
+    )
+    json.dump(report, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
