@@ -174,6 +174,7 @@ async fn queue_overhead(args: &Args) -> anyhow::Result<()> {
     let items = (0..args.items).map(move |i| Item {
         id: format!("item-{i:08}"),
         source: Some(Source::Data(vec![(i % 251) as u8; bytes].into())),
+        metadata: Default::default(),
     });
     let (n, seconds) = run_job(&client, "noop", items).await?;
     let peak = rss_mb(coordinator.0.id(), "VmHWM")?;
@@ -242,6 +243,7 @@ async fn cluster_vs_score(args: &Args, model: &Path, images: &Path) -> anyhow::R
             source: Some(Source::Data(
                 std::fs::read(&path).unwrap_or_default().into(),
             )),
+            metadata: Default::default(),
         })
     };
     // Warm-up job: the worker's first batches pay one-time costs.

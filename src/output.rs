@@ -27,6 +27,10 @@ pub struct Row<'a> {
     pub path: &'a str,
     pub result: Result<&'a Prediction, &'a str>,
     pub model: &'a ModelIdentity,
+    /// The job policy's verdict, for results from the cluster.
+    pub verdict: Option<&'a str>,
+    /// The item's metadata, for results from the cluster.
+    pub metadata: Option<&'a std::collections::HashMap<String, String>>,
 }
 
 #[derive(Serialize)]
@@ -39,6 +43,10 @@ struct JsonLine<'a> {
     fake_score: Option<f32>,
     model: &'a ModelIdentity,
     error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verdict: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a std::collections::HashMap<String, String>>,
 }
 
 pub struct ResultWriter<W: Write> {
@@ -49,7 +57,7 @@ pub struct ResultWriter<W: Write> {
     labels: Option<Vec<String>>,
     /// CSV rows that arrived before the labels were known (errors only),
     /// as the fields before and after the score columns.
-    held: Vec<(Vec<String>, [String; 3])>,
+    held: Vec<(Vec<String>, Vec<String>)>,
 }
 
 impl<W: Write> ResultWriter<W> {
@@ -108,6 +116,8 @@ impl<W: Write> ResultWriter<W> {
                     fake_score: pred.map(|p| p.fake_score),
                     model: row.model,
                     error,
+                    verdict: row.verdict.filter(|v| !v.is_empty()),
+                    metadata: row.metadata.filter(|m| !m.is_empty()),
                 };
                 serde_json::to_writer(&mut self.out, &line)?;
                 writeln!(self.out)?;
@@ -158,11 +168,14 @@ impl<W: Write> ResultWriter<W> {
         let scores: Vec<String> = pred
             .map(|p| p.scores.iter().map(|(_, s)| s.to_string()).collect())
             .unwrap_or_default();
-        let tail = [
+        let mut tail = vec![
             row.model.name.clone(),
             row.model.sha256.clone(),
             error.unwrap_or_default().to_string(),
         ];
+        if self.with_id {
+            tail.push(row.verdict.unwrap_or_default().to_string());
+        }
         match &self.labels {
             Some(labels) => {
                 let width = labels.len();
@@ -202,6 +215,9 @@ pub fn csv_header(labels: &[String], with_id: bool) -> Vec<String> {
     header.extend(["path".into(), "label".into(), "fake_score".into()]);
     header.extend(labels.iter().map(|l| format!("score_{l}")));
     header.extend(["model".into(), "model_sha256".into(), "error".into()]);
+    if with_id {
+        header.push("verdict".into());
+    }
     header
 }
 

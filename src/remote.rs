@@ -122,6 +122,8 @@ fn write_results(
             path: &r.id,
             result: prediction.as_ref().ok_or(r.error.as_str()),
             model: &model,
+            verdict: Some(&r.verdict),
+            metadata: Some(&r.metadata),
         })?;
     }
     // Whole results reach the file before the cursor moves on.
@@ -165,8 +167,15 @@ pub fn summary(job: &Job) -> String {
                 .to_lowercase()
         })
         .unwrap_or_else(|_| "unknown".into());
-    format!(
+    let mut line = format!(
         "job {} {state}: {} items, {} scored, {} failed",
         job.job_id, job.total, job.completed, job.failed
-    )
+    );
+    if !job.verdicts.is_empty() {
+        let mut verdicts: Vec<_> = job.verdicts.iter().collect();
+        verdicts.sort();
+        let counts: Vec<String> = verdicts.iter().map(|(v, n)| format!("{v} {n}")).collect();
+        line.push_str(&format!("; verdicts: {}", counts.join(", ")));
+    }
+    line
 }

@@ -57,6 +57,8 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
             path: &path,
             result: result.as_ref().map_err(String::as_str),
             model: &info.identity,
+            verdict: None,
+            metadata: None,
         };
         if let Err(e) = writer.write(&row) {
             io_error.get_or_insert(e);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use clap::Args;
-use dfscan_proto::v1::{item::Source, Item, JobHeader};
+use dfscan_proto::v1::{item::Source, Callback, Item, JobHeader, VerdictPolicy, VerdictThreshold};
 use indicatif::ProgressBar;
 
 use crate::output::Format;
@@ -36,12 +36,44 @@ pub struct SubmitArgs {
     /// KEY=VALUE metadata kept with the job (repeatable)
     #[arg(long = "metadata", value_parser = parse_key_value)]
     metadata: Vec<(String, String)>,
+    /// Verdicts by fake_score, highest first wins, e.g. `flag=0.9,review=0.6,pass`
+    /// (a bare name is the verdict below every threshold; default `pass`)
+    #[arg(long, value_parser = parse_policy)]
+    verdicts: Option<VerdictPolicy>,
+    /// POST a signed JSON summary here when the job finishes (its host must
+    /// be in the coordinator's `callback_hosts`)
+    #[arg(long)]
+    callback_url: Option<String>,
+    /// Also POST each item whose verdict is one of these (comma-separated)
+    #[arg(long, value_delimiter = ',', requires = "callback_url")]
+    item_callbacks: Vec<String>,
     /// Finish the output of an earlier submit of this job instead of uploading
     #[arg(long, conflicts_with = "paths")]
     attach: Option<String>,
     /// Image files and directories (searched recursively)
     #[arg(required_unless_present = "attach")]
     paths: Vec<PathBuf>,
+}
+
+fn parse_policy(s: &str) -> Result<VerdictPolicy, String> {
+    let mut policy = VerdictPolicy::default();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('=') {
+            Some((verdict, min)) => policy.thresholds.push(VerdictThreshold {
+                verdict: verdict.trim().to_string(),
+                min_fake_score: min
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{min:?} is not a fake_score threshold"))?,
+            }),
+            None if policy.otherwise.is_empty() => policy.otherwise = part.to_string(),
+            None => return Err(format!("two verdicts without a threshold in {s:?}")),
+        }
+    }
+    if policy.thresholds.is_empty() {
+        return Err(format!("no VERDICT=THRESHOLD in {s:?}"));
+    }
+    Ok(policy)
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -87,6 +119,11 @@ async fn upload(
         idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
         metadata: args.metadata.iter().cloned().collect(),
         task_size: args.task_size.unwrap_or(0),
+        policy: args.verdicts.clone(),
+        callback: args.callback_url.as_ref().map(|url| Callback {
+            url: url.clone(),
+            item_verdicts: args.item_callbacks.clone(),
+        }),
     };
     // Room for the message framing around one image.
     let max_file = client.settings().max_message_bytes.saturating_sub(64 << 10) as u64;
@@ -99,6 +136,7 @@ async fn upload(
                 Ok(data) => Some(Item {
                     id,
                     source: Some(Source::Data(data.into())),
+                    metadata: Default::default(),
                 }),
                 Err(e) => {
                     eprintln!("{id}: not uploaded: {e}");

@@ -29,12 +29,14 @@ where
     let max_items = settings.upload_batch_items.max(1);
     let max_bytes = settings.upload_batch_bytes;
     tokio::task::spawn_blocking(move || {
+        // False once the call has ended (the receiver is gone).
         let send = |message| {
             tx.blocking_send(SubmitJobRequest {
                 message: Some(message),
             })
+            .is_ok()
         };
-        if send(submit_job_request::Message::Header(header)).is_err() {
+        if !send(submit_job_request::Message::Header(header)) {
             return;
         }
         let (mut sent_items, mut sent_bytes) = (0u64, 0u64);
@@ -54,7 +56,7 @@ where
                 let items = std::mem::take(&mut batch);
                 batch_bytes = 0;
                 // The call was dropped (failed or cancelled): stop reading.
-                if send(submit_job_request::Message::Items(ItemBatch { items })).is_err() {
+                if !send(submit_job_request::Message::Items(ItemBatch { items })) {
                     return;
                 }
                 progress(sent_items, sent_bytes);

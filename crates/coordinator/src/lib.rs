@@ -11,6 +11,7 @@
 //! `dfscan-process` binds the listener, picks the queue backend and calls
 //! [`serve`].
 
+mod callbacks;
 mod error;
 mod health;
 mod kserve;
@@ -22,4 +23,4 @@ pub use error::CoordinatorError;
 pub use kserve::KserveService;
 pub use server::serve;
 pub use service::ScoringService;
-pub use settings::{CoordinatorSettings, MAX_TASK_SIZE};
+pub use settings::{CoordinatorSettings, Secret, MAX_TASK_SIZE};

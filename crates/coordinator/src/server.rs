@@ -11,6 +11,7 @@ use dfscan_proto::v1::scoring_server::ScoringServer;
 use dfscan_queue::JobQueue;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
@@ -39,11 +40,19 @@ pub async fn serve(
 ) -> Result<(), CoordinatorError> {
     let limit = settings.max_message_bytes;
     let interval = Duration::from_millis(settings.health_interval_ms);
+    let callback_settings = settings.clone();
     let scoring = Arc::new(ScoringService::new(
         Arc::clone(&queue),
         settings,
         shutdown.clone(),
     )?);
+    // Started once the settings are known to be valid; stopped however
+    // this function returns.
+    let _callbacks = AbortOnDropHandle::new(tokio::spawn(crate::callbacks::run(
+        Arc::clone(&queue),
+        callback_settings,
+        shutdown.clone(),
+    )));
     let kserve = GrpcInferenceServiceServer::new(KserveService::new(Arc::clone(&scoring)))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);

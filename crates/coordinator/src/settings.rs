@@ -46,6 +46,27 @@ pub struct CoordinatorSettings {
     /// How long a ModelInfer call's job is kept after it ends, in seconds
     /// (bulk jobs keep `queue.retention_s`).
     pub infer_retention_s: u64,
+    /// `host` or `host:port` entries a job's callback URL may point at;
+    /// empty: jobs cannot ask for callbacks.
+    pub callback_hosts: Vec<String>,
+    /// Key of the callbacks' HMAC-SHA256 signature; required with
+    /// `callback_hosts`.
+    pub callback_secret: Secret,
+    /// Deliveries tried per callback (with exponential backoff) before it
+    /// is given up.
+    pub callback_attempts: u32,
+}
+
+/// A secret from the configuration: never printed (`Debug` shows its
+/// length only).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
 }
 
 impl Default for CoordinatorSettings {
@@ -62,11 +83,21 @@ impl Default for CoordinatorSettings {
             infer_max_batch: 64,
             infer_timeout_ms: 30_000,
             infer_retention_s: 60,
+            callback_hosts: Vec::new(),
+            callback_secret: Secret::default(),
+            callback_attempts: 8,
         }
     }
 }
 
 impl CoordinatorSettings {
+    /// Whether a callback may go to `authority` (`host[:port]`).
+    pub fn callback_allowed(&self, authority: &str) -> bool {
+        self.callback_hosts
+            .iter()
+            .any(|host| host.eq_ignore_ascii_case(authority))
+    }
+
     /// Refuses values that would make the service misbehave rather than
     /// fail: zero-sized tasks or pages loop forever, a zero interval spins.
     pub fn validate(&self) -> Result<(), CoordinatorError> {
@@ -97,6 +128,15 @@ impl CoordinatorSettings {
         }
         if self.infer_timeout_ms == 0 {
             return invalid("infer_timeout_ms must be at least 1".into());
+        }
+        if !self.callback_hosts.is_empty() && self.callback_secret.0.is_empty() {
+            return invalid(
+                "callback_hosts is set but callback_secret is empty: callbacks must be signed"
+                    .into(),
+            );
+        }
+        if self.callback_attempts == 0 {
+            return invalid("callback_attempts must be at least 1".into());
         }
         let empty = |name: &Option<String>| name.as_deref().is_some_and(str::is_empty);
         if empty(&self.default_model) || self.models.iter().any(String::is_empty) {
@@ -140,6 +180,10 @@ mod tests {
             },
             CoordinatorSettings {
                 infer_max_batch: MAX_TASK_SIZE + 1,
+                ..Default::default()
+            },
+            CoordinatorSettings {
+                callback_hosts: vec!["hooks".into()],
                 ..Default::default()
             },
         ] {

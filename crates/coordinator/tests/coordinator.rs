@@ -158,10 +158,12 @@ async fn bad_uploads_are_refused_and_leave_nothing_behind() {
     let no_source = Item {
         id: "x".into(),
         source: None,
+        ..Default::default()
     };
     let empty_uri = Item {
         id: "x".into(),
         source: Some(Source::Uri(String::new())),
+        ..Default::default()
     };
     let cases = [
         (vec![], "no JobHeader"),
@@ -360,6 +362,7 @@ async fn an_oversized_message_gets_a_status_and_the_connection_lives_on() {
     let big = Item {
         id: "big".into(),
         source: Some(Source::Data(vec![0u8; 128 << 10].into())),
+        ..Default::default()
     };
     let status = submit(&mut client, vec![header("tiny", 0), batch(vec![big])])
         .await

@@ -65,7 +65,7 @@ impl Default for ModelSettings {
 /// variables, then `overrides` (flag name → value, for the flags that were
 /// given). Keys are the serde field names (`section.key` inside sections,
 /// `DFSCAN_SECTION__KEY` in the environment); the list-valued keys
-/// (`labels`, `coordinator.models`, `worker.uri_roots`) are comma-separated
+/// (`labels`, `coordinator.models`, `coordinator.callback_hosts`, `worker.uri_roots`) are comma-separated
 /// in the environment.
 pub fn load<T>(file: Option<&Path>, overrides: &[(&str, Option<String>)]) -> Result<T, CoreError>
 where
@@ -82,6 +82,7 @@ where
             .list_separator(",")
             .with_list_parse_key("labels")
             .with_list_parse_key("coordinator.models")
+            .with_list_parse_key("coordinator.callback_hosts")
             .with_list_parse_key("worker.uri_roots")
             .try_parsing(true),
     );

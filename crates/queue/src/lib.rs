@@ -98,6 +98,19 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn heartbeat(&self, worker: &Worker) -> Result<()>;
     async fn deregister(&self, worker_id: &str) -> Result<()>;
     async fn list_workers(&self) -> Result<Vec<Worker>>;
+
+    // --- callbacks (delivered by coordinators) ---
+
+    /// Ids of jobs with a callback not yet over, oldest first, at most
+    /// `limit`.
+    async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>>;
+    /// Takes or renews the right to deliver the job's callbacks for `ttl`;
+    /// false while another holder has it.
+    async fn lease_callback(&self, job_id: &str, holder: &str, ttl: Duration) -> Result<bool>;
+    /// Records that item callbacks are delivered up to result `cursor`;
+    /// with `done`, that the job's callbacks are over (delivered, given up,
+    /// or the job is gone), which takes it out of `pending_callbacks`.
+    async fn callback_progress(&self, job_id: &str, cursor: u64, done: bool) -> Result<()>;
 }
 
 /// Milliseconds since the Unix epoch.

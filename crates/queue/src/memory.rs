@@ -31,6 +31,8 @@ struct State {
     idempotency: HashMap<String, String>,
     models: HashMap<String, ModelQueue>,
     workers: HashMap<String, (Worker, Instant)>,
+    /// Job id → who delivers its callbacks, until when.
+    callback_leases: HashMap<String, (String, Instant)>,
     next_entry: u64,
 }
 
@@ -158,6 +160,7 @@ impl State {
     }
 
     fn remove_job(&mut self, id: &str) {
+        self.callback_leases.remove(id);
         if let Some(job) = self.jobs.remove(id) {
             if let Some(key) = job.record.idempotency_key {
                 if self.idempotency.get(&key).map(String::as_str) == Some(id) {
@@ -204,6 +207,9 @@ impl State {
             Some(job) => {
                 job.done.insert(task.entry_id.clone());
                 let record = &mut job.record;
+                for (verdict, count) in verdict_counts(&results) {
+                    *record.verdicts.entry(verdict).or_default() += count;
+                }
                 for result in &mut results {
                     result.cursor = job.results.len() as u64 + 1;
                     if result.error.is_empty() {
@@ -484,6 +490,7 @@ impl JobQueue for MemoryQueue {
                         items: Ok(task.items.clone()),
                         job_cancelled: false,
                         deliveries: task.deliveries,
+                        policy: None,
                     })
                     .collect();
                 for (handle, items, deliveries) in dead {
@@ -497,10 +504,10 @@ impl JobQueue for MemoryQueue {
                 let tasks: Vec<ClaimedTask> = tasks
                     .into_iter()
                     .map(|mut task| {
-                        task.job_cancelled = state
-                            .jobs
-                            .get(&task.handle.job_id)
-                            .is_some_and(|job| job.record.state == JobState::Cancelled);
+                        if let Some(job) = state.jobs.get(&task.handle.job_id) {
+                            task.job_cancelled = job.record.state == JobState::Cancelled;
+                            task.policy.clone_from(&job.record.policy);
+                        }
                         task
                     })
                     .collect();
@@ -551,5 +558,47 @@ impl JobQueue for MemoryQueue {
         let mut workers: Vec<Worker> = state.workers.values().map(|(w, _)| w.clone()).collect();
         workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
         Ok(workers)
+    }
+
+    async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>> {
+        let state = self.lock();
+        let mut pending: Vec<&JobRecord> = state
+            .jobs
+            .values()
+            .map(|job| &job.record)
+            .filter(|record| record.callback.is_some() && !record.callback_done)
+            .collect();
+        pending.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
+        Ok(pending
+            .into_iter()
+            .take(limit.max(1))
+            .map(|record| record.id.clone())
+            .collect())
+    }
+
+    async fn lease_callback(&self, job_id: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        if let Some((other, until)) = state.callback_leases.get(job_id) {
+            if other != holder && *until > now {
+                return Ok(false);
+            }
+        }
+        state
+            .callback_leases
+            .insert(job_id.to_string(), (holder.to_string(), now + ttl));
+        Ok(true)
+    }
+
+    async fn callback_progress(&self, job_id: &str, cursor: u64, done: bool) -> Result<()> {
+        let mut state = self.lock();
+        if done {
+            state.callback_leases.remove(job_id);
+        }
+        if let Some(job) = state.jobs.get_mut(job_id) {
+            job.record.callback_cursor = cursor;
+            job.record.callback_done |= done;
+        }
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use dfscan_proto::v1::{self as pb, Item, ItemResult};
+use dfscan_proto::v1::{self as pb, Callback, Item, ItemResult, VerdictPolicy};
 
 /// What a job is created from (the SubmitJob header, validated).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -14,6 +14,9 @@ pub struct JobSpec {
     /// How long the job outlives its end; `None`: the queue's
     /// `retention_s`.
     pub retention_s: Option<u64>,
+    /// Verdicts for the job's scored items (validated by the coordinator).
+    pub policy: Option<VerdictPolicy>,
+    pub callback: Option<Callback>,
 }
 
 /// Which of its model's two task queues a job waits in: workers take
@@ -114,6 +117,14 @@ pub struct JobRecord {
     pub priority: Priority,
     /// The job's own retention (see [`JobSpec::retention_s`]).
     pub retention_s: Option<u64>,
+    pub policy: Option<VerdictPolicy>,
+    pub callback: Option<Callback>,
+    /// Scored items per verdict.
+    pub verdicts: BTreeMap<String, u64>,
+    /// Item callbacks are delivered for the results up to this cursor.
+    pub callback_cursor: u64,
+    /// The job's callbacks are over (delivered or given up).
+    pub callback_done: bool,
 }
 
 impl JobRecord {
@@ -132,6 +143,11 @@ impl JobRecord {
             idempotency_key: spec.idempotency_key,
             priority: spec.priority,
             retention_s: spec.retention_s,
+            policy: spec.policy,
+            callback: spec.callback,
+            verdicts: BTreeMap::new(),
+            callback_cursor: 0,
+            callback_done: false,
         }
     }
 
@@ -153,6 +169,9 @@ impl JobRecord {
             metadata: self.metadata.clone().into_iter().collect(),
             idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
             finished: self.is_finished(),
+            policy: self.policy.clone(),
+            callback: self.callback.clone(),
+            verdicts: self.verdicts.clone().into_iter().collect(),
         }
     }
 }
@@ -219,6 +238,8 @@ pub struct ClaimedTask {
     pub job_cancelled: bool,
     /// How many times the task has been handed out, this time included.
     pub deliveries: u64,
+    /// The job's verdict policy, for the worker to apply.
+    pub policy: Option<VerdictPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +272,30 @@ pub struct QueueStats {
     pub bytes: u64,
 }
 
+/// The verdict `policy` gives an item of `fake_score`: that of the highest
+/// threshold reached, else `otherwise` ("pass" when empty).
+pub fn verdict(policy: &VerdictPolicy, fake_score: f32) -> String {
+    policy
+        .thresholds
+        .iter()
+        .filter(|t| fake_score >= t.min_fake_score)
+        .max_by(|a, b| a.min_fake_score.total_cmp(&b.min_fake_score))
+        .map(|t| t.verdict.clone())
+        .unwrap_or_else(|| match policy.otherwise.as_str() {
+            "" => "pass".to_string(),
+            otherwise => otherwise.to_string(),
+        })
+}
+
+/// Scored items per verdict among `results`, as completion counts them.
+pub fn verdict_counts(results: &[ItemResult]) -> BTreeMap<String, u64> {
+    let mut counts = BTreeMap::new();
+    for result in results.iter().filter(|r| !r.verdict.is_empty()) {
+        *counts.entry(result.verdict.clone()).or_default() += 1;
+    }
+    counts
+}
+
 /// The error result the queue records for an item it gives up on.
 pub fn error_result(id: &str, index: u64, error: &str) -> ItemResult {
     ItemResult {
@@ -275,10 +320,15 @@ pub fn dead_letter_results(
         format!("dead-lettered: the task failed on {deliveries} deliveries without completing");
     (0..task.count)
         .map(|i| {
-            let id = items
-                .and_then(|items| items.get(i as usize))
-                .map_or("", |item| item.id.as_str());
-            error_result(id, task.first_index + i, &error)
+            let item = items.and_then(|items| items.get(i as usize));
+            ItemResult {
+                metadata: item.map(|item| item.metadata.clone()).unwrap_or_default(),
+                ..error_result(
+                    item.map_or("", |item| item.id.as_str()),
+                    task.first_index + i,
+                    &error,
+                )
+            }
         })
         .collect()
 }

@@ -79,6 +79,7 @@ conformance!(
     jobs_are_listed_newest_first,
     finished_jobs_expire,
     online_tasks_go_first_and_keep_their_own_retention,
+    verdicts_metadata_and_callbacks_are_kept,
 );
 
 fn settings() -> QueueSettings {
@@ -591,4 +592,124 @@ async fn online_tasks_go_first_and_keep_their_own_retention(b: Backend) {
         JobState::Completed
     );
     assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
+}
+
+async fn verdicts_metadata_and_callbacks_are_kept(b: Backend) {
+    use dfscan_proto::v1::{Callback, VerdictPolicy, VerdictThreshold};
+
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let policy = VerdictPolicy {
+        thresholds: vec![
+            VerdictThreshold {
+                verdict: "flag".into(),
+                min_fake_score: 0.9,
+            },
+            VerdictThreshold {
+                verdict: "review".into(),
+                min_fake_score: 0.6,
+            },
+        ],
+        otherwise: "pass".into(),
+    };
+    let callback = Callback {
+        url: "https://hooks.example/dfscan".into(),
+        item_verdicts: vec!["flag".into()],
+    };
+    let Created::New(job) = q
+        .create_job(JobSpec {
+            policy: Some(policy.clone()),
+            callback: Some(callback.clone()),
+            ..spec(None)
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("new job expected")
+    };
+    let mut new_tasks = tasks(&[3]);
+    for item in &mut new_tasks[0].items {
+        item.metadata = [("source".to_string(), item.id.clone())].into();
+    }
+    q.enqueue(&job, new_tasks).await.unwrap();
+    q.seal_job(&job.id).await.unwrap();
+    let stored = q.get_job(&job.id).await.unwrap();
+    assert_eq!(stored.policy.as_ref(), Some(&policy));
+    assert_eq!(stored.callback.as_ref(), Some(&callback));
+    assert_eq!(
+        q.pending_callbacks(10).await.unwrap(),
+        std::slice::from_ref(&job.id)
+    );
+
+    // Workers get the policy with the task and the items' metadata.
+    let [task] = &claim_all(q, "w1").await[..] else {
+        panic!("one task expected")
+    };
+    assert_eq!(task.policy.as_ref(), Some(&policy));
+    let items = task.items.as_ref().unwrap();
+    assert_eq!(items[2].metadata["source"], items[2].id);
+    let results: Vec<ItemResult> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let score = [0.95, 0.1, 0.2][i];
+            ItemResult {
+                id: item.id.clone(),
+                index: i as u64,
+                fake_score: Some(score),
+                verdict: verdict(&policy, score),
+                metadata: item.metadata.clone(),
+                ..Default::default()
+            }
+        })
+        .collect();
+    assert_eq!(results[0].verdict, "flag");
+    q.complete(&task.handle, results.clone()).await.unwrap();
+    q.complete(&task.handle, results).await.unwrap();
+    let done = q.get_job(&job.id).await.unwrap();
+    let counts: Vec<(&str, u64)> = done
+        .verdicts
+        .iter()
+        .map(|(v, n)| (v.as_str(), *n))
+        .collect();
+    assert_eq!(counts, [("flag", 1), ("pass", 2)], "counted once");
+    let read = all_results(q, &job.id, 0, 10).await;
+    assert_eq!(read[1].metadata["source"], read[1].id);
+
+    // One holder at a time delivers; progress survives in the job.
+    let ttl = Duration::from_secs(30);
+    assert!(q.lease_callback(&job.id, "c1", ttl).await.unwrap());
+    assert!(!q.lease_callback(&job.id, "c2", ttl).await.unwrap());
+    assert!(
+        q.lease_callback(&job.id, "c1", ttl).await.unwrap(),
+        "renewed"
+    );
+    q.callback_progress(&job.id, 2, false).await.unwrap();
+    let record = q.get_job(&job.id).await.unwrap();
+    assert_eq!((record.callback_cursor, record.callback_done), (2, false));
+    q.callback_progress(&job.id, 3, true).await.unwrap();
+    let record = q.get_job(&job.id).await.unwrap();
+    assert_eq!((record.callback_cursor, record.callback_done), (3, true));
+    assert!(q.pending_callbacks(10).await.unwrap().is_empty());
+    assert!(
+        q.lease_callback(&job.id, "c2", ttl).await.unwrap(),
+        "released"
+    );
+
+    // An aborted upload owes nothing; a vanished job can be marked done.
+    let Created::New(aborted) = q
+        .create_job(JobSpec {
+            callback: Some(callback),
+            ..spec(None)
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("new job expected")
+    };
+    q.abort_job(&aborted, &[]).await.unwrap();
+    assert!(q.pending_callbacks(10).await.unwrap().is_empty());
+    q.callback_progress("0123456789abcdef0123456789abcdef", 0, true)
+        .await
+        .unwrap();
 }

@@ -295,6 +295,7 @@ async fn a_full_queue_refuses_without_side_effects() {
         items: vec![Item {
             id: "big".into(),
             source: Some(Source::Data(vec![0u8; 997].into())),
+            metadata: Default::default(),
         }],
     }];
     match q.enqueue(&job, big).await {

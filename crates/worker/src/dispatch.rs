@@ -41,6 +41,7 @@ impl Dispatcher {
             items,
             job_cancelled,
             deliveries,
+            policy,
         } = task;
         if job_cancelled {
             let results = error_results(&handle, items.as_deref().ok(), CANCELLED_ERROR);
@@ -71,7 +72,7 @@ impl Dispatcher {
             });
             return;
         }
-        let slot = TaskSlot::new(handle, items.len());
+        let slot = TaskSlot::new(handle, &items, policy);
         for (position, item) in items.into_iter().enumerate() {
             let Ok(permit) = Arc::clone(&self.images).acquire_owned().await else {
                 // The semaphore is never closed.

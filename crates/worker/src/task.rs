@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use dfscan_proto::v1::{Item, ItemResult};
-use dfscan_queue::{error_result, TaskHandle};
+use dfscan_proto::v1::{Item, ItemResult, VerdictPolicy};
+use dfscan_queue::{error_result, verdict, TaskHandle};
 use tokio::sync::{mpsc, Semaphore};
 
 /// A task whose every item has its result.
@@ -22,6 +22,10 @@ pub(crate) struct Finished {
 /// Where one task's results gather.
 pub(crate) struct TaskSlot {
     handle: TaskHandle,
+    /// The job's verdict policy and each item's metadata, added to the
+    /// results once they are all in.
+    policy: Option<VerdictPolicy>,
+    metadata: Vec<HashMap<String, String>>,
     gathering: Mutex<Gathering>,
 }
 
@@ -31,12 +35,18 @@ struct Gathering {
 }
 
 impl TaskSlot {
-    pub(crate) fn new(handle: TaskHandle, items: usize) -> Arc<Self> {
+    pub(crate) fn new(
+        handle: TaskHandle,
+        items: &[Item],
+        policy: Option<VerdictPolicy>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             handle,
+            policy,
+            metadata: items.iter().map(|item| item.metadata.clone()).collect(),
             gathering: Mutex::new(Gathering {
-                results: vec![None; items],
-                missing: items,
+                results: vec![None; items.len()],
+                missing: items.len(),
             }),
         })
     }
@@ -56,9 +66,19 @@ impl TaskSlot {
         }
         *slot = Some(result);
         g.missing -= 1;
-        (g.missing == 0).then(|| Finished {
+        if g.missing > 0 {
+            return None;
+        }
+        let mut results: Vec<ItemResult> = g.results.iter_mut().filter_map(Option::take).collect();
+        for (result, metadata) in results.iter_mut().zip(&self.metadata) {
+            result.metadata.clone_from(metadata);
+            if let (Some(policy), Some(score)) = (&self.policy, result.fake_score) {
+                result.verdict = verdict(policy, score);
+            }
+        }
+        Some(Finished {
             handle: self.handle.clone(),
-            results: g.results.iter_mut().filter_map(Option::take).collect(),
+            results,
         })
     }
 }
@@ -186,10 +206,15 @@ pub(crate) fn error_results(
     let count = items.map_or(handle.count, |items| items.len() as u64);
     (0..count)
         .map(|i| {
-            let id = items
-                .and_then(|items| items.get(i as usize))
-                .map_or("", |item| item.id.as_str());
-            error_result(id, handle.first_index + i, error)
+            let item = items.and_then(|items| items.get(i as usize));
+            ItemResult {
+                metadata: item.map(|item| item.metadata.clone()).unwrap_or_default(),
+                ..error_result(
+                    item.map_or("", |item| item.id.as_str()),
+                    handle.first_index + i,
+                    error,
+                )
+            }
         })
         .collect()
 }
@@ -219,7 +244,13 @@ mod tests {
     #[test]
     fn the_last_result_finishes_the_task_in_item_order() {
         let (finisher, mut rx) = Finisher::new();
-        let slot = TaskSlot::new(handle(10, 3), 3);
+        let items: Vec<Item> = ["a", "b", "c"]
+            .map(|id| Item {
+                id: id.into(),
+                ..Default::default()
+            })
+            .into();
+        let slot = TaskSlot::new(handle(10, 3), &items, None);
         finisher.record(&slot, 2, error_result("c", slot.index(2), "bad"));
         finisher.record(&slot, 0, error_result("a", slot.index(0), "bad"));
         // A duplicate must not finish the task early.

@@ -141,6 +141,25 @@ impl JobQueue for Wrapped {
     async fn list_workers(&self) -> Result<Vec<WorkerEntry>, QueueError> {
         self.inner.list_workers().await
     }
+    async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>, QueueError> {
+        self.inner.pending_callbacks(limit).await
+    }
+    async fn lease_callback(
+        &self,
+        job_id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, QueueError> {
+        self.inner.lease_callback(job_id, holder, ttl).await
+    }
+    async fn callback_progress(
+        &self,
+        job_id: &str,
+        cursor: u64,
+        done: bool,
+    ) -> Result<(), QueueError> {
+        self.inner.callback_progress(job_id, cursor, done).await
+    }
 }
 
 fn queue_settings() -> QueueSettings {
@@ -180,6 +199,7 @@ async fn submit(queue: &dyn JobQueue, task_sizes: &[usize]) -> JobRecord {
             .map(|i| Item {
                 id: format!("item-{i}"),
                 source: Some(Source::Data(Bytes::from_static(b"not decoded by noop"))),
+                metadata: Default::default(),
             })
             .collect();
         tasks.push(NewTask {

@@ -71,6 +71,7 @@ pub(super) async fn model_infer(
         .map(|(i, data)| Item {
             id: i.to_string(),
             source: Some(Source::Data(data)),
+            ..Default::default()
         })
         .collect();
     let count = items.len();
@@ -84,6 +85,7 @@ pub(super) async fn model_infer(
         idempotency_key: None,
         priority: Priority::Online,
         retention_s: Some(settings.infer_retention_s),
+        ..Default::default()
     };
     let queue = svc.scoring.queue();
     let job = submit_items(svc.scoring.as_ref(), spec, items).await?;

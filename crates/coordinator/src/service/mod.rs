@@ -5,10 +5,12 @@
 
 mod jobs;
 mod models;
+mod policy;
 mod results;
 mod submit;
 
 pub(crate) use models::ModelView;
+pub(crate) use policy::callback_authority;
 pub(crate) use submit::submit_items;
 
 use std::sync::Arc;

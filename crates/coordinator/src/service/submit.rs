@@ -26,6 +26,9 @@ const MAX_METADATA_VALUE_BYTES: usize = 4096;
 const MAX_IDEMPOTENCY_KEY_BYTES: usize = 256;
 /// An item id travels with every result of the item.
 const MAX_ITEM_ID_BYTES: usize = 1024;
+/// So does its metadata.
+const MAX_ITEM_METADATA_ENTRIES: usize = 16;
+const MAX_ITEM_METADATA_BYTES: usize = 4096;
 
 pub(super) async fn submit_job(
     svc: &ScoringService,
@@ -154,6 +157,14 @@ impl ScoringService {
             )));
         }
         let model = self.resolve_model(&header.model).await?;
+        let policy = header
+            .policy
+            .map(super::policy::checked_policy)
+            .transpose()?;
+        let callback = header
+            .callback
+            .map(|c| super::policy::checked_callback(c, policy.as_ref(), &self.settings))
+            .transpose()?;
         let task_size = match header.task_size as usize {
             0 => self.settings.task_size,
             n => n.min(MAX_TASK_SIZE),
@@ -162,10 +173,24 @@ impl ScoringService {
             model,
             metadata: BTreeMap::from_iter(header.metadata),
             idempotency_key: Some(header.idempotency_key).filter(|key| !key.is_empty()),
+            policy,
+            callback,
             ..Default::default()
         };
         Ok((spec, task_size))
     }
+}
+
+/// What is wrong with an item's metadata, which travels with its task and
+/// its result: kept small.
+fn item_metadata_problem(item: &Item) -> Option<String> {
+    let bytes: usize = item.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (item.metadata.len() > MAX_ITEM_METADATA_ENTRIES || bytes > MAX_ITEM_METADATA_BYTES).then(|| {
+        format!(
+            "metadata has {} entries of {bytes} bytes; the limits are {MAX_ITEM_METADATA_ENTRIES} and {MAX_ITEM_METADATA_BYTES}",
+            item.metadata.len()
+        )
+    })
 }
 
 /// Why `item` (at upload position `index`) cannot be queued, if it cannot.
@@ -177,6 +202,8 @@ fn check_item(index: u64, item: &Item) -> Result<(), Status> {
             "id is {} bytes; the limit is {MAX_ITEM_ID_BYTES}",
             item.id.len()
         )
+    } else if let Some(problem) = item_metadata_problem(item) {
+        problem
     } else {
         match &item.source {
             None => "no image: set data or uri".to_string(),
@@ -299,6 +326,7 @@ mod tests {
         Item {
             id: id.into(),
             source,
+            ..Default::default()
         }
     }
 
@@ -314,6 +342,13 @@ mod tests {
             (
                 item("a", Some(Source::Uri(String::new()))),
                 "item 7: uri is empty",
+            ),
+            (
+                Item {
+                    metadata: (0..17).map(|i| (i.to_string(), String::new())).collect(),
+                    ..item("a", data())
+                },
+                "item 7: metadata has 17 entries",
             ),
         ];
         for (item, message) in cases {

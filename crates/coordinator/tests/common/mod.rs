@@ -116,6 +116,7 @@ pub fn item(id: &str) -> Item {
     Item {
         id: id.into(),
         source: Some(Source::Data(format!("image of {id}").into_bytes().into())),
+        ..Default::default()
     }
 }
 

@@ -67,6 +67,14 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
     if let Some(key) = &record.idempotency_key {
         hset.arg("idem").arg(key);
     }
+    if let Some(policy) = &record.policy {
+        hset.arg("policy")
+            .arg(prost::Message::encode_to_vec(policy));
+    }
+    if let Some(callback) = &record.callback {
+        hset.arg("callback")
+            .arg(prost::Message::encode_to_vec(callback));
+    }
     // Read by the scripts that finish the job (finish.lua).
     if let Some(seconds) = record.retention_s {
         hset.arg("retention_ms").arg(seconds.saturating_mul(1000));
@@ -75,6 +83,10 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
     pipe.add_command(hset).ignore();
     pipe.zadd(q.keys.jobs(), &record.id, record.created_ms)
         .ignore();
+    if record.callback.is_some() {
+        pipe.zadd(q.keys.callbacks(), &record.id, record.created_ms)
+            .ignore();
+    }
     q.conn.pipe::<()>("create job", &pipe).await?;
     let Some(key) = record.idempotency_key.clone() else {
         return Ok(Created::New(record));
@@ -277,6 +289,7 @@ pub(super) async fn abort(q: &RedisQueue, job: &JobRecord, enqueued: &[TaskHandl
     cmd.arg(ABORTED_EVENTS_TTL_MS);
     pipe.add_command(cmd).ignore();
     pipe.zrem(q.keys.jobs(), &job.id).ignore();
+    pipe.zrem(q.keys.callbacks(), &job.id).ignore();
     if let Some(key) = &job.idempotency_key {
         let mut cmd = evalsha(&SCRIPTS.idem, &[q.keys.idem(key)]);
         cmd.arg("release").arg(&job.id);

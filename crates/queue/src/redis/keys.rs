@@ -90,6 +90,17 @@ impl Keys {
         format!("{}:enq:{{m:{model}}}:{token}", self.prefix)
     }
 
+    /// Who delivers the job's callbacks (see `redis::callbacks`).
+    pub fn callback_lease(&self, id: &str) -> String {
+        format!("{}:cblease:{{{id}}}", self.prefix)
+    }
+
+    /// Sorted set of the ids of jobs that still owe a callback, by
+    /// creation time.
+    pub fn callbacks(&self) -> String {
+        format!("{}:callbacks", self.prefix)
+    }
+
     /// Sorted set of job ids by creation time.
     pub fn jobs(&self) -> String {
         format!("{}:jobs", self.prefix)

@@ -11,6 +11,7 @@
 //! complete) the two scripts are ordered so that a crash in between is
 //! repaired by a retry or a redelivery, never by a lost or doubled result.
 
+mod callbacks;
 mod conn;
 mod jobs;
 mod keys;
@@ -156,5 +157,17 @@ impl JobQueue for RedisQueue {
 
     async fn list_workers(&self) -> Result<Vec<Worker>> {
         workers::list(self).await
+    }
+
+    async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>> {
+        callbacks::pending(self, limit).await
+    }
+
+    async fn lease_callback(&self, job_id: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        callbacks::lease(self, job_id, holder, ttl).await
+    }
+
+    async fn callback_progress(&self, job_id: &str, cursor: u64, done: bool) -> Result<()> {
+        callbacks::progress(self, job_id, cursor, done).await
     }
 }

@@ -35,6 +35,7 @@ pub(super) async fn complete(
     dead_deliveries: Option<u64>,
 ) -> Result<Completion> {
     let failed = results.iter().filter(|r| !r.error.is_empty()).count();
+    let verdicts = verdict_counts(&results);
     for result in &mut results {
         result.cursor = 0;
     }
@@ -49,6 +50,9 @@ pub(super) async fn complete(
         .arg(q.retention_ms())
         .arg(now_ms())
         .arg(new_job_id());
+    for (verdict, count) in verdicts {
+        record.arg(verdict).arg(count);
+    }
     // One round trip; the release runs whatever the job script answered,
     // which is what turns a duplicate or orphaned task into a bare release.
     let mut pipe = redis::pipe();

@@ -15,6 +15,7 @@ pub(super) struct Scripts {
     pub abort: Script,
     pub reclaim: Script,
     pub idem: Script,
+    pub callback: Script,
 }
 
 /// Scripts that can finish a job get the shared `finish_if_done` first.
@@ -33,10 +34,11 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     abort: Script::new(include_str!("scripts/abort.lua")),
     reclaim: Script::new(include_str!("scripts/reclaim.lua")),
     idem: Script::new(include_str!("scripts/idem.lua")),
+    callback: Script::new(include_str!("scripts/callback.lua")),
 });
 
 impl Scripts {
-    pub fn all(&self) -> [&Script; 8] {
+    pub fn all(&self) -> [&Script; 9] {
         [
             &self.add_total,
             &self.enqueue,
@@ -46,6 +48,7 @@ impl Scripts {
             &self.abort,
             &self.reclaim,
             &self.idem,
+            &self.callback,
         ]
     }
 }

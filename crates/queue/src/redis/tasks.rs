@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use dfscan_proto::v1::TaskPayload;
+use dfscan_proto::v1::{TaskPayload, VerdictPolicy};
 use prost::Message;
 use redis::{Cmd, Value};
 use tokio::time::Instant;
@@ -135,6 +135,7 @@ fn claimed_task(model: &str, priority: Priority, entry: Entry, deliveries: u64) 
         items,
         job_cancelled: false,
         deliveries,
+        policy: None,
     }
 }
 
@@ -161,7 +162,8 @@ async fn bury(q: &RedisQueue, task: ClaimedTask) {
     }
 }
 
-/// Sets `job_cancelled` from the jobs' current states (one read per job).
+/// Sets `job_cancelled` and `policy` from the jobs' current states (one
+/// read per job).
 async fn mark_cancelled(q: &RedisQueue, tasks: &mut [ClaimedTask]) -> Result<()> {
     let mut jobs: Vec<&str> = tasks.iter().map(|t| t.handle.job_id.as_str()).collect();
     jobs.sort_unstable();
@@ -171,19 +173,27 @@ async fn mark_cancelled(q: &RedisQueue, tasks: &mut [ClaimedTask]) -> Result<()>
     }
     let mut pipe = redis::pipe();
     for job in &jobs {
-        pipe.hget(q.keys.job(job), "state");
+        pipe.cmd("HMGET")
+            .arg(q.keys.job(job))
+            .arg("state")
+            .arg("policy");
     }
-    let states: Vec<Option<String>> = q.conn.pipe("claim", &pipe).await?;
-    let cancelled: HashMap<String, bool> = jobs
-        .iter()
-        .zip(states)
-        .map(|(job, state)| {
-            let cancelled = state.as_deref() == Some(JobState::Cancelled.as_str());
-            (job.to_string(), cancelled)
-        })
-        .collect();
+    let states: Vec<(Option<String>, Option<Vec<u8>>)> = q.conn.pipe("claim", &pipe).await?;
+    let mut by_job = HashMap::new();
+    for (job, (state, policy)) in jobs.iter().zip(states) {
+        let cancelled = state.as_deref() == Some(JobState::Cancelled.as_str());
+        let policy = policy
+            .filter(|p| !p.is_empty())
+            .map(|p| VerdictPolicy::decode(p.as_slice()))
+            .transpose()
+            .map_err(|_| corrupt(format!("job {job}: field policy is malformed")))?;
+        by_job.insert(job.to_string(), (cancelled, policy));
+    }
     for task in tasks {
-        task.job_cancelled = cancelled.get(&task.handle.job_id).copied().unwrap_or(false);
+        if let Some((cancelled, policy)) = by_job.get(&task.handle.job_id) {
+            task.job_cancelled = *cancelled;
+            task.policy.clone_from(policy);
+        }
     }
     Ok(())
 }

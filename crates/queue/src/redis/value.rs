@@ -138,6 +138,10 @@ pub(super) fn id_seq(id: &str) -> Option<u64> {
     id.split_once('-')?.1.parse().ok()
 }
 
+/// Prefix of the job hash fields that count scored items per verdict
+/// (complete.lua writes them).
+pub(super) const VERDICT_FIELD: &str = "verdict:";
+
 /// A job hash as a record; `None` when the hash is empty (no such job).
 pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Option<JobRecord>> {
     if hash.is_empty() {
@@ -166,6 +170,19 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
             .collect(),
         _ => BTreeMap::new(),
     };
+    let message = |field: &str| hash.get(field).filter(|b| !b.is_empty());
+    let policy = message("policy")
+        .map(|b| pb::VerdictPolicy::decode(b.as_slice()).map_err(|_| bad("policy")))
+        .transpose()?;
+    let callback = message("callback")
+        .map(|b| pb::Callback::decode(b.as_slice()).map_err(|_| bad("callback")))
+        .transpose()?;
+    let mut verdicts = BTreeMap::new();
+    for field in hash.keys() {
+        if let Some(verdict) = field.strip_prefix(VERDICT_FIELD) {
+            verdicts.insert(verdict.to_string(), num(field)?);
+        }
+    }
     let created_ms = text("created_ms")
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("created_ms"))?;
@@ -192,6 +209,11 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
             None => None,
             Some(ms) => Some(ms.parse::<u64>().map_err(|_| bad("retention_ms"))? / 1000),
         },
+        policy,
+        callback,
+        verdicts,
+        callback_cursor: num("callback_cursor")?,
+        callback_done: text("callback_done").is_some(),
     }))
 }
 

@@ -27,6 +27,7 @@ pub fn tasks(sizes: &[usize]) -> Vec<NewTask> {
                 .map(|k| Item {
                     id: format!("item-{k}"),
                     source: Some(Source::Data(vec![7u8; k as usize + 1].into())),
+                    metadata: Default::default(),
                 })
                 .collect();
             let task = NewTask {

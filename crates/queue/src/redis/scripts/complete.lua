@@ -1,7 +1,8 @@
 -- Records one task's results, once (job slot).
 -- KEYS: job, results, done, events
 -- ARGV: task entry id, result count, failed count, chunk (ResultChunk with
---       cursors 0), retention ms, now ms, completion token (one per call)
+--       cursors 0), retention ms, now ms, completion token (one per call),
+--       then pairs of verdict, scored items with that verdict
 -- Returns {'gone'} | {'dup'} | {'rec', finished now (0/1), idempotency key}
 --
 -- The chunk's entry id is `0-<cursor of its last result>`: readers derive
@@ -28,6 +29,9 @@ if n > 0 then
 end
 redis.call('HINCRBY', job, 'completed', n - failed)
 redis.call('HINCRBY', job, 'failed', failed)
+for i = 8, #ARGV, 2 do
+  redis.call('HINCRBY', job, 'verdict:' .. ARGV[i], ARGV[i + 1])
+end
 if redis.call('HEXISTS', job, 'finished_ms') == 1 then
   -- Results beyond the total of a finished job (a worker sent more than
   -- one per item): keep them, but let them expire with the job.

@@ -1,0 +1,224 @@
+//! Job callbacks: every coordinator runs this loop, which finds the jobs
+//! that still owe a callback, takes a lease on each (so that one of several
+//! coordinators delivers it, and another takes over if it dies), POSTs the
+//! job's flagged items as their results arrive and its summary once it
+//! finishes, and records its progress in the queue. Delivery runs beside
+//! scoring and never holds it up; it is at least once (receivers dedupe on
+//! `X-Dfscan-Delivery`).
+
+mod http;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dfscan_proto::v1::ItemResult;
+use dfscan_queue::{JobQueue, JobRecord, QueueError};
+use serde_json::json;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::CoordinatorSettings;
+
+/// How often pending callbacks are looked for, and unfinished jobs looked at.
+const POLL: Duration = Duration::from_secs(1);
+/// A lease outlives a few polls, so a live holder always renews it in time.
+const LEASE: Duration = Duration::from_secs(30);
+/// Jobs looked at per poll.
+const BATCH: usize = 64;
+/// Results read per page for item callbacks.
+const PAGE: usize = 256;
+
+struct Dispatcher {
+    queue: Arc<dyn JobQueue>,
+    settings: CoordinatorSettings,
+    holder: String,
+    in_flight: Mutex<HashSet<String>>,
+}
+
+/// Delivers callbacks until `shutdown`; deliveries under way are dropped
+/// then, and their leases let another coordinator finish them.
+pub(crate) async fn run(
+    queue: Arc<dyn JobQueue>,
+    settings: CoordinatorSettings,
+    shutdown: CancellationToken,
+) {
+    let dispatcher = Arc::new(Dispatcher {
+        queue,
+        settings,
+        holder: format!(
+            "coordinator-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ),
+        in_flight: Mutex::new(HashSet::new()),
+    });
+    let mut deliveries = JoinSet::new();
+    let mut tick = tokio::time::interval(POLL);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        while deliveries.try_join_next().is_some() {}
+        let pending = match dispatcher.queue.pending_callbacks(BATCH).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list pending callbacks");
+                continue;
+            }
+        };
+        for job_id in pending {
+            if !dispatcher.lock().insert(job_id.clone()) {
+                continue;
+            }
+            let dispatcher = Arc::clone(&dispatcher);
+            deliveries.spawn(async move {
+                dispatcher.deliver(&job_id).await;
+                dispatcher.lock().remove(&job_id);
+            });
+        }
+    }
+    deliveries.abort_all();
+}
+
+impl Dispatcher {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Delivers what the job owes while this coordinator holds its lease.
+    async fn deliver(&self, job_id: &str) {
+        loop {
+            match self.queue.lease_callback(job_id, &self.holder, LEASE).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(job = job_id, %error, "cannot take the callback lease");
+                    return;
+                }
+            }
+            match self.step(job_id).await {
+                Ok(Step::More) => {}
+                Ok(Step::Later) => tokio::time::sleep(POLL).await,
+                Ok(Step::Done) => return,
+                Err(error) => {
+                    tracing::warn!(job = job_id, %error, "callback bookkeeping failed; retrying");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    }
+
+    /// One round: item callbacks for the next page of results, or the
+    /// job's summary once every result is in.
+    async fn step(&self, job_id: &str) -> Result<Step, QueueError> {
+        let job = match self.queue.get_job(job_id).await {
+            Ok(job) => job,
+            Err(QueueError::JobNotFound(_)) => {
+                // Expired or aborted: nothing left to tell.
+                self.queue.callback_progress(job_id, 0, true).await?;
+                return Ok(Step::Done);
+            }
+            Err(error) => return Err(error),
+        };
+        let Some(callback) = job.callback.clone() else {
+            self.queue.callback_progress(job_id, 0, true).await?;
+            return Ok(Step::Done);
+        };
+        if callback.item_verdicts.is_empty() {
+            if !job.is_finished() {
+                return Ok(Step::Later);
+            }
+        } else {
+            let page = self
+                .queue
+                .read_results(job_id, job.callback_cursor, PAGE, Duration::ZERO)
+                .await?;
+            if let Some(last) = page.results.last() {
+                for result in &page.results {
+                    if callback.item_verdicts.contains(&result.verdict) {
+                        self.post(
+                            &callback.url,
+                            "item",
+                            &item_body(&job, result),
+                            &format!("{job_id}:{}", result.cursor),
+                        )
+                        .await;
+                    }
+                }
+                self.queue
+                    .callback_progress(job_id, last.cursor, false)
+                    .await?;
+                return Ok(Step::More);
+            }
+            if !page.finished {
+                return Ok(Step::Later);
+            }
+        }
+        let body = job_body(&job);
+        self.post(&callback.url, "job", &body, &format!("{job_id}:job"))
+            .await;
+        self.queue
+            .callback_progress(job_id, job.callback_cursor, true)
+            .await?;
+        Ok(Step::Done)
+    }
+
+    /// POSTs until the receiver accepts or the attempts run out (logged:
+    /// a receiver that is down for good must not stall the job's other
+    /// callbacks forever).
+    async fn post(&self, url: &str, event: &str, body: &serde_json::Value, delivery: &str) {
+        let body = body.to_string();
+        let delivered = http::post_with_retries(&self.settings, url, event, body, delivery).await;
+        if let Err(error) = delivered {
+            tracing::warn!(%delivery, %event, %error, "callback given up");
+        }
+    }
+}
+
+enum Step {
+    /// Go on at once.
+    More,
+    /// Nothing to send yet: look again after a poll.
+    Later,
+    Done,
+}
+
+fn job_body(job: &JobRecord) -> serde_json::Value {
+    json!({
+        "event": "job",
+        "job_id": job.id,
+        "state": job.state.as_str(),
+        "model": job.model,
+        "total": job.total,
+        "completed": job.completed,
+        "failed": job.failed,
+        "verdicts": job.verdicts,
+        "metadata": job.metadata,
+        "created_unix_ms": job.created_ms,
+        "finished_unix_ms": job.finished_ms,
+    })
+}
+
+fn item_body(job: &JobRecord, result: &ItemResult) -> serde_json::Value {
+    let scores: serde_json::Map<String, serde_json::Value> = result
+        .scores
+        .iter()
+        .map(|s| (s.label.clone(), json!(s.score)))
+        .collect();
+    json!({
+        "event": "item",
+        "job_id": job.id,
+        "job_metadata": job.metadata,
+        "id": result.id,
+        "index": result.index,
+        "cursor": result.cursor,
+        "label": result.label,
+        "scores": scores,
+        "fake_score": result.fake_score,
+        "verdict": result.verdict,
+        "metadata": result.metadata,
+        "model": result.model.as_ref().map(|m| json!({"name": m.name, "sha256": m.sha256})),
+    })
+}
