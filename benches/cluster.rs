@@ -12,7 +12,7 @@
 //!  [--model DIR --images DIR [--dtype f32|bf16] [--batch 32]]`
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,9 @@ use anyhow::{bail, Context};
 use dfscan_client::{Client, ClientSettings};
 use dfscan_proto::v1::{item::Source, Item, JobHeader};
 use dfscan_testkit::{free_port, RedisServer};
+
+mod common;
+use common::{coordinator, dfscan, spawn};
 
 struct Args {
     items: u64,
@@ -53,32 +56,6 @@ fn parse_args() -> anyhow::Result<Args> {
         }
     }
     Ok(args)
-}
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn dfscan(args: &[&str]) -> Command {
-    binary(env!("CARGO_BIN_EXE_dfscan"), args)
-}
-
-fn binary(path: &str, args: &[&str]) -> Command {
-    let mut cmd = Command::new(path);
-    cmd.args(args)
-        .env("DFSCAN_LOG", "warn")
-        .stdout(Stdio::null());
-    cmd
-}
-
-fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
-    Ok(Proc(cmd.spawn()?))
 }
 
 /// A memory figure of a live process from /proc (`VmHWM`: peak resident
@@ -138,21 +115,6 @@ async fn run_job(
         bail!("{last} results of {}, {failed} failed", job.total);
     }
     Ok((last, seconds))
-}
-
-fn coordinator(redis: &RedisServer, port: u16, models: &str) -> anyhow::Result<Proc> {
-    let listen = format!("127.0.0.1:{port}");
-    spawn(binary(
-        env!("CARGO_BIN_EXE_dfscan-coordinator"),
-        &[
-            "--listen",
-            &listen,
-            "--redis",
-            &redis.url(),
-            "--models",
-            models,
-        ],
-    ))
 }
 
 async fn queue_overhead(args: &Args) -> anyhow::Result<()> {

@@ -2,8 +2,9 @@
 # Installs everything dfscan needs to build, test and benchmark, idempotently:
 #   - a virtualenv with torch 2.11.0 (libtorch for tch) and the Hugging Face
 #     reference tools, cached outside the clone and linked here as `.venv`;
-#   - a second, small virtualenv with the chart and image test tools (Helm's
-#     SDK, Kubernetes schemas, hadolint), linked as `.venv-chart`;
+#   - a second, small virtualenv with the other test tools (Helm's SDK,
+#     Kubernetes schemas, hadolint; Triton's client library; grpcio-tools
+#     and pytest for the Python client), linked as `.venv-tools`;
 #   - redis-server (used by the queue and cluster tests), cmake and nasm
 #     (turbojpeg-sys builds its bundled libjpeg-turbo, SIMD included, with
 #     them), and docker-compose (checks deploy/docker-compose.yml), when they
@@ -18,9 +19,9 @@ python=${DFSCAN_PYTHON:-python3}
 reqs="$repo/scripts/requirements.txt"
 key=$( (cat "$reqs"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
 venv="$cache/venv-$key"
-chart_reqs="$repo/scripts/requirements-chart.txt"
-chart_key=$( (cat "$chart_reqs"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
-chart_venv="$cache/venv-chart-$chart_key"
+tools_reqs="$repo/scripts/requirements-tools.txt"
+tools_key=$( (cat "$tools_reqs"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
+tools_venv="$cache/venv-tools-$tools_key"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -56,18 +57,18 @@ site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("pureli
 ln -sfn "$site" "$venv/site-packages"
 ln -sfn "$venv" "$repo/.venv"
 
-if [ ! -f "$chart_venv/.complete" ]; then
-  log "creating virtualenv $chart_venv (chart and image test tools)"
-  rm -rf "$chart_venv"
+if [ ! -f "$tools_venv/.complete" ]; then
+  log "creating virtualenv $tools_venv (chart, client and protocol test tools)"
+  rm -rf "$tools_venv"
   mkdir -p "$cache"
-  "$python" -m venv "$chart_venv"
-  "$chart_venv/bin/pip" install --quiet --upgrade pip
-  "$chart_venv/bin/pip" install --quiet -r "$chart_reqs"
-  touch "$chart_venv/.complete"
+  "$python" -m venv "$tools_venv"
+  "$tools_venv/bin/pip" install --quiet --upgrade pip
+  "$tools_venv/bin/pip" install --quiet -r "$tools_reqs"
+  touch "$tools_venv/.complete"
 else
-  log "virtualenv $chart_venv is ready"
+  log "virtualenv $tools_venv is ready"
 fi
-ln -sfn "$chart_venv" "$repo/.venv-chart"
+ln -sfn "$tools_venv" "$repo/.venv-tools"
 
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (https://rustup.rs) and rerun"

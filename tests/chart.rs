@@ -1,7 +1,7 @@
 //! The Helm chart (`helm/dfscan`) and the container files (`deploy/`).
 //!
 //! Helm itself renders and lints the chart (Helm 4's Go SDK, through
-//! `helm-python-sdk` in `.venv-chart`; see `tests/chart/chart_tool.py`),
+//! `helm-python-sdk` in `.venv-tools`; see `tests/chart/chart_tool.py`),
 //! and every rendered manifest is validated against the Kubernetes 1.30
 //! schemas, strictly (unknown fields are errors), or for KEDA's and
 //! prometheus-operator's resources against models of their CRDs. Invalid
@@ -34,7 +34,7 @@ const HUB_MODEL: &str = "prithivMLmods/Deep-Fake-Detector-Model";
 
 /// The chart tools' virtualenv; missing is a setup error, not a skip.
 fn chart_python() -> PathBuf {
-    let python = repo().join(".venv-chart/bin/python");
+    let python = repo().join(".venv-tools/bin/python");
     assert!(
         python.exists(),
         "{} is missing: run scripts/setup.sh first",
@@ -667,7 +667,7 @@ fn dockerfiles_pass_hadolint() {
         .iter()
         .map(|n| repo().join(format!("deploy/{n}.Dockerfile")))
         .collect();
-    let out = Command::new(repo().join(".venv-chart/bin/hadolint"))
+    let out = Command::new(repo().join(".venv-tools/bin/hadolint"))
         .arg("--no-color")
         .args(&dockerfiles)
         .output()

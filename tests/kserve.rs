@@ -83,7 +83,7 @@ fn tritons_client_scores_as_dfscan_score_does() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    let out = std::process::Command::new(repo().join(".venv-chart/bin/python"))
+    let out = std::process::Command::new(repo().join(".venv-tools/bin/python"))
         .arg(repo().join("tests/tools/triton_client.py"))
         .args(["--url", &listen, "--model", "tiny-a", "--descriptors"])
         .arg(&descriptors)

@@ -1,7 +1,7 @@
 """Renders, lints and validates the Helm chart for tests/chart.rs.
 
-Run by the chart virtualenv (`.venv-chart`, made by scripts/setup.sh from
-scripts/requirements-chart.txt). Reads a JSON request on stdin:
+Run by the chart virtualenv (`.venv-tools`, made by scripts/setup.sh from
+scripts/requirements-tools.txt). Reads a JSON request on stdin:
 
     {"chart": DIR, "kube_version": "1.30.0", "release": NAME, "namespace": NS,
      "cases": [{"name": ..., "values": {...}}, ...]}

@@ -12,6 +12,7 @@
 //! [`serve`].
 
 mod callbacks;
+mod cancel;
 mod error;
 mod health;
 mod kserve;

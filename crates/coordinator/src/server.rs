@@ -75,6 +75,7 @@ pub async fn serve(
     };
     let served = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .layer(crate::cancel::WatchBodies)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

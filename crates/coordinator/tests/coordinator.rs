@@ -331,6 +331,35 @@ async fn a_client_that_goes_away_mid_upload_leaves_nothing_behind() {
     cluster.stop().await;
 }
 
+/// A client that cancels its call (RST_STREAM CANCEL, the connection
+/// stays up) must not have its partial upload taken for a complete one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_cancels_mid_upload_leaves_nothing_behind() {
+    let cluster = start().await;
+    let (tx, rx) = mpsc::channel(4);
+    let mut uploader = cluster.client().await;
+    let upload = tokio::spawn(async move { uploader.submit_job(ReceiverStream::new(rx)).await });
+    tx.send(header("tiny", 4)).await.unwrap();
+    tx.send(numbered(0, 16)).await.unwrap();
+    let queue = cluster.queue.clone();
+    eventually(|| async { queue.queue_stats("tiny").await.unwrap().items == 16 }).await;
+
+    upload.abort();
+    assert!(upload.await.unwrap_err().is_cancelled());
+    eventually(|| async {
+        let stats = queue.queue_stats("tiny").await.unwrap();
+        stats.items == 0
+            && queue
+                .list_jobs(Default::default())
+                .await
+                .unwrap()
+                .is_empty()
+    })
+    .await;
+    drop(tx);
+    cluster.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repeated_idempotency_key_returns_the_first_job() {
     let cluster = start().await;

@@ -77,7 +77,12 @@ impl Scoring for ScoringService {
         &self,
         request: Request<Streaming<SubmitJobRequest>>,
     ) -> Result<Response<SubmitJobResponse>, Status> {
-        submit::submit_job(self, request.into_inner())
+        let failed = request
+            .extensions()
+            .get::<crate::cancel::BodyFailed>()
+            .cloned()
+            .unwrap_or_default();
+        submit::submit_job(self, request.into_inner(), failed)
             .await
             .map(Response::new)
     }

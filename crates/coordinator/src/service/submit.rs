@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::{invalid, ScoringService};
+use crate::cancel::BodyFailed;
 use crate::error::status;
 use crate::settings::MAX_TASK_SIZE;
 
@@ -33,6 +34,7 @@ const MAX_ITEM_METADATA_BYTES: usize = 4096;
 pub(super) async fn submit_job(
     svc: &ScoringService,
     mut stream: Streaming<SubmitJobRequest>,
+    body_failed: BodyFailed,
 ) -> Result<SubmitJobResponse, Status> {
     let header = match next_message(&mut stream, &svc.shutdown).await? {
         Some(Message::Header(header)) => header,
@@ -54,7 +56,7 @@ pub(super) async fn submit_job(
         }
     };
     let mut upload = Upload::new(svc, &job, task_size);
-    let outcome = upload.run(&mut stream, &svc.shutdown).await;
+    let outcome = upload.run(&mut stream, &svc.shutdown, &body_failed).await;
     let sealed = upload.abort_on_error(outcome).await?;
     tracing::info!(job = %sealed.id, model = %sealed.model, items = sealed.total, "job submitted");
     Ok(SubmitJobResponse {
@@ -242,17 +244,22 @@ impl<'a> Upload<'a> {
         }
     }
 
-    /// Queues every item of the stream, then seals the job.
+    /// Queues every item of the stream, then seals the job, unless the
+    /// stream's end was the client cancelling.
     async fn run(
         &mut self,
         stream: &mut Streaming<SubmitJobRequest>,
         shutdown: &CancellationToken,
+        body_failed: &BodyFailed,
     ) -> Result<JobRecord, Status> {
         while let Some(message) = next_message(stream, shutdown).await? {
             let Message::Items(batch) = message else {
                 return Err(invalid("a second JobHeader: only the first message is one"));
             };
             self.add(batch.items).await?;
+        }
+        if body_failed.is_set() {
+            return Err(Status::cancelled("the client cancelled the upload"));
         }
         self.seal().await
     }

@@ -1,0 +1,50 @@
+//! What the cluster benchmarks share: the real processes of a deployment
+//! (redis-server, `dfscan-coordinator`, `dfscan worker`), killed on drop.
+
+#![allow(dead_code)] // each benchmark uses its own subset
+
+use std::process::{Child, Command, Stdio};
+
+use dfscan_testkit::RedisServer;
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn dfscan(args: &[&str]) -> Command {
+    binary(env!("CARGO_BIN_EXE_dfscan"), args)
+}
+
+pub fn binary(path: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.args(args)
+        .env("DFSCAN_LOG", "warn")
+        .stdout(Stdio::null());
+    cmd
+}
+
+pub fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
+    Ok(Proc(cmd.spawn()?))
+}
+
+/// `dfscan-coordinator` on `port`, accepting jobs for `models`.
+pub fn coordinator(redis: &RedisServer, port: u16, models: &str) -> anyhow::Result<Proc> {
+    let listen = format!("127.0.0.1:{port}");
+    spawn(binary(
+        env!("CARGO_BIN_EXE_dfscan-coordinator"),
+        &[
+            "--listen",
+            &listen,
+            "--redis",
+            &redis.url(),
+            "--models",
+            models,
+        ],
+    ))
+}

@@ -1,0 +1,334 @@
+"""The wrapper against an in-process fake of the Scoring service: batching
+and laziness of uploads, resumption of broken result streams, error
+mapping. No dfscan server needed."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import grpc
+import pytest
+
+import dfscan_client
+from dfscan_client import Client, pb, pb_grpc
+from dfscan_client.client import _target
+from dfscan_client.sources import batches, images_under, iter_items
+
+JOB_ID = "ab" * 16
+
+
+def result(k: int) -> pb.ItemResult:
+    """The k-th result (cursor k + 1) of the fake job."""
+    return pb.ItemResult(
+        id=f"item-{k}",
+        index=k,
+        cursor=k + 1,
+        label="Real",
+        scores=[pb.LabelScore(label="Real", score=0.75), pb.LabelScore(label="Fake", score=0.25)],
+        fake_score=0.25,
+        model=pb.ModelIdentity(name="m", sha256="00"),
+    )
+
+
+class FakeScoring(pb_grpc.ScoringServicer):
+    def __init__(self, total: int = 0) -> None:
+        self.results = [result(k) for k in range(total)]
+        #: Per StreamResults call, how many results to send before failing
+        #: with UNAVAILABLE (None: all of them, then end).
+        self.breaks: List[Optional[int]] = []
+        self.stream_requests: List[int] = []
+        self.headers: List[pb.JobHeader] = []
+        self.batch_sizes: List[int] = []
+        self.items: List[pb.Item] = []
+        self.submits_completed = 0
+        self.submit_error: Optional[grpc.StatusCode] = None
+        #: Called with the number of items received so far, on each message.
+        self.on_batch = lambda received: None
+        self.lock = threading.Lock()
+
+    def StreamResults(self, request, context):
+        self.stream_requests.append(request.after_cursor)
+        if request.job_id != JOB_ID:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id} not found")
+        limit = self.breaks.pop(0) if self.breaks else None
+        rest = self.results[request.after_cursor :]
+        send = rest if limit is None else rest[:limit]
+        for start in range(0, len(send), 2):
+            yield pb.StreamResultsResponse(results=send[start : start + 2])
+        if limit is not None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "the coordinator is shutting down")
+
+    def SubmitJob(self, request_iterator, context):
+        header = None
+        items = []
+        for request in request_iterator:
+            if request.HasField("header"):
+                header = request.header
+                continue
+            self.batch_sizes.append(len(request.items.items))
+            items.extend(request.items.items)
+            self.on_batch(len(items))
+        if self.submit_error is not None:
+            context.abort(self.submit_error, "refused")
+        # grpc's server ends the request iteration quietly when the client
+        # cancels, and learns of the cancellation a moment later: a real
+        # server (tonic) sees a reset stream, an error, at once.
+        time.sleep(0.05)
+        if not context.is_active():
+            return pb.SubmitJobResponse()
+        with self.lock:
+            self.headers.append(header)
+            self.items = items
+            self.submits_completed += 1
+        job = pb.Job(job_id=JOB_ID, state=pb.JOB_STATE_RUNNING, model=header.model or "m", total=len(items))
+        job.metadata.update(header.metadata)
+        return pb.SubmitJobResponse(job=job)
+
+    def GetJob(self, request, context):
+        if request.job_id != JOB_ID:
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
+        return pb.Job(job_id=JOB_ID, state=pb.JOB_STATE_COMPLETED, finished=True, metadata={"k": "v"})
+
+    def CancelJob(self, request, context):
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the job is finished")
+
+    def ListModels(self, request, context):
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "busy")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeScoring]:
+    service = FakeScoring()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[("grpc.http2.bdp_probe", 0)])
+    pb_grpc.add_ScoringServicer_to_server(service, server)
+    service.port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield service
+    server.stop(grace=None)
+
+
+def connect(fake: FakeScoring, **kwargs) -> Client:
+    return Client(f"http://127.0.0.1:{fake.port}", **kwargs)
+
+
+# -- results ---------------------------------------------------------------
+
+
+def test_results_resume_after_broken_streams(fake: FakeScoring) -> None:
+    fake.results = [result(k) for k in range(10)]
+    fake.breaks = [3, 0, 4]  # three broken streams, one with nothing sent
+    with connect(fake) as client:
+        got = list(client.results(JOB_ID))
+    assert [r.cursor for r in got] == list(range(1, 11))
+    assert [r.id for r in got] == [f"item-{k}" for k in range(10)]
+    # Each resumption starts after the last cursor received.
+    assert fake.stream_requests == [0, 3, 3, 7]
+    first = got[0]
+    assert first.ok and first.label == "Real" and first.scores == {"Real": 0.75, "Fake": 0.25}
+    assert first.fake_score == 0.25 and first.model == dfscan_client.ModelIdentity("m", "00")
+
+
+def test_results_after_cursor(fake: FakeScoring) -> None:
+    fake.results = [result(k) for k in range(5)]
+    with connect(fake) as client:
+        assert [r.cursor for r in client.results(JOB_ID, after_cursor=2)] == [3, 4, 5]
+        assert list(client.results(JOB_ID, after_cursor=5)) == []
+    assert fake.stream_requests == [2, 5]
+
+
+def test_results_give_up_without_progress(fake: FakeScoring) -> None:
+    fake.breaks = [0] * 1000
+    with connect(fake, resume_for_s=0.5) as client:
+        start = time.monotonic()
+        with pytest.raises(dfscan_client.Unavailable) as raised:
+            list(client.results(JOB_ID))
+    assert 0.5 <= time.monotonic() - start < 10
+    assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+    assert isinstance(raised.value.__cause__, grpc.RpcError)
+    assert len(fake.stream_requests) > 1
+
+
+def test_results_refuse_a_gap_in_cursors(fake: FakeScoring) -> None:
+    fake.results = [result(0), result(2)]
+    with connect(fake) as client, pytest.raises(dfscan_client.ProtocolError, match="expected result cursor 2, got 3"):
+        list(client.results(JOB_ID))
+
+
+def test_results_unknown_job(fake: FakeScoring) -> None:
+    with connect(fake) as client, pytest.raises(dfscan_client.JobNotFound):
+        next(client.results("cd" * 16))
+
+
+def test_error_results() -> None:
+    message = pb.ItemResult(id="x", index=3, cursor=4, error="unsupported image format")
+    r = dfscan_client.ItemResult.from_pb(message)
+    assert not r.ok
+    assert (r.label, r.fake_score, r.scores, r.model) == (None, None, {}, None)
+    assert r.to_dict() == {
+        "id": "x",
+        "path": "x",
+        "label": None,
+        "scores": None,
+        "fake_score": None,
+        "model": None,
+        "error": "unsupported image format",
+    }
+
+
+def test_undeclared_fields_come_from_the_message() -> None:
+    job = dfscan_client.Job.from_pb(pb.Job(job_id=JOB_ID, state=pb.JOB_STATE_CANCELLED))
+    assert job.state == "cancelled"
+    assert job.ByteSize() == job.raw.ByteSize()
+    with pytest.raises(AttributeError):
+        job.no_such_field  # noqa: B018
+
+
+# -- submit ----------------------------------------------------------------
+
+
+def test_submit_batches_by_items_and_bytes(fake: FakeScoring) -> None:
+    seen = []
+    with connect(fake, upload_batch_items=4, upload_batch_bytes=2500) as client:
+        job = client.submit(
+            [(f"a{i}", b"x" * 10) for i in range(10)],
+            model="m2",
+            metadata={"k": "v"},
+            idempotency_key="key",
+            task_size=7,
+            progress=lambda items, size: seen.append(items),
+        )
+        assert job.job_id == JOB_ID and job.total == 10 and job.metadata == {"k": "v"}
+        assert fake.batch_sizes == [4, 4, 2]
+        assert seen == [4, 8, 10]
+        header = fake.headers[0]
+        assert (header.model, header.idempotency_key, dict(header.metadata), header.task_size) == (
+            "m2",
+            "key",
+            {"k": "v"},
+            7,
+        )
+        # 1000-byte items: a message is sent once it reaches 2500 bytes.
+        fake.batch_sizes = []
+        client.submit([(f"b{i}", b"y" * 1000) for i in range(7)])
+        assert fake.batch_sizes == [3, 3, 1]
+    assert [i.id for i in fake.items] == [f"b{i}" for i in range(7)]
+
+
+def test_submit_reads_lazily(fake: FakeScoring) -> None:
+    """grpc pulls the source as messages go out, not the whole job ahead:
+    what is read but not yet received is bounded by the HTTP/2 flow-control
+    window (kept at its initial size here, without BDP probing)."""
+    pulled = 0
+    ahead = []
+
+    def source():
+        nonlocal pulled
+        for i in range(5000):
+            pulled += 1
+            yield (f"i{i}", bytes(1000))
+
+    fake.on_batch = lambda received: ahead.append(pulled - received)
+    with connect(fake, upload_batch_items=10, options=[("grpc.http2.bdp_probe", 0)]) as client:
+        assert client.submit(source()).total == 5000
+    assert len(ahead) == 500
+    assert max(ahead) <= 1000, max(ahead)
+
+
+def test_submit_pass_through_items(fake: FakeScoring, tmp_path: Path) -> None:
+    (tmp_path / "f.png").write_bytes(b"png")
+    items = [dfscan_client.item("u", uri="file:///data/u.jpg"), dfscan_client.item("d", b"abc"), tmp_path / "f.png"]
+    with connect(fake) as client:
+        client.submit(items)
+    assert [(i.id, i.WhichOneof("source")) for i in fake.items] == [
+        ("u", "uri"),
+        ("d", "data"),
+        (str(tmp_path / "f.png"), "data"),
+    ]
+    with pytest.raises(ValueError):
+        dfscan_client.item("x")
+
+
+def test_submit_unreadable_file_abandons_the_upload(fake: FakeScoring, tmp_path: Path) -> None:
+    paths = [tmp_path / f"{i}.png" for i in range(600)]
+    for p in paths[:-1]:
+        p.write_bytes(b"png")
+    with connect(fake, upload_batch_items=10) as client:
+        with pytest.raises(FileNotFoundError):
+            client.submit(paths)
+        time.sleep(0.2)
+        assert fake.submits_completed == 0
+        # Skipped and reported instead, when asked.
+        skipped = []
+        job = client.submit(paths, on_unreadable=lambda id, e: skipped.append(id))
+        assert job.total == 599 and skipped == [str(paths[-1])]
+
+
+def test_submit_oversized_file(fake: FakeScoring, tmp_path: Path) -> None:
+    (tmp_path / "big.png").write_bytes(bytes(200 << 10))
+    with connect(fake, max_message_bytes=128 << 10) as client, pytest.raises(OSError, match="larger than"):
+        client.submit(tmp_path)
+
+
+def test_submit_refused(fake: FakeScoring) -> None:
+    fake.submit_error = grpc.StatusCode.RESOURCE_EXHAUSTED
+    with connect(fake) as client, pytest.raises(dfscan_client.QueueFull):
+        client.submit([("a", b"x")])
+
+
+def test_submit_nothing(fake: FakeScoring, tmp_path: Path) -> None:
+    with connect(fake) as client, pytest.raises(ValueError, match="nothing to submit"):
+        client.submit(tmp_path)
+    with connect(fake) as client, pytest.raises(TypeError):
+        client.submit(b"bytes")
+
+
+# -- other calls -----------------------------------------------------------
+
+
+def test_status_codes_map_to_exceptions(fake: FakeScoring) -> None:
+    with connect(fake) as client:
+        assert client.get_job(JOB_ID).metadata == {"k": "v"}
+        with pytest.raises(dfscan_client.JobNotFound):
+            client.get_job("cd" * 16)
+        with pytest.raises(dfscan_client.FailedPrecondition):
+            client.cancel_job(JOB_ID)
+        with pytest.raises(dfscan_client.QueueFull):
+            client.models()
+        with pytest.raises(ValueError, match="unknown job state"):
+            client.list_jobs(state="sleeping")
+    with Client("127.0.0.1:1", timeout=5) as down, pytest.raises(dfscan_client.Unavailable):
+        down.get_job(JOB_ID)
+
+
+def test_addresses() -> None:
+    assert _target("http://h:1") == ("h:1", False)
+    assert _target("https://h:1/") == ("h:1", True)
+    assert _target("h:1") == ("h:1", False)
+    assert _target("unix:/tmp/s") == ("unix:/tmp/s", False)
+
+
+# -- sources ---------------------------------------------------------------
+
+
+def test_folders_are_searched_like_dfscan(tmp_path: Path) -> None:
+    for name in ["b.PNG", "a.jpg", "sub/c.webp", "sub/notes.txt", ".hidden/d.png", "sub/.e.png", "z.tiff"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(name.encode())
+    expected = ["a.jpg", "b.PNG", "sub/c.webp", "z.tiff"]
+    assert [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)] == expected
+    items = list(iter_items(tmp_path, 1 << 20))
+    assert [i.id for i in items] == expected and items[0].data == b"a.jpg"
+    # Folders in a list of paths keep their path in the ids.
+    ids = [i.id for i in iter_items([tmp_path / "sub", str(tmp_path / "sub/notes.txt")], 1 << 20)]
+    assert ids == [str(tmp_path / "sub/c.webp"), str(tmp_path / "sub/notes.txt")]
+
+
+def test_batches() -> None:
+    items = [pb.Item(id=str(i), data=b"x" * 100) for i in range(9)]
+    assert [len(b) for b in batches(items, 4, 1 << 20)] == [4, 4, 1]
+    assert [len(b) for b in batches(items, 100, 250)] == [3, 3, 3]
+    assert list(batches([], 4, 100)) == []
