@@ -390,6 +390,11 @@ fn defaults_render_lint_and_validate() {
     for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
         assert_eq!(c[probe]["grpc"]["port"], 50051, "{probe}");
     }
+    // Callbacks are signed with the Secret's webhook-secret.
+    assert_eq!(
+        env_of(c, "DFSCAN_COORDINATOR__CALLBACK_SECRET")["valueFrom"]["secretKeyRef"],
+        json!({"name": format!("{RELEASE}-dfscan"), "key": "webhook-secret", "optional": true})
+    );
     let pdb = m.get(
         "PodDisruptionBudget",
         &format!("{RELEASE}-dfscan-coordinator"),
