@@ -9,11 +9,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use dfscan_client::ClientSettings;
+use dfscan_coordinator::CoordinatorMetrics;
 use dfscan_coordinator::CoordinatorSettings;
 use dfscan_core::settings::{self, ModelSettings};
 use dfscan_process::coordinator::{
-    listen_and_serve, run as run_coordinator, CoordinatorArgs, CoordinatorConfig,
+    listen_and_serve, run as run_coordinator, scrape, CoordinatorArgs, CoordinatorConfig,
 };
+use dfscan_process::metrics::{self, MetricsSettings, Scrape};
 use dfscan_process::{connect_queue, runtime, shutdown_on_signals};
 use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings};
 use dfscan_worker::{Scoring, Worker, WorkerSettings};
@@ -37,6 +39,7 @@ pub struct ClusterConfig {
     pub worker: WorkerSettings,
     pub coordinator: CoordinatorSettings,
     pub client: ClientSettings,
+    pub metrics: MetricsSettings,
 }
 
 impl ClusterConfig {
@@ -140,6 +143,7 @@ pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
         let shutdown = shutdown_on_signals();
         let queue = connect_queue(cfg.redis.as_deref(), &cfg.queue, "worker").await?;
         let (worker, _) = start_worker(&cfg, queue, noop).await?;
+        metrics::start(&cfg.metrics, vec![worker_scrape(&worker)], shutdown.clone()).await?;
         let report = worker.run(shutdown).await?;
         tracing::info!(
             tasks = report.tasks,
@@ -172,6 +176,9 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
             coordinator.models.push(model.clone());
         }
         coordinator.default_model.get_or_insert(model);
+        let coordinator_metrics = CoordinatorMetrics::new(Arc::clone(&queue), &coordinator);
+        let scrapes = vec![scrape(&coordinator_metrics), worker_scrape(&worker)];
+        metrics::start(&cfg.metrics, scrapes, shutdown.clone()).await?;
         // Either half failing stops the other.
         let stop_all = shutdown.clone();
         let worker = tokio::spawn(async move {
@@ -179,12 +186,22 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
             stop_all.cancel();
             report
         });
-        let served = listen_and_serve(queue, coordinator, shutdown.clone()).await;
+        let served =
+            listen_and_serve(queue, coordinator, coordinator_metrics, shutdown.clone()).await;
         shutdown.cancel();
         let report = worker.await.context("the worker task")??;
         served?;
         tracing::info!(tasks = report.tasks, items = report.items, "stopped");
         Ok(true)
+    })
+}
+
+/// The worker's part of a `/metrics` scrape.
+fn worker_scrape(worker: &Worker) -> Scrape {
+    let metrics = worker.metrics();
+    Arc::new(move || {
+        let text = metrics.render();
+        Box::pin(async move { text })
     })
 }
 

@@ -59,8 +59,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    dfscan_process::init_logging();
     let cli = Cli::parse();
+    dfscan_process::init_logging(cli.config.as_deref());
     let result = match cli.command {
         Command::Score(args) => score::run(cli.config.as_deref(), args),
         Command::Eval(args) => eval::run(cli.config.as_deref(), args),

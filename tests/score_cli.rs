@@ -277,3 +277,33 @@ fn eval_report_agrees_with_score() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+/// `log_format = "json"` in the config file: every log line on stderr is
+/// one JSON object with its fields.
+#[test]
+fn logs_are_json_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dfscan.toml");
+    std::fs::write(&config, "log_format = \"json\"\n").unwrap();
+    let out = common::dfscan()
+        .env("DFSCAN_LOG", "info")
+        .arg("--config")
+        .arg(&config)
+        .args(["score", "--format", "jsonl", "--model"])
+        .arg(common::model_dir("tiny-a"))
+        .arg(common::fixtures().join("images").join("rgb.jpg"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs: Vec<Value> = jsonl(&out.stderr);
+    let loaded = logs
+        .iter()
+        .find(|l| l["fields"]["message"] == "model loaded")
+        .expect("the model-loaded line");
+    assert_eq!(loaded["level"], "INFO");
+    assert_eq!(loaded["fields"]["model"], "tiny-a");
+}

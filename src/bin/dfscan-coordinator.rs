@@ -23,8 +23,8 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    dfscan_process::init_logging();
     let cli = Cli::parse();
+    dfscan_process::init_logging(cli.config.as_deref());
     let result = CoordinatorConfig::load(cli.config.as_deref(), &cli.args).and_then(|cfg| {
         dfscan_process::runtime()?
             .block_on(async { coordinator::run(cfg, dfscan_process::shutdown_on_signals()).await })

@@ -16,12 +16,14 @@ mod cancel;
 mod error;
 mod health;
 mod kserve;
+mod metrics;
 mod server;
 mod service;
 mod settings;
 
 pub use error::CoordinatorError;
 pub use kserve::KserveService;
+pub use metrics::CoordinatorMetrics;
 pub use server::serve;
 pub use service::ScoringService;
 pub use settings::{CoordinatorSettings, Secret, MAX_TASK_SIZE};

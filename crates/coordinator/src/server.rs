@@ -15,7 +15,10 @@ use tokio_util::task::AbortOnDropHandle;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
-use crate::{health, CoordinatorError, CoordinatorSettings, KserveService, ScoringService};
+use crate::{
+    health, CoordinatorError, CoordinatorMetrics, CoordinatorSettings, KserveService,
+    ScoringService,
+};
 
 /// HTTP/2 pings on idle connections, so that a result stream to a client
 /// that vanished without closing its connection is noticed and ended.
@@ -36,6 +39,7 @@ pub async fn serve(
     listener: TcpListener,
     queue: Arc<dyn JobQueue>,
     settings: CoordinatorSettings,
+    metrics: Arc<CoordinatorMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), CoordinatorError> {
     let limit = settings.max_message_bytes;
@@ -44,6 +48,7 @@ pub async fn serve(
     let scoring = Arc::new(ScoringService::new(
         Arc::clone(&queue),
         settings,
+        Arc::clone(&metrics),
         shutdown.clone(),
     )?);
     // Started once the settings are known to be valid; stopped however
@@ -51,6 +56,7 @@ pub async fn serve(
     let _callbacks = AbortOnDropHandle::new(tokio::spawn(crate::callbacks::run(
         Arc::clone(&queue),
         callback_settings,
+        metrics,
         shutdown.clone(),
     )));
     let kserve = GrpcInferenceServiceServer::new(KserveService::new(Arc::clone(&scoring)))

@@ -6,12 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clap::Args;
-use dfscan_coordinator::CoordinatorSettings;
+use dfscan_coordinator::{CoordinatorMetrics, CoordinatorSettings};
 use dfscan_core::settings;
 use dfscan_queue::{JobQueue, QueueSettings};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{self, MetricsSettings, Scrape};
 use crate::{connect_queue, ProcessError};
 
 #[derive(Args)]
@@ -39,6 +40,7 @@ pub struct CoordinatorConfig {
     pub redis: Option<String>,
     pub queue: QueueSettings,
     pub coordinator: CoordinatorSettings,
+    pub metrics: MetricsSettings,
 }
 
 impl CoordinatorConfig {
@@ -59,7 +61,18 @@ impl CoordinatorConfig {
 /// Runs the coordinator on its Redis queue until `shutdown`.
 pub async fn run(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Result<(), ProcessError> {
     let queue = connect_queue(cfg.redis.as_deref(), &cfg.queue, "coordinator").await?;
-    listen_and_serve(queue, cfg.coordinator, shutdown).await
+    let metrics = CoordinatorMetrics::new(Arc::clone(&queue), &cfg.coordinator);
+    metrics::start(&cfg.metrics, vec![scrape(&metrics)], shutdown.clone()).await?;
+    listen_and_serve(queue, cfg.coordinator, metrics, shutdown).await
+}
+
+/// The coordinator's part of a `/metrics` scrape.
+pub fn scrape(metrics: &Arc<CoordinatorMetrics>) -> Scrape {
+    let metrics = Arc::clone(metrics);
+    Arc::new(move || {
+        let metrics = Arc::clone(&metrics);
+        Box::pin(async move { metrics.render().await })
+    })
 }
 
 /// Binds `settings.listen` and serves the gRPC API on `queue` until
@@ -67,6 +80,7 @@ pub async fn run(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Result<
 pub async fn listen_and_serve(
     queue: Arc<dyn JobQueue>,
     settings: CoordinatorSettings,
+    metrics: Arc<CoordinatorMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), ProcessError> {
     let listen_error = |source| ProcessError::Listen {
@@ -78,6 +92,6 @@ pub async fn listen_and_serve(
         .map_err(listen_error)?;
     let address = listener.local_addr().map_err(listen_error)?;
     tracing::info!(%address, "coordinator listening");
-    dfscan_coordinator::serve(listener, queue, settings, shutdown).await?;
+    dfscan_coordinator::serve(listener, queue, settings, metrics, shutdown).await?;
     Ok(())
 }

@@ -8,9 +8,14 @@
 //! runs the same code inside the all-in-one binary.
 
 pub mod coordinator;
+pub mod metrics;
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
+
+use dfscan_core::settings;
+use serde::Deserialize;
 
 use dfscan_queue::{JobQueue, QueueError, QueueSettings, RedisQueue};
 use thiserror::Error;
@@ -39,16 +44,41 @@ pub enum ProcessError {
     Coordinator(#[from] dfscan_coordinator::CoordinatorError),
 }
 
-/// Human-readable logs on stderr, filtered by `DFSCAN_LOG` (default `info`).
-pub fn init_logging() {
-    tracing_subscriber::fmt()
+/// How logs are written (config key `log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, fields included (for log pipelines).
+    Json,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct LogSettings {
+    log_format: LogFormat,
+}
+
+/// Logs on stderr, filtered by `DFSCAN_LOG` (default `info`), as text or
+/// JSON per `log_format` in the config file or `DFSCAN_LOG_FORMAT`. Read
+/// before the rest of the configuration, so that its loading can log; a
+/// configuration that does not load leaves text logs, and the full load
+/// that follows reports the problem.
+pub fn init_logging(config: Option<&Path>) {
+    let format = settings::load::<LogSettings>(config, &[])
+        .map(|s| s.log_format)
+        .unwrap_or_default();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("DFSCAN_LOG").unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DFSCAN_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime, ProcessError> {

@@ -63,6 +63,7 @@ struct Task {
     /// The consumer holding it and since when (delivery or refresh).
     claim: Option<(String, Instant)>,
     deliveries: u64,
+    enqueued_ms: i64,
 }
 
 impl MemoryQueue {
@@ -346,6 +347,7 @@ impl JobQueue for MemoryQueue {
                     bytes,
                     claim: None,
                     deliveries: 0,
+                    enqueued_ms: now_ms(),
                 },
             );
             handles.push(handle);
@@ -491,6 +493,7 @@ impl JobQueue for MemoryQueue {
                         job_cancelled: false,
                         deliveries: task.deliveries,
                         policy: None,
+                        enqueued_ms: task.enqueued_ms,
                     })
                     .collect();
                 for (handle, items, deliveries) in dead {

@@ -240,6 +240,9 @@ pub struct ClaimedTask {
     pub deliveries: u64,
     /// The job's verdict policy, for the worker to apply.
     pub policy: Option<VerdictPolicy>,
+    /// When the task was queued (ms since the Unix epoch), for the time
+    /// it waited.
+    pub enqueued_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 
 use crate::error::WorkerError;
+use crate::metrics::WorkerMetrics;
 use crate::scoring::Runner;
 use crate::task::{Counters, Finisher, TaskSlot};
 
@@ -59,6 +60,7 @@ pub(crate) struct Batcher {
     pub max_wait: Duration,
     pub finisher: Finisher,
     pub counters: Arc<Counters>,
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 impl Batcher {
@@ -147,6 +149,7 @@ impl Batcher {
         let scored = predictions.iter().filter(|p| p.is_ok()).count();
         Counters::add(&self.counters.batches, 1);
         Counters::add(&self.counters.scored, scored as u64);
+        self.metrics.batch(rows, batch.submitted.elapsed());
         tracing::debug!(
             images = rows,
             failed = rows - scored,

@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
+use crate::metrics::{since_ms, WorkerMetrics};
 use crate::task::InHand;
 
 /// A claimed task with its place in the prefetch, freed once its items are
@@ -29,6 +30,7 @@ pub(crate) struct Claimer {
     pub places: Arc<Semaphore>,
     /// Also bounds the tasks in progress and waiting to be completed.
     pub in_hand: Arc<InHand>,
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 impl Claimer {
@@ -85,6 +87,8 @@ impl Claimer {
                             break;
                         };
                         self.in_hand.insert(&task.handle);
+                        self.metrics.tasks_in_hand.set(self.in_hand.len() as i64);
+                        self.metrics.claimed(since_ms(task.enqueued_ms));
                         if tasks
                             .send(Claimed {
                                 task,

@@ -10,12 +10,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::backoff::Backoff;
+use crate::metrics::{since_ms, WorkerMetrics};
 use crate::task::{Counters, Finished, InHand};
 
 pub(crate) struct Completer {
     pub queue: Arc<dyn JobQueue>,
     pub in_hand: Arc<InHand>,
     pub counters: Arc<Counters>,
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 impl Completer {
@@ -55,6 +57,12 @@ impl Completer {
                     }
                     Counters::add(&self.counters.tasks, 1);
                     Counters::add(&self.counters.items, items);
+                    if completion == Completion::Recorded {
+                        let failed =
+                            done.results.iter().filter(|r| !r.error.is_empty()).count() as u64;
+                        self.metrics
+                            .completed(items - failed, failed, since_ms(done.enqueued_ms));
+                    }
                     break;
                 }
                 Err(QueueError::Unavailable(e)) => {
@@ -71,6 +79,7 @@ impl Completer {
             }
         }
         self.in_hand.remove(&done.handle);
+        self.metrics.tasks_in_hand.set(self.in_hand.len() as i64);
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::batcher::Decoded;
 use crate::claim::Claimed;
+use crate::metrics::WorkerMetrics;
 use crate::scoring::Runner;
 use crate::task::{error_results, Finished, Finisher, InHand, TaskSlot};
 
@@ -19,6 +20,7 @@ pub(crate) struct Dispatcher {
     pub images: Arc<Semaphore>,
     pub finisher: Finisher,
     pub in_hand: Arc<InHand>,
+    pub metrics: Arc<WorkerMetrics>,
 }
 
 impl Dispatcher {
@@ -42,10 +44,15 @@ impl Dispatcher {
             job_cancelled,
             deliveries,
             policy,
+            enqueued_ms,
         } = task;
         if job_cancelled {
             let results = error_results(&handle, items.as_deref().ok(), CANCELLED_ERROR);
-            self.finisher.finish(Finished { handle, results });
+            self.finisher.finish(Finished {
+                handle,
+                results,
+                enqueued_ms,
+            });
             return;
         }
         let items = match items {
@@ -69,10 +76,11 @@ impl Dispatcher {
             self.finisher.finish(Finished {
                 handle,
                 results: Vec::new(),
+                enqueued_ms,
             });
             return;
         }
-        let slot = TaskSlot::new(handle, &items, policy);
+        let slot = TaskSlot::new(handle, enqueued_ms, &items, policy);
         for (position, item) in items.into_iter().enumerate() {
             let Ok(permit) = Arc::clone(&self.images).acquire_owned().await else {
                 // The semaphore is never closed.
@@ -82,21 +90,25 @@ impl Dispatcher {
             let finisher = self.finisher.clone();
             let decoded = decoded.clone();
             let id = item.id.clone();
-            self.runner.decode(item, move |pixels| match pixels {
-                Ok(pixels) => {
-                    // Fails only while the worker is torn down.
-                    let _ = decoded.send(Decoded {
-                        slot,
-                        position,
-                        id,
-                        pixels,
-                        permit,
-                    });
-                }
-                Err(e) => {
-                    drop(permit);
-                    let index = slot.index(position);
-                    finisher.record(&slot, position, error_result(&id, index, &e));
+            let (metrics, handed) = (Arc::clone(&self.metrics), std::time::Instant::now());
+            self.runner.decode(item, move |pixels| {
+                metrics.decoded(handed.elapsed());
+                match pixels {
+                    Ok(pixels) => {
+                        // Fails only while the worker is torn down.
+                        let _ = decoded.send(Decoded {
+                            slot,
+                            position,
+                            id,
+                            pixels,
+                            permit,
+                        });
+                    }
+                    Err(e) => {
+                        drop(permit);
+                        let index = slot.index(position);
+                        finisher.record(&slot, position, error_result(&id, index, &e));
+                    }
                 }
             });
         }

@@ -20,6 +20,7 @@ mod complete;
 mod dispatch;
 mod error;
 mod keepalive;
+mod metrics;
 mod scoring;
 mod settings;
 mod task;
@@ -27,6 +28,7 @@ mod uri;
 mod worker;
 
 pub use error::WorkerError;
+pub use metrics::WorkerMetrics;
 pub use scoring::Scoring;
 pub use settings::WorkerSettings;
 pub use uri::URI_DISABLED;

@@ -17,11 +17,14 @@ use tokio::sync::{mpsc, Semaphore};
 pub(crate) struct Finished {
     pub handle: TaskHandle,
     pub results: Vec<ItemResult>,
+    /// When the task was queued (ms since the Unix epoch).
+    pub enqueued_ms: i64,
 }
 
 /// Where one task's results gather.
 pub(crate) struct TaskSlot {
     handle: TaskHandle,
+    enqueued_ms: i64,
     /// The job's verdict policy and each item's metadata, added to the
     /// results once they are all in.
     policy: Option<VerdictPolicy>,
@@ -37,11 +40,13 @@ struct Gathering {
 impl TaskSlot {
     pub(crate) fn new(
         handle: TaskHandle,
+        enqueued_ms: i64,
         items: &[Item],
         policy: Option<VerdictPolicy>,
     ) -> Arc<Self> {
         Arc::new(Self {
             handle,
+            enqueued_ms,
             policy,
             metadata: items.iter().map(|item| item.metadata.clone()).collect(),
             gathering: Mutex::new(Gathering {
@@ -79,6 +84,7 @@ impl TaskSlot {
         Some(Finished {
             handle: self.handle.clone(),
             results,
+            enqueued_ms: self.enqueued_ms,
         })
     }
 }
@@ -250,7 +256,7 @@ mod tests {
                 ..Default::default()
             })
             .into();
-        let slot = TaskSlot::new(handle(10, 3), &items, None);
+        let slot = TaskSlot::new(handle(10, 3), 0, &items, None);
         finisher.record(&slot, 2, error_result("c", slot.index(2), "bad"));
         finisher.record(&slot, 0, error_result("a", slot.index(0), "bad"));
         // A duplicate must not finish the task early.

@@ -17,6 +17,7 @@ use crate::complete::Completer;
 use crate::dispatch::Dispatcher;
 use crate::error::WorkerError;
 use crate::keepalive;
+use crate::metrics::WorkerMetrics;
 use crate::scoring::{Runner, Scoring};
 use crate::settings::{host_name, WorkerSettings};
 use crate::task::{Counters, Finisher, InHand};
@@ -30,6 +31,7 @@ pub struct Worker {
     settings: WorkerSettings,
     worker_id: String,
     refresh_every: Duration,
+    metrics: Arc<WorkerMetrics>,
 }
 
 /// What a worker did before it stopped.
@@ -69,11 +71,13 @@ impl Worker {
         }
         let uris = UriRoots::new(&settings.uri_roots)?;
         let runner = Arc::new(Runner::new(scoring, uris)?);
+        let worker_id = settings.worker_id();
         Ok(Self {
             queue,
             runner,
+            metrics: Arc::new(WorkerMetrics::new(&model_name, &worker_id)),
             model: model_name,
-            worker_id: settings.worker_id(),
+            worker_id,
             // Three refreshes per timeout: two can fail before a claim lapses.
             refresh_every: Duration::from_millis((queue_settings.visibility_timeout_ms / 3).max(1)),
             settings,
@@ -83,6 +87,11 @@ impl Worker {
     /// The name this worker claims tasks and sends heartbeats under.
     pub fn worker_id(&self) -> &str {
         &self.worker_id
+    }
+
+    /// Its Prometheus metrics (for the process's `/metrics`).
+    pub fn metrics(&self) -> Arc<WorkerMetrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// Serves the queue until `shutdown` is cancelled and the tasks already
@@ -127,6 +136,7 @@ impl Worker {
                     .min(Semaphore::MAX_PERMITS),
             )),
             in_hand: Arc::clone(&in_hand),
+            metrics: Arc::clone(&self.metrics),
         };
         let claim_shutdown = shutdown.clone();
         stages.spawn(async move {
@@ -141,6 +151,7 @@ impl Worker {
             )),
             finisher: finisher.clone(),
             in_hand: Arc::clone(&in_hand),
+            metrics: Arc::clone(&self.metrics),
         };
         stages.spawn(async move {
             dispatcher.run(claimed_rx, decoded_tx).await;
@@ -152,12 +163,14 @@ impl Worker {
             max_wait: Duration::from_millis(s.max_wait_ms),
             finisher,
             counters: Arc::clone(&counters),
+            metrics: Arc::clone(&self.metrics),
         };
         stages.spawn(batcher.run(decoded_rx));
         let completer = Completer {
             queue: Arc::clone(&self.queue),
             in_hand: Arc::clone(&in_hand),
             counters: Arc::clone(&counters),
+            metrics: Arc::clone(&self.metrics),
         };
         stages.spawn(async move {
             completer.run(finished_rx).await;

@@ -18,7 +18,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::CoordinatorSettings;
+use crate::{CoordinatorMetrics, CoordinatorSettings};
 
 /// How often pending callbacks are looked for, and unfinished jobs looked at.
 const POLL: Duration = Duration::from_secs(1);
@@ -32,6 +32,7 @@ const PAGE: usize = 256;
 struct Dispatcher {
     queue: Arc<dyn JobQueue>,
     settings: CoordinatorSettings,
+    metrics: Arc<CoordinatorMetrics>,
     holder: String,
     in_flight: Mutex<HashSet<String>>,
 }
@@ -41,11 +42,13 @@ struct Dispatcher {
 pub(crate) async fn run(
     queue: Arc<dyn JobQueue>,
     settings: CoordinatorSettings,
+    metrics: Arc<CoordinatorMetrics>,
     shutdown: CancellationToken,
 ) {
     let dispatcher = Arc::new(Dispatcher {
         queue,
         settings,
+        metrics,
         holder: format!(
             "coordinator-{}-{:08x}",
             std::process::id(),
@@ -171,8 +174,12 @@ impl Dispatcher {
     async fn post(&self, url: &str, event: &str, body: &serde_json::Value, delivery: &str) {
         let body = body.to_string();
         let delivered = http::post_with_retries(&self.settings, url, event, body, delivery).await;
-        if let Err(error) = delivered {
-            tracing::warn!(%delivery, %event, %error, "callback given up");
+        match delivered {
+            Ok(()) => self.metrics.callback("delivered"),
+            Err(error) => {
+                self.metrics.callback("given_up");
+                tracing::warn!(%delivery, %event, %error, "callback given up");
+            }
         }
     }
 }

@@ -124,9 +124,17 @@ impl GrpcInferenceService for KserveService {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
-        infer::model_infer(self, request.into_inner())
-            .await
-            .map(Response::new)
+        let request = request.into_inner();
+        let model = request.model_name.clone();
+        let started = std::time::Instant::now();
+        let answer = infer::model_infer(self, request).await;
+        let code = answer
+            .as_ref()
+            .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+        self.scoring
+            .metrics()
+            .infer_done(&model, code, started.elapsed());
+        answer.map(Response::new)
     }
 
     async fn model_config(

@@ -9,7 +9,7 @@ mod policy;
 mod results;
 mod submit;
 
-pub(crate) use models::ModelView;
+pub(crate) use models::{model_views, ModelView};
 pub(crate) use policy::callback_authority;
 pub(crate) use submit::submit_items;
 
@@ -26,13 +26,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::{CoordinatorError, CoordinatorSettings};
+use crate::{CoordinatorError, CoordinatorMetrics, CoordinatorSettings};
 
 /// The Scoring service over a queue. Public so that tests (and embedders)
 /// can mount it on any tonic transport; [`crate::serve`] is the usual way in.
 pub struct ScoringService {
     queue: Arc<dyn JobQueue>,
     settings: CoordinatorSettings,
+    metrics: Arc<CoordinatorMetrics>,
     /// Cancelled when the server shuts down: uploads are aborted and result
     /// streams ended so that graceful shutdown does not wait on clients.
     shutdown: CancellationToken,
@@ -43,14 +44,20 @@ impl ScoringService {
     pub fn new(
         queue: Arc<dyn JobQueue>,
         settings: CoordinatorSettings,
+        metrics: Arc<CoordinatorMetrics>,
         shutdown: CancellationToken,
     ) -> Result<Self, CoordinatorError> {
         settings.validate()?;
         Ok(Self {
             queue,
             settings,
+            metrics,
             shutdown,
         })
+    }
+
+    pub(crate) fn metrics(&self) -> &CoordinatorMetrics {
+        &self.metrics
     }
 
     pub(crate) fn queue(&self) -> &Arc<dyn JobQueue> {

@@ -7,8 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use dfscan_proto::v1::{self as pb, ModelIdentity};
 use tonic::Status;
 
+use dfscan_queue::{JobQueue, QueueError};
+
 use super::{invalid, ScoringService};
 use crate::error::status;
+use crate::CoordinatorSettings;
 
 /// What the cluster knows of one model.
 #[derive(Debug, Clone, Default)]
@@ -22,39 +25,48 @@ pub(crate) struct ModelView {
     pub labels: Vec<String>,
 }
 
+/// Every model that can be scored, by name: those `settings` configure
+/// and those live workers serve.
+pub(crate) async fn model_views(
+    queue: &dyn JobQueue,
+    settings: &CoordinatorSettings,
+) -> Result<BTreeMap<String, ModelView>, QueueError> {
+    let workers = queue.list_workers().await?;
+    let mut models: BTreeMap<String, ModelView> = configured_models(settings)
+        .into_iter()
+        .map(|name| (name.to_string(), ModelView::default()))
+        .collect();
+    for worker in workers.into_iter().filter(|w| !w.model.is_empty()) {
+        let view = models.entry(worker.model).or_default();
+        view.workers += 1;
+        if let Some(identity) = worker.identity {
+            if !view.identities.contains(&identity) {
+                view.identities.push(identity);
+            }
+        }
+        if view.labels.is_empty() {
+            view.labels = worker.labels;
+        }
+    }
+    Ok(models)
+}
+
+/// Models accepted without a live worker: `models` and `default_model`.
+fn configured_models(settings: &CoordinatorSettings) -> BTreeSet<&str> {
+    settings
+        .models
+        .iter()
+        .chain(&settings.default_model)
+        .map(String::as_str)
+        .collect()
+}
+
 impl ScoringService {
     /// Every model that can be scored, by name.
     pub(crate) async fn model_views(&self) -> Result<BTreeMap<String, ModelView>, Status> {
-        let workers = self.queue.list_workers().await.map_err(status)?;
-        let mut models: BTreeMap<String, ModelView> = self
-            .configured_models()
-            .into_iter()
-            .map(|name| (name.to_string(), ModelView::default()))
-            .collect();
-        for worker in workers.into_iter().filter(|w| !w.model.is_empty()) {
-            let view = models.entry(worker.model).or_default();
-            view.workers += 1;
-            if let Some(identity) = worker.identity {
-                if !view.identities.contains(&identity) {
-                    view.identities.push(identity);
-                }
-            }
-            if view.labels.is_empty() {
-                view.labels = worker.labels;
-            }
-        }
-        Ok(models)
-    }
-
-    /// Models accepted without a live worker: `models` and `default_model`.
-    fn configured_models(&self) -> BTreeSet<&str> {
-        let settings = &self.settings;
-        settings
-            .models
-            .iter()
-            .chain(&settings.default_model)
-            .map(String::as_str)
-            .collect()
+        model_views(self.queue.as_ref(), &self.settings)
+            .await
+            .map_err(status)
     }
 
     /// The model a job asking for `requested` (empty: none) is queued for:
@@ -64,12 +76,12 @@ impl ScoringService {
             if let Some(model) = &self.settings.default_model {
                 return Ok(model.clone());
             }
-        } else if self.configured_models().contains(requested) {
+        } else if configured_models(&self.settings).contains(requested) {
             // Configured: no need to ask the queue about workers.
             return Ok(requested.to_string());
         }
         let workers = self.queue.list_workers().await.map_err(status)?;
-        let mut known = self.configured_models();
+        let mut known = configured_models(&self.settings);
         known.extend(
             workers
                 .iter()

@@ -58,6 +58,14 @@ pub(super) async fn submit_job(
     let mut upload = Upload::new(svc, &job, task_size);
     let outcome = upload.run(&mut stream, &svc.shutdown, &body_failed).await;
     let sealed = upload.abort_on_error(outcome).await?;
+    let model = crate::metrics::ModelLabel {
+        model: sealed.model.clone(),
+    };
+    svc.metrics.jobs_submitted.get_or_create(&model).inc();
+    svc.metrics
+        .items_submitted
+        .get_or_create(&model)
+        .inc_by(sealed.total);
     tracing::info!(job = %sealed.id, model = %sealed.model, items = sealed.total, "job submitted");
     Ok(SubmitJobResponse {
         job: Some(sealed.to_proto()),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfscan_coordinator::{serve, CoordinatorError, CoordinatorSettings};
+use dfscan_coordinator::{serve, CoordinatorError, CoordinatorMetrics, CoordinatorSettings};
 use dfscan_proto::v1::item::Source;
 use dfscan_proto::v1::scoring_client::ScoringClient;
 use dfscan_proto::v1::submit_job_request::Message;
@@ -39,7 +39,14 @@ pub async fn start_with(queue: QueueSettings, mut settings: CoordinatorSettings)
     let queue = Arc::new(MemoryQueue::new(queue));
     let shutdown = CancellationToken::new();
     let dyn_queue: Arc<dyn JobQueue> = queue.clone();
-    let server = tokio::spawn(serve(listener, dyn_queue, settings, shutdown.clone()));
+    let metrics = CoordinatorMetrics::new(dyn_queue.clone(), &settings);
+    let server = tokio::spawn(serve(
+        listener,
+        dyn_queue,
+        settings,
+        metrics,
+        shutdown.clone(),
+    ));
     Cluster {
         addr,
         queue,

@@ -116,6 +116,13 @@ pub(super) async fn claim(
     Ok(claimed)
 }
 
+fn entry_ms(entry_id: &str) -> i64 {
+    entry_id
+        .split_once('-')
+        .and_then(|(ms, _)| ms.parse().ok())
+        .unwrap_or(0)
+}
+
 fn claimed_task(model: &str, priority: Priority, entry: Entry, deliveries: u64) -> ClaimedTask {
     let items = match entry.fields.get("p") {
         Some(payload) => TaskPayload::decode(payload.as_slice())
@@ -123,6 +130,8 @@ fn claimed_task(model: &str, priority: Priority, entry: Entry, deliveries: u64) 
             .map_err(|e| format!("task payload cannot be read: {e}")),
         None => Err("task entry has no payload".to_string()),
     };
+    // Stream entry ids start with the milliseconds they were added at.
+    let enqueued_ms = entry_ms(&entry.id);
     ClaimedTask {
         handle: TaskHandle {
             model: model.to_string(),
@@ -136,6 +145,7 @@ fn claimed_task(model: &str, priority: Priority, entry: Entry, deliveries: u64) 
         job_cancelled: false,
         deliveries,
         policy: None,
+        enqueued_ms,
     }
 }
 

@@ -1,0 +1,185 @@
+//! The coordinator's Prometheus metrics. Counters are kept as requests go
+//! by; the queue's state (items queued, live workers, jobs by state) is
+//! read from the queue at each scrape, so every coordinator of a cluster
+//! reports the same values for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dfscan_queue::{JobQueue, JobState, ListQuery};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::service::model_views;
+use crate::CoordinatorSettings;
+
+/// Jobs looked at per scrape for the jobs-by-state gauge (newest first).
+const JOBS_SCANNED: usize = 1000;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ModelLabel {
+    pub model: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct InferLabels {
+    pub model: String,
+    /// The gRPC status code's name (`Ok`, `InvalidArgument`, ...).
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabel {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: String,
+}
+
+pub struct CoordinatorMetrics {
+    registry: Registry,
+    queue: Arc<dyn JobQueue>,
+    settings: CoordinatorSettings,
+    pub(crate) jobs_submitted: Family<ModelLabel, Counter>,
+    pub(crate) items_submitted: Family<ModelLabel, Counter>,
+    pub(crate) infer_requests: Family<InferLabels, Counter>,
+    pub(crate) infer_seconds: Histogram,
+    pub(crate) callbacks: Family<OutcomeLabel, Counter>,
+    queued_items: Family<ModelLabel, Gauge>,
+    workers: Family<ModelLabel, Gauge>,
+    jobs: Family<StateLabel, Gauge>,
+}
+
+impl CoordinatorMetrics {
+    pub fn new(queue: Arc<dyn JobQueue>, settings: &CoordinatorSettings) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("dfscan");
+        let jobs_submitted = Family::<ModelLabel, Counter>::default();
+        let items_submitted = Family::<ModelLabel, Counter>::default();
+        let infer_requests = Family::<InferLabels, Counter>::default();
+        // 1 ms to about 33 s.
+        let infer_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let callbacks = Family::<OutcomeLabel, Counter>::default();
+        let queued_items = Family::<ModelLabel, Gauge>::default();
+        let workers = Family::<ModelLabel, Gauge>::default();
+        let jobs = Family::<StateLabel, Gauge>::default();
+        registry.register(
+            "jobs_submitted",
+            "Jobs accepted by this coordinator",
+            jobs_submitted.clone(),
+        );
+        registry.register(
+            "items_submitted",
+            "Items uploaded in jobs accepted by this coordinator",
+            items_submitted.clone(),
+        );
+        registry.register(
+            "infer_requests",
+            "KServe ModelInfer calls answered by this coordinator, by gRPC status",
+            infer_requests.clone(),
+        );
+        registry.register(
+            "infer_duration_seconds",
+            "End-to-end time of KServe ModelInfer calls",
+            infer_seconds.clone(),
+        );
+        registry.register(
+            "callbacks",
+            "Callback deliveries by outcome (delivered or given_up)",
+            callbacks.clone(),
+        );
+        registry.register(
+            "queue_items",
+            "Items waiting or in progress per model",
+            queued_items.clone(),
+        );
+        registry.register("workers", "Live workers per model", workers.clone());
+        registry.register("jobs", "Jobs by state, among the newest 1000", jobs.clone());
+        Arc::new(Self {
+            registry,
+            queue,
+            settings: settings.clone(),
+            jobs_submitted,
+            items_submitted,
+            infer_requests,
+            infer_seconds,
+            callbacks,
+            queued_items,
+            workers,
+            jobs,
+        })
+    }
+
+    pub(crate) fn infer_done(&self, model: &str, code: tonic::Code, took: Duration) {
+        self.infer_requests
+            .get_or_create(&InferLabels {
+                model: model.to_string(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.infer_seconds.observe(took.as_secs_f64());
+    }
+
+    pub(crate) fn callback(&self, outcome: &str) {
+        self.callbacks
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text of a scrape, the queue's gauges read now (left
+    /// as they were if the queue cannot be reached).
+    pub async fn render(&self) -> String {
+        self.refresh().await;
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    async fn refresh(&self) {
+        match model_views(self.queue.as_ref(), &self.settings).await {
+            Ok(views) => {
+                self.workers.clear();
+                for (model, view) in &views {
+                    let label = ModelLabel {
+                        model: model.clone(),
+                    };
+                    self.workers
+                        .get_or_create(&label)
+                        .set(i64::from(view.workers));
+                    if let Ok(stats) = self.queue.queue_stats(model).await {
+                        let items = i64::try_from(stats.items).unwrap_or(i64::MAX);
+                        self.queued_items.get_or_create(&label).set(items);
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(%error, "metrics: cannot read the models"),
+        }
+        let query = ListQuery {
+            limit: JOBS_SCANNED,
+            state: None,
+        };
+        if let Ok(jobs) = self.queue.list_jobs(query).await {
+            for state in [
+                JobState::Uploading,
+                JobState::Running,
+                JobState::Completed,
+                JobState::Cancelled,
+            ] {
+                let count = jobs.iter().filter(|j| j.state == state).count();
+                self.jobs
+                    .get_or_create(&StateLabel {
+                        state: state.as_str().to_string(),
+                    })
+                    .set(count as i64);
+            }
+        }
+    }
+}
