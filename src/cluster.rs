@@ -13,7 +13,7 @@ use dfscan_coordinator::CoordinatorMetrics;
 use dfscan_coordinator::CoordinatorSettings;
 use dfscan_core::settings::{self, ModelSettings};
 use dfscan_process::coordinator::{
-    listen_and_serve, run as run_coordinator, scrape, CoordinatorArgs, CoordinatorConfig,
+    listen_and_serve, run as run_coordinator, scrape, AuthArgs, CoordinatorArgs, CoordinatorConfig,
 };
 use dfscan_process::metrics::{self, MetricsSettings, Scrape};
 use dfscan_process::{connect_queue, runtime, shutdown_on_signals};
@@ -119,6 +119,8 @@ pub struct ServeArgs {
     /// Address the gRPC API listens on [default: 127.0.0.1:50051]
     #[arg(long)]
     listen: Option<String>,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Redis URL of the queue [default: none: the queue is kept in memory]
     #[arg(long)]
     redis: Option<String>,
@@ -161,6 +163,7 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
         ("coordinator.listen", args.listen.clone()),
         ("redis", args.redis.clone()),
     ]);
+    overrides.extend(args.auth.overrides());
     let mut cfg = ClusterConfig::load(config, &overrides)?;
     args.worker.apply_lists(&mut cfg);
     let noop = args.worker.bench_noop_scorer;

@@ -31,6 +31,8 @@ const KUBE_VERSION: &str = "1.30.0";
 const RELEASE: &str = "rel";
 const NAMESPACE: &str = "dfscan";
 const HUB_MODEL: &str = "prithivMLmods/Deep-Fake-Detector-Model";
+/// The API token the rendered-processes test gives the chart and the client.
+const TOKEN: &str = "chart-test-token-0123456789";
 
 /// The chart tools' virtualenv; missing is a setup error, not a skip.
 fn chart_python() -> PathBuf {
@@ -381,6 +383,11 @@ fn defaults_render_lint_and_validate() {
     assert_eq!(config["coordinator"]["models"], json!([HUB_MODEL]));
     assert_eq!(config["coordinator"]["default_model"], HUB_MODEL);
     assert_eq!(config["worker"]["drain_grace_s"], 30);
+    // Authentication is on: the tokens come from the Secret's file.
+    assert_eq!(
+        config["coordinator"]["auth"],
+        json!({"tokens_file": "/etc/dfscan/secrets/api-tokens", "tenant_max_queued_items": 0})
+    );
     assert!(config.get("metrics").is_none());
 
     let coordinator = m.coordinator();
@@ -954,7 +961,7 @@ fn rendered_processes_score_a_job() {
     let grpc = free_port();
     let values = json!({
         "redis": {"host": "127.0.0.1", "port": redis.port(), "db": 0},
-        "secrets": {"redisPassword": password, "apiTokens": "token-a\n"},
+        "secrets": {"redisPassword": password, "apiTokens": format!("team-a {TOKEN}\n")},
         "coordinator": {"port": grpc, "replicas": 1},
         "model": {
             "localDir": "tiny-a",
@@ -996,15 +1003,32 @@ fn rendered_processes_score_a_job() {
         }
     }
     let secret_file = tmp.path().join("coordinator/secrets/api-tokens");
-    assert_eq!(std::fs::read_to_string(secret_file).unwrap(), "token-a\n");
+    assert_eq!(
+        std::fs::read_to_string(secret_file).unwrap(),
+        format!("team-a {TOKEN}\n")
+    );
 
     let images = write_images(tmp.path(), 24);
     let output = tmp.path().join("results.jsonl");
     let url = format!("http://127.0.0.1:{grpc}");
-    let out = dfscan()
-        .args(["submit", "--coordinator", &url, "--output"])
-        .arg(&output)
-        .arg(&images)
+    // Authentication is on, as the chart configures it: without the token
+    // the job is refused, with it it goes through.
+    let submit = || {
+        let mut cmd = dfscan();
+        cmd.args(["submit", "--coordinator", &url, "--output"])
+            .arg(&output)
+            .arg(&images);
+        cmd
+    };
+    let refused = submit().output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Unauthenticated"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let out = submit()
+        .env("DFSCAN_CLIENT__TOKEN", TOKEN)
         .output()
         .unwrap();
     assert!(
@@ -1024,6 +1048,7 @@ fn rendered_processes_score_a_job() {
     // downward API), on the CPU the values asked for.
     let models = dfscan()
         .args(["models", "--coordinator", &url])
+        .env("DFSCAN_CLIENT__TOKEN", TOKEN)
         .output()
         .unwrap();
     let models = String::from_utf8(models.stdout).unwrap();

@@ -25,6 +25,8 @@ pub fn binary(path: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(path);
     cmd.args(args)
         .env("DFSCAN_LOG", "warn")
+        // Benchmarks measure the serving path without authentication.
+        .env("DFSCAN_COORDINATOR__AUTH__DISABLED", "true")
         .stdout(Stdio::null());
     cmd
 }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import threading
 import time
 from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -64,7 +65,9 @@ class Client:
     ``upload_batch_bytes`` bytes; result streams that break are resumed from
     the last cursor for as long as ``resume_for_s`` seconds pass without a new
     result. ``timeout`` bounds each call other than uploads and result
-    streams. ``call_metadata`` is sent with every call (e.g. an auth token).
+    streams. ``token`` is the API token (sent as ``authorization: Bearer``;
+    default: the ``DFSCAN_CLIENT__TOKEN`` environment variable, as for the
+    ``dfscan`` commands); ``call_metadata`` is sent with every call too.
     """
 
     def __init__(
@@ -79,13 +82,16 @@ class Client:
         credentials: Optional[grpc.ChannelCredentials] = None,
         call_metadata: Sequence[Tuple[str, str]] = (),
         options: Sequence[Tuple[str, object]] = (),
+        token: Optional[str] = None,
     ) -> None:
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
         self.upload_batch_bytes = upload_batch_bytes
         self.upload_batch_items = upload_batch_items
         self.resume_for_s = resume_for_s
-        self.call_metadata = tuple(call_metadata)
+        token = token if token is not None else os.environ.get("DFSCAN_CLIENT__TOKEN")
+        bearer = (("authorization", f"Bearer {token}"),) if token else ()
+        self.call_metadata = bearer + tuple(call_metadata)
         target, secure = _target(address)
         channel_options = [
             ("grpc.max_send_message_length", max_message_bytes),

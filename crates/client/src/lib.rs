@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 use dfscan_proto::v1::scoring_client::ScoringClient;
 use dfscan_proto::v1::*;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::{Channel, Endpoint};
-use tonic::Code;
+use tonic::{Code, Status};
 
 pub use error::ClientError;
 pub use settings::ClientSettings;
@@ -21,9 +24,24 @@ pub use upload::UploadProgress;
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// Puts the API token, if any, on every call.
+#[derive(Clone)]
+struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
 #[derive(Clone)]
 pub struct Client {
-    scoring: ScoringClient<Channel>,
+    scoring: ScoringClient<InterceptedService<Channel, Bearer>>,
     settings: ClientSettings,
 }
 
@@ -38,7 +56,14 @@ impl Client {
             .connect()
             .await
             .map_err(|e| ClientError::Connect(format!("{}: {e}", settings.coordinator)))?;
-        let scoring = ScoringClient::new(channel)
+        let bearer =
+            match &settings.token {
+                Some(token) => Some(format!("Bearer {}", token.0).parse().map_err(|_| {
+                    ClientError::Connect("the API token is not valid ASCII".into())
+                })?),
+                None => None,
+            };
+        let scoring = ScoringClient::with_interceptor(channel, Bearer(bearer))
             .max_decoding_message_size(settings.max_message_bytes)
             .max_encoding_message_size(settings.max_message_bytes);
         Ok(Self { scoring, settings })

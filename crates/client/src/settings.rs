@@ -1,3 +1,4 @@
+use dfscan_core::settings::Secret;
 use serde::{Deserialize, Serialize};
 
 /// Client knobs (config section `client`, env `DFSCAN_CLIENT__*`).
@@ -15,6 +16,8 @@ pub struct ClientSettings {
     /// A broken result stream is resumed for this long without progress
     /// before giving up.
     pub resume_for_s: u64,
+    /// API token sent with every call (`authorization: Bearer`).
+    pub token: Option<Secret>,
 }
 
 impl Default for ClientSettings {
@@ -25,6 +28,7 @@ impl Default for ClientSettings {
             upload_batch_bytes: 4 << 20,
             upload_batch_items: 256,
             resume_for_s: 300,
+            token: None,
         }
     }
 }

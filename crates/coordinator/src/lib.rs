@@ -11,6 +11,7 @@
 //! `dfscan-process` binds the listener, picks the queue backend and calls
 //! [`serve`].
 
+mod auth;
 mod callbacks;
 mod cancel;
 mod error;
@@ -26,4 +27,4 @@ pub use kserve::KserveService;
 pub use metrics::CoordinatorMetrics;
 pub use server::serve;
 pub use service::ScoringService;
-pub use settings::{CoordinatorSettings, Secret, MAX_TASK_SIZE};
+pub use settings::{AuthSettings, CoordinatorSettings, MAX_TASK_SIZE};

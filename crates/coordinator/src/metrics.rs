@@ -164,7 +164,7 @@ impl CoordinatorMetrics {
         }
         let query = ListQuery {
             limit: JOBS_SCANNED,
-            state: None,
+            ..ListQuery::default()
         };
         if let Ok(jobs) = self.queue.list_jobs(query).await {
             for state in [

@@ -12,9 +12,11 @@ use dfscan_queue::JobQueue;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+use crate::auth::Auth;
 use crate::{
     health, CoordinatorError, CoordinatorMetrics, CoordinatorSettings, KserveService,
     ScoringService,
@@ -23,6 +25,8 @@ use crate::{
 /// HTTP/2 pings on idle connections, so that a result stream to a client
 /// that vanished without closing its connection is noticed and ended.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// A ping unanswered for this long closes the connection.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Serves the coordinator on `listener` until `shutdown` is cancelled.
 ///
@@ -43,8 +47,16 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), CoordinatorError> {
     let limit = settings.max_message_bytes;
+    let limits = settings.limits.clone();
     let interval = Duration::from_millis(settings.health_interval_ms);
     let callback_settings = settings.clone();
+    let auth = Auth::from_settings(&settings.auth)?;
+    // Checks every call of the two APIs and tells the handlers its tenant.
+    let authenticate = move |mut request: tonic::Request<()>| {
+        let tenant = auth.check(request.metadata())?;
+        request.extensions_mut().insert(tenant);
+        Ok(request)
+    };
     let scoring = Arc::new(ScoringService::new(
         Arc::clone(&queue),
         settings,
@@ -62,9 +74,11 @@ pub async fn serve(
     let kserve = GrpcInferenceServiceServer::new(KserveService::new(Arc::clone(&scoring)))
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let kserve = InterceptedService::new(kserve, authenticate.clone());
     let scoring = ScoringServer::from_arc(scoring)
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
+    let scoring = InterceptedService::new(scoring, authenticate);
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let (health, health_task) = health::start(queue, interval, shutdown.clone()).await;
@@ -81,6 +95,14 @@ pub async fn serve(
     };
     let served = Server::builder()
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
+        // One client cannot take the whole server: a bounded number of
+        // streams per connection, and calls over the per-connection limit
+        // are refused at once (load shedding) rather than queued.
+        .max_concurrent_streams(Some(limits.max_concurrent_streams))
+        .concurrency_limit_per_connection(limits.max_calls_per_connection)
+        .load_shed(true)
         .layer(crate::cancel::WatchBodies)
         .add_service(health)
         .add_service(reflection_v1)

@@ -2,6 +2,7 @@
 //! `DFSCAN_COORDINATOR__*`), with the checks that keep a bad value from
 //! turning into a hang or an endless loop at request time.
 
+use dfscan_core::settings::Secret;
 use serde::{Deserialize, Serialize};
 
 use crate::CoordinatorError;
@@ -55,18 +56,45 @@ pub struct CoordinatorSettings {
     /// Deliveries tried per callback (with exponential backoff) before it
     /// is given up.
     pub callback_attempts: u32,
+    pub auth: AuthSettings,
+    pub limits: ConnectionLimits,
 }
 
-/// A secret from the configuration: never printed (`Debug` shows its
-/// length only).
-#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
+/// What one client connection may hold of the server (config section
+/// `coordinator.limits`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionLimits {
+    /// Concurrent HTTP/2 streams (calls) a connection may open.
+    pub max_concurrent_streams: u32,
+    /// Calls of one connection served at once; more are refused with
+    /// RESOURCE_EXHAUSTED right away (load shedding), for the client to
+    /// retry.
+    pub max_calls_per_connection: usize,
+}
 
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secret({} bytes)", self.0.len())
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 256,
+            max_calls_per_connection: 128,
+        }
     }
+}
+
+/// API tokens and tenants (config section `coordinator.auth`, environment
+/// `DFSCAN_COORDINATOR__AUTH__*`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthSettings {
+    /// Run without authentication: every client sees every job. Off only
+    /// when set explicitly (and the coordinator says so at startup).
+    pub disabled: bool,
+    /// Lines of `TENANT TOKEN`; a call's bearer token names its tenant.
+    pub tokens_file: Option<std::path::PathBuf>,
+    /// Most items a tenant may have queued (waiting or in progress) at
+    /// once; 0: no quota.
+    pub tenant_max_queued_items: u64,
 }
 
 impl Default for CoordinatorSettings {
@@ -86,6 +114,8 @@ impl Default for CoordinatorSettings {
             callback_hosts: Vec::new(),
             callback_secret: Secret::default(),
             callback_attempts: 8,
+            auth: AuthSettings::default(),
+            limits: ConnectionLimits::default(),
         }
     }
 }
@@ -134,6 +164,9 @@ impl CoordinatorSettings {
                 "callback_hosts is set but callback_secret is empty: callbacks must be signed"
                     .into(),
             );
+        }
+        if self.limits.max_concurrent_streams == 0 || self.limits.max_calls_per_connection == 0 {
+            return invalid("connection limits must be at least 1".into());
         }
         if self.callback_attempts == 0 {
             return invalid("callback_attempts must be at least 1".into());

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use dfscan_coordinator::CoordinatorSettings;
 use dfscan_proto::v1::item::Source;
@@ -19,8 +17,6 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
-
-const WAIT: Duration = Duration::from_secs(10);
 
 async fn submit(
     client: &mut ScoringClient<Channel>,
@@ -63,19 +59,6 @@ async fn job_count(client: &mut ScoringClient<Channel>) -> usize {
         .into_inner()
         .jobs
         .len()
-}
-
-/// Polls until `check` holds (for effects of a dropped connection, which
-/// the server sees a moment later).
-async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition never held"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -138,7 +121,7 @@ async fn tasks_are_cut_early_at_max_task_bytes() {
     let settings = CoordinatorSettings {
         // Each test item is 21 bytes (id + data): two fill a task.
         max_task_bytes: 40,
-        ..Default::default()
+        ..without_auth()
     };
     let cluster = start_with(QueueSettings::default(), settings).await;
     let mut client = cluster.client().await;
@@ -288,7 +271,7 @@ async fn a_full_queue_refuses_the_upload_and_removes_what_it_queued() {
         max_queued_items: 10,
         ..Default::default()
     };
-    let cluster = start_with(queue, CoordinatorSettings::default()).await;
+    let cluster = start_with(queue, without_auth()).await;
     let mut client = cluster.client().await;
     // The first message queues 8 items; the second would make 16.
     let messages = vec![header("tiny", 4), numbered(0, 8), numbered(8, 8)];
@@ -384,7 +367,7 @@ async fn a_repeated_idempotency_key_returns_the_first_job() {
 async fn an_oversized_message_gets_a_status_and_the_connection_lives_on() {
     let settings = CoordinatorSettings {
         max_message_bytes: 64 << 10,
-        ..Default::default()
+        ..without_auth()
     };
     let cluster = start_with(QueueSettings::default(), settings).await;
     let mut client = cluster.client().await;
@@ -568,5 +551,38 @@ async fn shutdown_reports_not_serving_and_ends_long_calls() {
     assert_eq!(queue.queue_stats("tiny").await.unwrap().items, 2);
     assert_eq!(queue.list_jobs(Default::default()).await.unwrap().len(), 1);
     drop(tx);
+    cluster.stop().await;
+}
+
+/// A connection over its limit of calls in progress gets RESOURCE_EXHAUSTED at
+/// once (load shedding) and keeps the calls it has; another connection is
+/// not held up by it.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_over_a_connections_limit_are_shed() {
+    let mut settings = without_auth();
+    settings.limits.max_calls_per_connection = 1;
+    let cluster = start_with(QueueSettings::default(), settings).await;
+    let client = cluster.client().await;
+    // An upload in progress holds the connection's one call (tasks of one
+    // item: they are queued as they arrive).
+    let (tx, rx) = mpsc::channel(4);
+    let mut uploader = client.clone();
+    let upload = tokio::spawn(async move { uploader.submit_job(ReceiverStream::new(rx)).await });
+    tx.send(header("tiny", 1)).await.unwrap();
+    tx.send(numbered(0, 3)).await.unwrap();
+    let queue = cluster.queue.clone();
+    eventually(|| async { queue.queue_stats("tiny").await.unwrap().items == 3 }).await;
+
+    let list = || ListJobsRequest::default();
+    let shed = client.clone().list_jobs(list()).await.unwrap_err();
+    assert_eq!(shed.code(), Code::ResourceExhausted, "{shed:?}");
+    let mut other = cluster.client().await;
+    assert!(other.list_jobs(list()).await.is_ok());
+
+    drop(tx);
+    let job = upload.await.unwrap().unwrap().into_inner().job.unwrap();
+    assert_eq!(job.total, 3);
+    // The call is over: the connection serves again.
+    assert!(client.clone().list_jobs(list()).await.is_ok());
     cluster.stop().await;
 }

@@ -61,6 +61,18 @@ impl Default for ModelSettings {
     }
 }
 
+/// A secret from the configuration (a key, a token): never printed,
+/// `Debug` shows its length only.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret({} bytes)", self.0.len())
+    }
+}
+
 /// Loads settings of type `T` from the optional `file`, then `DFSCAN_*`
 /// variables, then `overrides` (flag name → value, for the flags that were
 /// given). Keys are the serde field names (`section.key` inside sections,

@@ -29,6 +29,31 @@ pub struct CoordinatorArgs {
     /// Model for jobs that name none [default: the only model known]
     #[arg(long)]
     pub default_model: Option<String>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// Authentication flags of the processes that serve the API.
+#[derive(Args)]
+pub struct AuthArgs {
+    /// API tokens, `TENANT TOKEN` per line (calls need `authorization: Bearer TOKEN`)
+    #[arg(long)]
+    pub tokens_file: Option<String>,
+    /// Serve without authentication: every client sees every job
+    #[arg(long, conflicts_with = "tokens_file")]
+    pub no_auth: bool,
+}
+
+impl AuthArgs {
+    pub fn overrides(&self) -> [(&'static str, Option<String>); 2] {
+        [
+            ("coordinator.auth.tokens_file", self.tokens_file.clone()),
+            (
+                "coordinator.auth.disabled",
+                self.no_auth.then(|| "true".to_string()),
+            ),
+        ]
+    }
 }
 
 /// The part of the configuration file a coordinator reads; other sections
@@ -45,11 +70,12 @@ pub struct CoordinatorConfig {
 
 impl CoordinatorConfig {
     pub fn load(file: Option<&Path>, args: &CoordinatorArgs) -> Result<Self, ProcessError> {
-        let overrides = [
+        let mut overrides = vec![
             ("coordinator.listen", args.listen.clone()),
             ("redis", args.redis.clone()),
             ("coordinator.default_model", args.default_model.clone()),
         ];
+        overrides.extend(args.auth.overrides());
         let mut cfg: Self = settings::load(file, &overrides)?;
         if let Some(models) = &args.models {
             cfg.coordinator.models = models.clone();

@@ -384,7 +384,7 @@ impl JobQueue for MemoryQueue {
             .jobs
             .values()
             .map(|job| job.record.clone())
-            .filter(|job| query.state.is_none_or(|s| job.state == s))
+            .filter(|job| query.matches(job))
             .collect();
         jobs.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.id.cmp(&a.id)));
         jobs.truncate(if query.limit == 0 { 100 } else { query.limit });

@@ -17,6 +17,8 @@ pub struct JobSpec {
     /// Verdicts for the job's scored items (validated by the coordinator).
     pub policy: Option<VerdictPolicy>,
     pub callback: Option<Callback>,
+    /// The tenant the job belongs to ("" without authentication).
+    pub tenant: String,
 }
 
 /// Which of its model's two task queues a job waits in: workers take
@@ -125,6 +127,7 @@ pub struct JobRecord {
     pub callback_cursor: u64,
     /// The job's callbacks are over (delivered or given up).
     pub callback_done: bool,
+    pub tenant: String,
 }
 
 impl JobRecord {
@@ -148,6 +151,7 @@ impl JobRecord {
             verdicts: BTreeMap::new(),
             callback_cursor: 0,
             callback_done: false,
+            tenant: spec.tenant,
         }
     }
 
@@ -265,6 +269,15 @@ pub struct ResultPage {
 pub struct ListQuery {
     pub limit: usize,
     pub state: Option<JobState>,
+    /// Only this tenant's jobs.
+    pub tenant: Option<String>,
+}
+
+impl ListQuery {
+    pub fn matches(&self, job: &JobRecord) -> bool {
+        self.state.is_none_or(|s| s == job.state)
+            && self.tenant.as_ref().is_none_or(|t| *t == job.tenant)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

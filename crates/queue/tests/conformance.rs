@@ -476,6 +476,7 @@ async fn jobs_are_listed_newest_first(b: Backend) {
         .list_jobs(ListQuery {
             limit: 10,
             state: Some(JobState::Cancelled),
+            ..ListQuery::default()
         })
         .await
         .unwrap();
@@ -484,11 +485,31 @@ async fn jobs_are_listed_newest_first(b: Backend) {
     let one = q
         .list_jobs(ListQuery {
             limit: 1,
-            state: None,
+            ..ListQuery::default()
         })
         .await
         .unwrap();
     assert_eq!(one.len(), 1);
+    // A tenant's listing holds its own jobs only; the job keeps its tenant.
+    let theirs = submit_spec(
+        q,
+        JobSpec {
+            tenant: "team-b".into(),
+            ..spec(None)
+        },
+        &[1],
+    )
+    .await;
+    assert_eq!(q.get_job(&theirs.id).await.unwrap().tenant, "team-b");
+    let listed = q
+        .list_jobs(ListQuery {
+            tenant: Some("team-b".into()),
+            ..ListQuery::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, [theirs.id.as_str()]);
 }
 
 async fn finished_jobs_expire(b: Backend) {

@@ -17,6 +17,7 @@ use tonic::Status;
 
 use super::tensors::{input_images, raw_bytes, raw_fp32};
 use super::{KserveService, INPUT, OUTPUT_LABEL, OUTPUT_PROBABILITIES, VERSION};
+use crate::auth::Tenant;
 use crate::error::status;
 use crate::service::submit_items;
 
@@ -25,6 +26,7 @@ const READ_WAIT: Duration = Duration::from_secs(1);
 
 pub(super) async fn model_infer(
     svc: &KserveService,
+    tenant: Tenant,
     request: ModelInferRequest,
 ) -> Result<ModelInferResponse, Status> {
     let model = svc
@@ -85,6 +87,7 @@ pub(super) async fn model_infer(
         idempotency_key: None,
         priority: Priority::Online,
         retention_s: Some(settings.infer_retention_s),
+        tenant: tenant.0,
         ..Default::default()
     };
     let queue = svc.scoring.queue();

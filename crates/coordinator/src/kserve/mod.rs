@@ -124,10 +124,11 @@ impl GrpcInferenceService for KserveService {
         &self,
         request: Request<ModelInferRequest>,
     ) -> Result<Response<ModelInferResponse>, Status> {
+        let tenant = crate::service::tenant_of(&request);
         let request = request.into_inner();
         let model = request.model_name.clone();
         let started = std::time::Instant::now();
-        let answer = infer::model_infer(self, request).await;
+        let answer = infer::model_infer(self, tenant, request).await;
         let code = answer
             .as_ref()
             .map_or_else(|s| s.code(), |_| tonic::Code::Ok);

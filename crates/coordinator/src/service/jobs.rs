@@ -3,10 +3,11 @@
 //! caller's mistake (INVALID_ARGUMENT), not a lookup that finds nothing.
 
 use dfscan_proto::v1::{self as pb, CancelJobRequest, GetJobRequest, Job, ListJobsRequest};
-use dfscan_queue::{JobState, ListQuery};
+use dfscan_queue::{JobQueue, JobRecord, JobState, ListQuery, QueueError};
 use tonic::Status;
 
 use super::{invalid, ScoringService};
+use crate::auth::Tenant;
 use crate::error::status;
 
 /// ListJobs' page size when the request names none.
@@ -26,14 +27,33 @@ pub(super) fn job_id(job_id: &str) -> Result<&str, Status> {
     }
 }
 
-pub(super) async fn get_job(svc: &ScoringService, request: GetJobRequest) -> Result<Job, Status> {
+/// The job if it exists and belongs to `tenant`; another tenant's job is
+/// NOT_FOUND with the very message of a job that does not exist. Without
+/// authentication (tenant "") every job is visible.
+pub(super) async fn owned_job(
+    queue: &dyn JobQueue,
+    tenant: &Tenant,
+    id: &str,
+) -> Result<JobRecord, Status> {
+    let job = queue.get_job(id).await.map_err(status)?;
+    if !tenant.0.is_empty() && job.tenant != tenant.0 {
+        return Err(status(QueueError::JobNotFound(id.to_string())));
+    }
+    Ok(job)
+}
+
+pub(super) async fn get_job(
+    svc: &ScoringService,
+    tenant: &Tenant,
+    request: GetJobRequest,
+) -> Result<Job, Status> {
     let id = job_id(&request.job_id)?;
-    let job = svc.queue.get_job(id).await.map_err(status)?;
-    Ok(job.to_proto())
+    Ok(owned_job(svc.queue.as_ref(), tenant, id).await?.to_proto())
 }
 
 pub(super) async fn list_jobs(
     svc: &ScoringService,
+    tenant: &Tenant,
     request: ListJobsRequest,
 ) -> Result<pb::ListJobsResponse, Status> {
     let state = pb::JobState::try_from(request.state)
@@ -45,6 +65,7 @@ pub(super) async fn list_jobs(
     let query = ListQuery {
         limit,
         state: JobState::from_proto(state),
+        tenant: Some(tenant.0.clone()).filter(|t| !t.is_empty()),
     };
     let jobs = svc.queue.list_jobs(query).await.map_err(status)?;
     Ok(pb::ListJobsResponse {
@@ -54,9 +75,11 @@ pub(super) async fn list_jobs(
 
 pub(super) async fn cancel_job(
     svc: &ScoringService,
+    tenant: &Tenant,
     request: CancelJobRequest,
 ) -> Result<Job, Status> {
     let id = job_id(&request.job_id)?;
+    owned_job(svc.queue.as_ref(), tenant, id).await?;
     let job = svc.queue.cancel_job(id).await.map_err(status)?;
     tracing::info!(job = %job.id, "job cancelled");
     Ok(job.to_proto())

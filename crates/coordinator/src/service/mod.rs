@@ -26,6 +26,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::auth::Tenant;
 use crate::{CoordinatorError, CoordinatorMetrics, CoordinatorSettings};
 
 /// The Scoring service over a queue. Public so that tests (and embedders)
@@ -73,6 +74,16 @@ impl ScoringService {
     }
 }
 
+/// The tenant the authentication layer found for the call ("" when it is
+/// off, or when the service runs without it).
+pub(crate) fn tenant_of<T>(request: &Request<T>) -> Tenant {
+    request
+        .extensions()
+        .get::<Tenant>()
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// The status for a request the caller must fix.
 fn invalid(message: impl Into<String>) -> Status {
     Status::invalid_argument(message)
@@ -89,13 +100,14 @@ impl Scoring for ScoringService {
             .get::<crate::cancel::BodyFailed>()
             .cloned()
             .unwrap_or_default();
-        submit::submit_job(self, request.into_inner(), failed)
+        let tenant = tenant_of(&request);
+        submit::submit_job(self, tenant, request.into_inner(), failed)
             .await
             .map(Response::new)
     }
 
     async fn get_job(&self, request: Request<GetJobRequest>) -> Result<Response<Job>, Status> {
-        jobs::get_job(self, request.into_inner())
+        jobs::get_job(self, &tenant_of(&request), request.into_inner())
             .await
             .map(Response::new)
     }
@@ -104,7 +116,7 @@ impl Scoring for ScoringService {
         &self,
         request: Request<ListJobsRequest>,
     ) -> Result<Response<ListJobsResponse>, Status> {
-        jobs::list_jobs(self, request.into_inner())
+        jobs::list_jobs(self, &tenant_of(&request), request.into_inner())
             .await
             .map(Response::new)
     }
@@ -113,7 +125,7 @@ impl Scoring for ScoringService {
         &self,
         request: Request<CancelJobRequest>,
     ) -> Result<Response<Job>, Status> {
-        jobs::cancel_job(self, request.into_inner())
+        jobs::cancel_job(self, &tenant_of(&request), request.into_inner())
             .await
             .map(Response::new)
     }
@@ -124,7 +136,7 @@ impl Scoring for ScoringService {
         &self,
         request: Request<StreamResultsRequest>,
     ) -> Result<Response<Self::StreamResultsStream>, Status> {
-        results::stream_results(self, request.into_inner())
+        results::stream_results(self, &tenant_of(&request), request.into_inner())
             .await
             .map(Response::new)
     }

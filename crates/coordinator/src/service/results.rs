@@ -14,8 +14,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
-use super::jobs::job_id;
+use super::jobs::{job_id, owned_job};
 use super::ScoringService;
+use crate::auth::Tenant;
 use crate::error::status;
 
 /// Longest a queue read waits for new results before the loop looks again
@@ -28,11 +29,12 @@ type Page = Result<StreamResultsResponse, Status>;
 
 pub(super) async fn stream_results(
     svc: &ScoringService,
+    tenant: &Tenant,
     request: StreamResultsRequest,
 ) -> Result<ReceiverStream<Page>, Status> {
     let id = job_id(&request.job_id)?.to_string();
     // An unknown job is an error of the call itself, before any streaming.
-    svc.queue.get_job(&id).await.map_err(status)?;
+    owned_job(svc.queue.as_ref(), tenant, &id).await?;
     let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
     tokio::spawn(pump(
         Arc::clone(&svc.queue),

@@ -10,11 +10,14 @@ use std::collections::BTreeMap;
 use dfscan_proto::v1::item::Source;
 use dfscan_proto::v1::submit_job_request::Message;
 use dfscan_proto::v1::{Item, JobHeader, SubmitJobRequest, SubmitJobResponse};
-use dfscan_queue::{item_bytes, Created, JobQueue, JobRecord, JobSpec, NewTask, TaskHandle};
+use dfscan_queue::{
+    item_bytes, Created, JobQueue, JobRecord, JobSpec, ListQuery, NewTask, TaskHandle,
+};
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
 
 use super::{invalid, ScoringService};
+use crate::auth::Tenant;
 use crate::cancel::BodyFailed;
 use crate::error::status;
 use crate::settings::MAX_TASK_SIZE;
@@ -33,6 +36,7 @@ const MAX_ITEM_METADATA_BYTES: usize = 4096;
 
 pub(super) async fn submit_job(
     svc: &ScoringService,
+    tenant: Tenant,
     mut stream: Streaming<SubmitJobRequest>,
     body_failed: BodyFailed,
 ) -> Result<SubmitJobResponse, Status> {
@@ -41,7 +45,15 @@ pub(super) async fn submit_job(
         Some(Message::Items(_)) => return Err(invalid("the first message must be a JobHeader")),
         None => return Err(invalid("no JobHeader: the upload is empty")),
     };
-    let (spec, task_size) = svc.job_spec(header).await?;
+    let (mut spec, task_size) = svc.job_spec(header).await?;
+    if !tenant.0.is_empty() {
+        // Keys are per tenant: another tenant's key must not find its job.
+        if let Some(key) = &mut spec.idempotency_key {
+            *key = format!("{}/{key}", tenant.0);
+        }
+    }
+    let quota = svc.quota_room(&tenant).await?;
+    spec.tenant = tenant.0;
     let job = match svc.queue.create_job(spec).await.map_err(status)? {
         Created::New(job) => job,
         Created::Existing(job) => {
@@ -56,6 +68,7 @@ pub(super) async fn submit_job(
         }
     };
     let mut upload = Upload::new(svc, &job, task_size);
+    upload.quota = quota;
     let outcome = upload.run(&mut stream, &svc.shutdown, &body_failed).await;
     let sealed = upload.abort_on_error(outcome).await?;
     let model = crate::metrics::ModelLabel {
@@ -138,6 +151,29 @@ async fn drain(stream: &mut Streaming<SubmitJobRequest>, shutdown: &Cancellation
 }
 
 impl ScoringService {
+    /// How many more items `tenant` may queue under its quota, with the
+    /// quota; `None` without one. Counted from the tenant's unfinished jobs
+    /// (newest 1000), so two uploads racing each other may overshoot by
+    /// what they send at the same time.
+    async fn quota_room(&self, tenant: &Tenant) -> Result<Option<(u64, u64)>, Status> {
+        let quota = self.settings.auth.tenant_max_queued_items;
+        if quota == 0 || tenant.0.is_empty() {
+            return Ok(None);
+        }
+        let query = ListQuery {
+            limit: 1000,
+            state: None,
+            tenant: Some(tenant.0.clone()),
+        };
+        let jobs = self.queue.list_jobs(query).await.map_err(status)?;
+        let queued: u64 = jobs
+            .iter()
+            .filter(|job| !job.is_finished())
+            .map(|job| job.total.saturating_sub(job.completed + job.failed))
+            .sum();
+        Ok(Some((quota.saturating_sub(queued), quota)))
+    }
+
     /// Checks a header and turns it into the job's spec and task size.
     async fn job_spec(&self, header: JobHeader) -> Result<(JobSpec, usize), Status> {
         if header.metadata.len() > MAX_METADATA_ENTRIES {
@@ -236,6 +272,8 @@ struct Upload<'a> {
     pending_bytes: u64,
     /// Upload position of the next item.
     next_index: u64,
+    /// Items the job's tenant may still queue, and the quota, if it has one.
+    quota: Option<(u64, u64)>,
 }
 
 impl<'a> Upload<'a> {
@@ -249,6 +287,7 @@ impl<'a> Upload<'a> {
             pending: Vec::new(),
             pending_bytes: 0,
             next_index: 0,
+            quota: None,
         }
     }
 
@@ -278,6 +317,14 @@ impl<'a> Upload<'a> {
         for item in items {
             check_item(self.next_index, &item)?;
             self.next_index += 1;
+            if let Some((room, quota)) = self.quota {
+                if self.next_index > room {
+                    return Err(Status::resource_exhausted(format!(
+                        "the tenant's quota of {quota} queued items is reached \
+                         (coordinator.auth.tenant_max_queued_items): wait for its jobs to progress"
+                    )));
+                }
+            }
             self.pending_bytes += item_bytes(&item);
             self.pending.push(item);
             if self.pending.len() >= self.task_size || self.pending_bytes >= self.max_task_bytes {

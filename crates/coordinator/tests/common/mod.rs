@@ -1,6 +1,8 @@
 //! A coordinator on a loopback port over a `MemoryQueue`, a client for it,
 //! and a stand-in worker that scores through the queue API directly.
 
+#![allow(dead_code)] // each test file uses its own subset
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +27,16 @@ pub struct Cluster {
     pub server: JoinHandle<Result<(), CoordinatorError>>,
 }
 
-/// A coordinator that accepts model "tiny" with no worker.
+/// A coordinator that accepts model "tiny" with no worker, without
+/// authentication.
 pub async fn start() -> Cluster {
-    start_with(QueueSettings::default(), CoordinatorSettings::default()).await
+    start_with(QueueSettings::default(), without_auth()).await
+}
+
+pub fn without_auth() -> CoordinatorSettings {
+    let mut settings = CoordinatorSettings::default();
+    settings.auth.disabled = true;
+    settings
 }
 
 pub async fn start_with(queue: QueueSettings, mut settings: CoordinatorSettings) -> Cluster {
@@ -188,5 +197,21 @@ fn scored(id: &str, index: u64) -> ItemResult {
             sha256: "0".repeat(64),
         }),
         ..Default::default()
+    }
+}
+
+/// Longest a test waits for something the server does asynchronously.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Polls until `check` holds (for effects of a dropped connection, which
+/// the server sees a moment later).
+pub async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut() -> F) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition never held"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

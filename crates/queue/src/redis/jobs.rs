@@ -67,6 +67,9 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
     if let Some(key) = &record.idempotency_key {
         hset.arg("idem").arg(key);
     }
+    if !record.tenant.is_empty() {
+        hset.arg("tenant").arg(&record.tenant);
+    }
     if let Some(policy) = &record.policy {
         hset.arg("policy")
             .arg(prost::Message::encode_to_vec(policy));
@@ -327,7 +330,7 @@ pub(super) async fn list(q: &RedisQueue, query: ListQuery) -> Result<Vec<JobReco
             }
             match job_record(id, hash)? {
                 None => expired.push(id.clone()),
-                Some(job) if query.state.is_none_or(|s| s == job.state) => jobs.push(job),
+                Some(job) if query.matches(&job) => jobs.push(job),
                 Some(_) => {}
             }
         }

@@ -214,6 +214,7 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
         verdicts,
         callback_cursor: num("callback_cursor")?,
         callback_done: text("callback_done").is_some(),
+        tenant: text("tenant").unwrap_or_default(),
     }))
 }
 
