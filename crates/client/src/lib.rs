@@ -15,7 +15,7 @@ use dfscan_proto::v1::*;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 pub use error::ClientError;
@@ -23,6 +23,34 @@ pub use settings::ClientSettings;
 pub use upload::UploadProgress;
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// TLS to an `https://` coordinator: the public roots plus the configured
+/// CA, and a client certificate when one is configured.
+fn tls_config(settings: &ClientSettings) -> Result<ClientTlsConfig> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| ClientError::Connect(format!("TLS: {}: {e}", path.display())))
+    };
+    let mut config = ClientTlsConfig::new().with_webpki_roots();
+    if let Some(ca) = &settings.tls_ca_file {
+        config = config.ca_certificate(Certificate::from_pem(read(ca)?));
+    }
+    match (&settings.tls_cert_file, &settings.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(ClientError::Connect(
+                "client.tls_cert_file and client.tls_key_file go together".into(),
+            ))
+        }
+    }
+    if let Some(domain) = &settings.tls_domain {
+        config = config.domain_name(domain.clone());
+    }
+    Ok(config)
+}
 
 /// Puts the API token, if any, on every call.
 #[derive(Clone)]
@@ -48,10 +76,15 @@ pub struct Client {
 impl Client {
     /// Connects to the coordinator at `settings.coordinator`.
     pub async fn connect(settings: ClientSettings) -> Result<Self> {
-        let endpoint = Endpoint::from_shared(settings.coordinator.clone())
+        let mut endpoint = Endpoint::from_shared(settings.coordinator.clone())
             .map_err(|e| ClientError::Connect(format!("{}: {e}", settings.coordinator)))?
             .connect_timeout(Duration::from_secs(10))
             .http2_keep_alive_interval(Duration::from_secs(30));
+        if settings.coordinator.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(tls_config(&settings)?)
+                .map_err(|e| ClientError::Connect(format!("TLS: {e}")))?;
+        }
         let channel = endpoint
             .connect()
             .await

@@ -18,6 +18,15 @@ pub struct ClientSettings {
     pub resume_for_s: u64,
     /// API token sent with every call (`authorization: Bearer`).
     pub token: Option<Secret>,
+    /// For an `https://` coordinator: a PEM CA bundle to trust besides the
+    /// public roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key, for coordinators that check them.
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// The name the coordinator's certificate must carry, when it is not
+    /// the host of `coordinator`.
+    pub tls_domain: Option<String>,
 }
 
 impl Default for ClientSettings {
@@ -29,6 +38,10 @@ impl Default for ClientSettings {
             upload_batch_items: 256,
             resume_for_s: 300,
             token: None,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_domain: None,
         }
     }
 }

@@ -27,4 +27,4 @@ pub use kserve::KserveService;
 pub use metrics::CoordinatorMetrics;
 pub use server::serve;
 pub use service::ScoringService;
-pub use settings::{AuthSettings, CoordinatorSettings, MAX_TASK_SIZE};
+pub use settings::{AuthSettings, CoordinatorSettings, TlsSettings, MAX_TASK_SIZE};

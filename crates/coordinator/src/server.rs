@@ -15,11 +15,12 @@ use tokio_util::task::AbortOnDropHandle;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 use crate::auth::Auth;
 use crate::{
     health, CoordinatorError, CoordinatorMetrics, CoordinatorSettings, KserveService,
-    ScoringService,
+    ScoringService, TlsSettings,
 };
 
 /// HTTP/2 pings on idle connections, so that a result stream to a client
@@ -48,6 +49,7 @@ pub async fn serve(
 ) -> Result<(), CoordinatorError> {
     let limit = settings.max_message_bytes;
     let limits = settings.limits.clone();
+    let tls = settings.tls.clone();
     let interval = Duration::from_millis(settings.health_interval_ms);
     let callback_settings = settings.clone();
     let auth = Auth::from_settings(&settings.auth)?;
@@ -93,7 +95,11 @@ pub async fn serve(
         }
         tracing::info!("coordinator shutting down: draining connections");
     };
-    let served = Server::builder()
+    let mut server = Server::builder();
+    if let Some(tls) = tls_config(&tls)? {
+        server = server.tls_config(tls)?;
+    }
+    let served = server
         .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .tcp_keepalive(Some(KEEPALIVE_INTERVAL))
@@ -117,6 +123,34 @@ pub async fn serve(
     served?;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// The listener's TLS, if the settings turn it on.
+fn tls_config(tls: &TlsSettings) -> Result<Option<ServerTlsConfig>, CoordinatorError> {
+    let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) else {
+        return Ok(None);
+    };
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| CoordinatorError::Settings(format!("tls: {}: {e}", path.display())))
+    };
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &tls.client_ca_file {
+        config = config
+            .client_ca_root(Certificate::from_pem(read(ca)?))
+            .client_auth_optional(!tls.client_cert_required);
+    }
+    tracing::info!(
+        client_certificates = if tls.client_cert_required {
+            "required"
+        } else if tls.client_ca_file.is_some() {
+            "optional"
+        } else {
+            "off"
+        },
+        "TLS on"
+    );
+    Ok(Some(config))
 }
 
 /// Reflection over dfscan's API and the health service.

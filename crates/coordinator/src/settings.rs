@@ -58,6 +58,22 @@ pub struct CoordinatorSettings {
     pub callback_attempts: u32,
     pub auth: AuthSettings,
     pub limits: ConnectionLimits,
+    pub tls: TlsSettings,
+}
+
+/// TLS of the gRPC listener (config section `coordinator.tls`): both
+/// files set turn it on; a client CA adds client-certificate checks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    /// PEM certificate chain of the listener.
+    pub cert_file: Option<std::path::PathBuf>,
+    /// PEM private key of that certificate.
+    pub key_file: Option<std::path::PathBuf>,
+    /// PEM CA bundle: client certificates it signed are accepted.
+    pub client_ca_file: Option<std::path::PathBuf>,
+    /// With `client_ca_file`: refuse clients without such a certificate.
+    pub client_cert_required: bool,
 }
 
 /// What one client connection may hold of the server (config section
@@ -116,6 +132,7 @@ impl Default for CoordinatorSettings {
             callback_attempts: 8,
             auth: AuthSettings::default(),
             limits: ConnectionLimits::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -167,6 +184,16 @@ impl CoordinatorSettings {
         }
         if self.limits.max_concurrent_streams == 0 || self.limits.max_calls_per_connection == 0 {
             return invalid("connection limits must be at least 1".into());
+        }
+        let tls = &self.tls;
+        if tls.cert_file.is_some() != tls.key_file.is_some() {
+            return invalid("tls.cert_file and tls.key_file go together".into());
+        }
+        if tls.client_ca_file.is_some() && tls.cert_file.is_none() {
+            return invalid("tls.client_ca_file needs tls.cert_file and tls.key_file".into());
+        }
+        if tls.client_cert_required && tls.client_ca_file.is_none() {
+            return invalid("tls.client_cert_required needs tls.client_ca_file".into());
         }
         if self.callback_attempts == 0 {
             return invalid("callback_attempts must be at least 1".into());
