@@ -21,6 +21,13 @@ pub struct QueueSettings {
     pub max_queued_bytes: u64,
     /// A worker that has not sent a heartbeat for this long is not listed.
     pub worker_ttl_ms: u64,
+    /// For `rediss://` URLs: a PEM CA bundle to trust (default: the
+    /// system's roots).
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key, for a Redis that checks them
+    /// (`tls-auth-clients`).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for QueueSettings {
@@ -33,6 +40,9 @@ impl Default for QueueSettings {
             max_queued_items: 10_000_000,
             max_queued_bytes: 4 << 30,
             worker_ttl_ms: 15_000,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

@@ -516,3 +516,99 @@ async fn the_queue_rides_out_a_redis_restart() {
     q.enqueue(&job2, tasks(&[1])).await.unwrap();
     assert_eq!(claim(&q, "w").await.len(), 1);
 }
+
+/// `rediss://` with an ACL user and a client certificate: a Redis that
+/// requires both (`tls-auth-clients yes`, user `worker`) accepts the queue
+/// with the right password, CA and certificate, and refuses it without
+/// any one of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn rediss_with_an_acl_user_and_a_client_certificate() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+    // Distinct subjects: OpenSSL (on Redis's side) takes a certificate
+    // whose subject equals its issuer's for self-signed.
+    let params = |sans: Vec<String>, name: &str| {
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, name);
+        params
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = params(Vec::new(), "dfscan test CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    for (name, san) in [("redis", "127.0.0.1"), ("worker", "worker")] {
+        let key = KeyPair::generate().unwrap();
+        let cert = params(vec![san.to_string()], name)
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        std::fs::write(path(&format!("{name}.pem")), cert.pem()).unwrap();
+        std::fs::write(path(&format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    let tls_port = dfscan_testkit::free_port().to_string();
+    let file = |name: &str| path(name).to_str().unwrap().to_string();
+    let (cert, key, ca_file) = (file("redis.pem"), file("redis.key"), file("ca.pem"));
+    let _server = RedisServer::start_with_args(&[
+        "--tls-port",
+        &tls_port,
+        "--tls-cert-file",
+        &cert,
+        "--tls-key-file",
+        &key,
+        "--tls-ca-cert-file",
+        &ca_file,
+        "--tls-auth-clients",
+        "yes",
+        "--user",
+        "worker",
+        "on",
+        ">worker-password",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let settings = QueueSettings {
+        tls_ca_file: Some(path("ca.pem")),
+        tls_cert_file: Some(path("worker.pem")),
+        tls_key_file: Some(path("worker.key")),
+        ..QueueSettings::default()
+    };
+    let url = |password: &str| format!("rediss://worker:{password}@127.0.0.1:{tls_port}");
+
+    let q = RedisQueue::connect(&url("worker-password"), settings.clone())
+        .await
+        .unwrap();
+    let Created::New(job) = q.create_job(spec(None)).await.unwrap() else {
+        panic!("a new job was expected")
+    };
+    assert_eq!(q.get_job(&job.id).await.unwrap().id, job.id);
+
+    let refused = [
+        ("wrong password", url("guess"), settings.clone()),
+        (
+            "no client certificate",
+            url("worker-password"),
+            QueueSettings {
+                tls_cert_file: None,
+                tls_key_file: None,
+                ..settings.clone()
+            },
+        ),
+        (
+            "untrusted server",
+            url("worker-password"),
+            QueueSettings {
+                tls_ca_file: None,
+                ..settings.clone()
+            },
+        ),
+    ];
+    for (case, url, settings) in refused {
+        assert!(
+            RedisQueue::connect(&url, settings).await.is_err(),
+            "{case}: connected"
+        );
+    }
+}

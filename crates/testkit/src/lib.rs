@@ -38,20 +38,28 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     aof: bool,
+    /// More `redis-server` arguments (TLS, ACL users), kept for restarts.
+    extra: Vec<String>,
     dir: TempDir,
 }
 
 impl RedisServer {
     /// A server without persistence (`--save "" --appendonly no`).
     pub fn start() -> Self {
-        Self::start_inner(false)
+        Self::start_inner(false, &[])
+    }
+
+    /// A server without persistence and with more arguments, e.g. a
+    /// `--tls-port` beside the plain port (which readiness checks use).
+    pub fn start_with_args(extra: &[&str]) -> Self {
+        Self::start_inner(false, extra)
     }
 
     /// A server that writes every command to its append-only file before
     /// replying (`--appendonly yes --appendfsync always`), so its data
     /// survives [`kill`](Self::kill) + [`restart`](Self::restart).
     pub fn start_with_aof() -> Self {
-        Self::start_inner(true)
+        Self::start_inner(true, &[])
     }
 
     /// `redis://127.0.0.1:PORT`
@@ -83,7 +91,7 @@ impl RedisServer {
     /// [`kill`](Self::kill)) and waits until it answers PING.
     pub fn restart(&mut self) {
         self.kill();
-        let child = spawn(self.port, self.dir.path(), self.aof);
+        let child = spawn(self.port, self.dir.path(), self.aof, &self.extra);
         self.child = Some(child);
         if let Err(why) = self.wait_ready() {
             self.kill();
@@ -95,7 +103,8 @@ impl RedisServer {
         }
     }
 
-    fn start_inner(aof: bool) -> Self {
+    fn start_inner(aof: bool, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         let mut last_error = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let dir = tempfile::Builder::new()
@@ -103,11 +112,12 @@ impl RedisServer {
                 .tempdir()
                 .expect("cannot create a temporary directory for redis-server");
             let port = free_port();
-            let child = spawn(port, dir.path(), aof);
+            let child = spawn(port, dir.path(), aof, &extra);
             let mut server = Self {
                 child: Some(child),
                 port,
                 aof,
+                extra: extra.clone(),
                 dir,
             };
             match server.wait_ready() {
@@ -174,7 +184,7 @@ fn redis_server_binary() -> PathBuf {
     }
 }
 
-fn spawn(port: u16, dir: &Path, aof: bool) -> Child {
+fn spawn(port: u16, dir: &Path, aof: bool, extra: &[String]) -> Child {
     let mut command = Command::new(redis_server_binary());
     command
         .arg("--port")
@@ -190,6 +200,7 @@ fn spawn(port: u16, dir: &Path, aof: bool) -> Child {
     } else {
         command.args(["--appendonly", "no"]);
     }
+    command.args(extra);
     let stderr = std::fs::File::create(dir.join("stderr.log"))
         .expect("cannot create redis-server's stderr file");
     command

@@ -17,10 +17,10 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError};
-use redis::{RedisResult, ServerErrorKind};
+use redis::{ClientTlsConfig, RedisResult, ServerErrorKind, TlsCertificates};
 
 use super::scripts::SCRIPTS;
-use crate::{QueueError, Result};
+use crate::{QueueError, QueueSettings, Result};
 
 /// Pauses between attempts; their sum (~2.5 s) bounds how long a call
 /// waits for Redis to come back.
@@ -37,9 +37,40 @@ pub(super) struct Conn {
     idle_blocking: Mutex<Vec<MultiplexedConnection>>,
 }
 
+/// The client for `url`: for `rediss://` with a configured CA or client
+/// certificate, with those (the system's roots otherwise).
+fn client(url: &str, settings: &QueueSettings) -> Result<Client> {
+    let custom = settings.tls_ca_file.is_some() || settings.tls_cert_file.is_some();
+    if !url.starts_with("rediss://") || !custom {
+        return Client::open(url).map_err(|e| unavailable("redis url", e));
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| QueueError::Unavailable(format!("redis TLS: {}: {e}", path.display())))
+    };
+    let client_tls = match (&settings.tls_cert_file, &settings.tls_key_file) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(QueueError::Unavailable(
+                "queue.tls_cert_file and queue.tls_key_file go together".into(),
+            ))
+        }
+    };
+    let root_cert = settings.tls_ca_file.as_deref().map(read).transpose()?;
+    let certificates = TlsCertificates {
+        client_tls,
+        root_cert,
+    };
+    Client::build_with_tls(url, certificates).map_err(|e| unavailable("redis url", e))
+}
+
 impl Conn {
-    pub async fn connect(url: &str) -> Result<Self> {
-        let client = Client::open(url).map_err(|e| unavailable("redis url", e))?;
+    pub async fn connect(url: &str, settings: &QueueSettings) -> Result<Self> {
+        let client = client(url, settings)?;
         // Few reconnection attempts of its own: the retry loop below paces
         // them and gives up with an error the caller can act on.
         let config = ConnectionManagerConfig::new()

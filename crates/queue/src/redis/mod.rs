@@ -42,7 +42,7 @@ impl RedisQueue {
     /// `Unavailable` when Redis cannot be reached now. Later calls
     /// reconnect by themselves.
     pub async fn connect(url: &str, settings: QueueSettings) -> Result<RedisQueue> {
-        let conn = Conn::connect(url).await?;
+        let conn = Conn::connect(url, &settings).await?;
         let queue = RedisQueue {
             conn,
             keys: Keys::new(&settings.key_prefix),
