@@ -139,7 +139,7 @@ fn truncated_png_and_jpeg_fail_at_every_length() {
             100,
             full.len() / 3,
             full.len() / 2,
-            full.len() - 16,
+            full.len() - 40,
         ];
         for len in lengths {
             let err = decode_rgb(&full[..len], &limits())
@@ -157,6 +157,13 @@ fn truncated_png_and_jpeg_fail_at_every_length() {
     let jpeg = encode(ImageFormat::Jpeg);
     let msg = message(&jpeg[..jpeg.len() - 2]);
     assert!(msg.contains("truncated"), "{msg}");
+    // A PNG is not: Pillow stops reading after the last row, so a file that
+    // lacks only its IEND chunk and the last IDAT's CRC decodes.
+    let png = encode(ImageFormat::Png);
+    assert_eq!(
+        decode_rgb(&png[..png.len() - 16], &limits()).unwrap(),
+        decode_rgb(&png, &limits()).unwrap()
+    );
 }
 
 #[test]

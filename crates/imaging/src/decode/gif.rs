@@ -21,6 +21,17 @@ fn err(msg: impl std::fmt::Display) -> ImagingError {
     ImagingError::Decode(format!("GIF: {msg}"))
 }
 
+/// The `gif` crate's errors, naming a cut file as Pillow does.
+fn decoding(e: gif::DecodingError) -> ImagingError {
+    match e {
+        gif::DecodingError::UnexpectedEof => err("image file is truncated"),
+        gif::DecodingError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            err("image file is truncated")
+        }
+        e => err(e),
+    }
+}
+
 /// `GifImageFile._is_palette_needed` is false for `(i, i, i)` ramps, which
 /// Pillow opens as mode `L` instead of `P`.
 fn palette_lookup(palette: Option<&[u8]>) -> Vec<[u8; 3]> {
@@ -46,13 +57,13 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Frame, Imagi
     options.set_memory_limit(MemoryLimit::Bytes(
         std::num::NonZeroU64::new(limits.max_alloc()).ok_or_else(|| err("zero memory limit"))?,
     ));
-    let mut decoder = options.read_info(Cursor::new(bytes)).map_err(err)?;
+    let mut decoder = options.read_info(Cursor::new(bytes)).map_err(decoding)?;
     let (screen_w, screen_h) = (u32::from(decoder.width()), u32::from(decoder.height()));
     let global = decoder.global_palette().map(<[u8]>::to_vec);
 
     let frame = decoder
         .next_frame_info()
-        .map_err(err)?
+        .map_err(decoding)?
         .ok_or_else(|| err("image not found in GIF file"))?;
     let (left, top) = (u32::from(frame.left), u32::from(frame.top));
     let (fw, fh) = (u32::from(frame.width), u32::from(frame.height));
@@ -64,7 +75,7 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Frame, Imagi
     let lookup = palette_lookup(frame.palette.as_deref().or(global.as_deref()));
 
     let mut indices = vec![0u8; decoder.buffer_size()];
-    decoder.read_into_buffer(&mut indices).map_err(err)?;
+    decoder.read_into_buffer(&mut indices).map_err(decoding)?;
 
     let background = transparent.unwrap_or(0);
     let mut canvas = vec![background; width as usize * height as usize];

@@ -21,7 +21,18 @@ pub(super) fn decode(
     limits: &DecodeLimits,
 ) -> Result<Frame, ImagingError> {
     let name = format!("{format:?}").to_uppercase();
-    let err = |e: image::ImageError| ImagingError::Decode(format!("{name}: {e}"));
+    // A RIFF container knows its own length: name a cut file as such.
+    let declared = bytes
+        .get(4..8)
+        .map(|b| u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])) + 8);
+    let cut = format == ImageFormat::WebP && declared > Some(bytes.len() as u64);
+    let err = |e: image::ImageError| {
+        if cut {
+            ImagingError::Decode(format!("{name}: image file is truncated ({e})"))
+        } else {
+            ImagingError::Decode(format!("{name}: {e}"))
+        }
+    };
     let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
     let mut caps = image::Limits::default();
     caps.max_alloc = Some(limits.max_alloc());
