@@ -145,4 +145,6 @@ fn a_scrape_after_a_job_counts_what_the_job_did() {
         batches
     );
     assert_eq!(sample(&m, "dfscan_worker_tasks_in_hand", &[model]), 0.0);
+    // A CPU worker asks no GPU driver and exports no GPU memory.
+    assert!(!m.keys().any(|k| k.starts_with("dfscan_worker_gpu_memory")));
 }

@@ -17,6 +17,12 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GpuLabel {
+    /// NVML's index of a GPU this process can see.
+    gpu: u32,
+}
+
 pub struct WorkerMetrics {
     registry: Registry,
     items: Family<OutcomeLabel, Counter>,
@@ -27,10 +33,17 @@ pub struct WorkerMetrics {
     queue_wait_seconds: Histogram,
     end_to_end_seconds: Histogram,
     pub(crate) tasks_in_hand: Gauge,
+    /// Memory in use on the GPUs the worker sees (read at each scrape;
+    /// none on CPU workers or without an NVIDIA driver).
+    gpu_memory_used: Family<GpuLabel, Gauge>,
+    gpu_memory_total: Family<GpuLabel, Gauge>,
+    on_cuda: bool,
 }
 
 impl WorkerMetrics {
-    pub(crate) fn new(model: &str, worker_id: &str) -> Self {
+    /// `device` is the worker's (`cpu`, `cuda:N`): only CUDA workers ask
+    /// the NVIDIA driver (NVML) for GPU memory.
+    pub(crate) fn new(model: &str, worker_id: &str, device: &str) -> Self {
         let labels = [
             (Cow::Borrowed("model"), Cow::Owned(model.to_string())),
             (Cow::Borrowed("worker"), Cow::Owned(worker_id.to_string())),
@@ -47,6 +60,9 @@ impl WorkerMetrics {
             queue_wait_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 25)),
             end_to_end_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 25)),
             tasks_in_hand: Gauge::default(),
+            gpu_memory_used: Family::default(),
+            gpu_memory_total: Family::default(),
+            on_cuda: device.starts_with("cuda"),
             registry: Registry::default(),
         };
         registry.register(
@@ -89,6 +105,16 @@ impl WorkerMetrics {
             "Tasks claimed and not yet completed",
             metrics.tasks_in_hand.clone(),
         );
+        registry.register(
+            "gpu_memory_used_bytes",
+            "Memory in use on each GPU the worker sees (NVML; in a pod, the worker's GPU)",
+            metrics.gpu_memory_used.clone(),
+        );
+        registry.register(
+            "gpu_memory_total_bytes",
+            "Memory of each GPU the worker sees (NVML)",
+            metrics.gpu_memory_total.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -122,11 +148,44 @@ impl WorkerMetrics {
 
     /// The OpenMetrics text of a scrape.
     pub fn render(&self) -> String {
+        if self.on_cuda {
+            self.read_gpu_memory();
+        }
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
     }
+}
+
+impl WorkerMetrics {
+    fn read_gpu_memory(&self) {
+        let Some(nvml) = nvml() else { return };
+        let count = nvml.device_count().unwrap_or(0);
+        for gpu in 0..count {
+            let Ok(memory) = nvml.device_by_index(gpu).and_then(|d| d.memory_info()) else {
+                continue;
+            };
+            let label = GpuLabel { gpu };
+            let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
+            self.gpu_memory_used.get_or_create(&label).set(bytes(memory.used));
+            self.gpu_memory_total.get_or_create(&label).set(bytes(memory.total));
+        }
+    }
+}
+
+/// The NVIDIA driver's management library, loaded once at run time (no
+/// link-time dependency: CPU hosts have none); `None` without a driver.
+fn nvml() -> Option<&'static nvml_wrapper::Nvml> {
+    static NVML: std::sync::OnceLock<Option<nvml_wrapper::Nvml>> = std::sync::OnceLock::new();
+    NVML.get_or_init(|| match nvml_wrapper::Nvml::init() {
+        Ok(nvml) => Some(nvml),
+        Err(error) => {
+            tracing::info!(%error, "no NVML: GPU memory is not exported");
+            None
+        }
+    })
+    .as_ref()
 }
 
 /// Time since `ms` (ms since the Unix epoch), zero if that is in the

@@ -72,10 +72,11 @@ impl Worker {
         let uris = UriRoots::new(&settings.uri_roots)?;
         let runner = Arc::new(Runner::new(scoring, uris)?);
         let worker_id = settings.worker_id();
+        let metrics = WorkerMetrics::new(&model_name, &worker_id, runner.device());
         Ok(Self {
             queue,
             runner,
-            metrics: Arc::new(WorkerMetrics::new(&model_name, &worker_id)),
+            metrics: Arc::new(metrics),
             model: model_name,
             worker_id,
             // Three refreshes per timeout: two can fail before a claim lapses.
