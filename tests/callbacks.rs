@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::cluster::{read_jsonl, wait_for_port, wait_until, write_images, Proc};
-use common::{dfscan, model_dir};
+use common::{dfscan, model_dir, score_jsonl};
 use dfscan_testkit::free_port;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -103,21 +103,9 @@ fn verdicts_follow_the_thresholds_and_callbacks_survive_a_failing_receiver() {
     let model_arg = model.to_str().unwrap();
 
     // Thresholds from the scores themselves, so every verdict occurs.
-    let out = dfscan()
-        .args(["score", "--format", "jsonl", "--model", model_arg])
-        .arg(&images)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let scores: BTreeMap<String, f32> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let row: Value = serde_json::from_str(l).unwrap();
+    let scores: BTreeMap<String, f32> = score_jsonl(&model, &images)
+        .into_iter()
+        .map(|row| {
             let path = row["path"].as_str().unwrap().to_string();
             (path, row["fake_score"].as_f64().unwrap() as f32)
         })

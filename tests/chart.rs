@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::cluster::{read_jsonl, wait_for_port, write_images, Proc};
-use common::{dfscan, fixtures, repo};
+use common::{dfscan, fixtures, repo, tools_python};
 use dfscan_testkit::{free_port, RedisServer};
 use serde_json::{json, Value};
 
@@ -33,17 +33,6 @@ const NAMESPACE: &str = "dfscan";
 const HUB_MODEL: &str = "prithivMLmods/Deep-Fake-Detector-Model";
 /// The API token the rendered-processes test gives the chart and the client.
 const TOKEN: &str = "chart-test-token-0123456789";
-
-/// The chart tools' virtualenv; missing is a setup error, not a skip.
-fn chart_python() -> PathBuf {
-    let python = repo().join(".venv-tools/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup.sh first",
-        python.display()
-    );
-    python
-}
 
 /// Renders, lints and validates the chart once per case (one Python run).
 fn run_chart_tool(cases: &[(&str, Value)]) -> Value {
@@ -57,7 +46,7 @@ fn run_chart_tool(cases: &[(&str, Value)]) -> Value {
             .map(|(name, values)| json!({"name": name, "values": values}))
             .collect::<Vec<_>>(),
     });
-    let mut child = Command::new(chart_python())
+    let mut child = Command::new(tools_python())
         .arg(repo().join("tests/chart/chart_tool.py"))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

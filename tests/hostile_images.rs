@@ -61,24 +61,12 @@ fn corpus() -> &'static Path {
                 hash.update(std::fs::read(&path).unwrap());
             }
         }
-        let key: String = hash
-            .finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hostile-{key}"));
-        if !dir.join(".complete").exists() {
-            let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&tmp);
+        common::generated_dir("hostile", hash, |tmp| {
             common::run_tool(
                 "make_hostile_corpus.py",
                 &[tmp.to_str().unwrap(), "--model", model.to_str().unwrap()],
             );
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::rename(&tmp, &dir).unwrap();
-        }
-        dir
+        })
     })
 }
 

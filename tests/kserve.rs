@@ -10,30 +10,18 @@ mod common;
 use std::collections::HashMap;
 
 use common::cluster::{wait_for_port, write_images, Proc};
-use common::{dfscan, model_dir, repo};
+use common::{dfscan, model_dir, repo, score_jsonl, tools_python};
 use dfscan_testkit::free_port;
 use serde_json::Value;
 
 /// `dfscan score`'s scores per file name, by label.
 fn reference(
-    model: &str,
+    model: &std::path::Path,
     images: &std::path::Path,
 ) -> HashMap<String, (String, HashMap<String, f64>)> {
-    let out = dfscan()
-        .args(["score", "--format", "jsonl", "--model", model])
-        .arg(images)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let row: Value = serde_json::from_str(line).unwrap();
+    score_jsonl(model, images)
+        .into_iter()
+        .map(|row| {
             let name = row["path"]
                 .as_str()
                 .unwrap()
@@ -83,7 +71,7 @@ fn tritons_client_scores_as_dfscan_score_does() {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    let out = std::process::Command::new(repo().join(".venv-tools/bin/python"))
+    let out = std::process::Command::new(tools_python())
         .arg(repo().join("tests/tools/triton_client.py"))
         .args(["--url", &listen, "--model", "tiny-a", "--descriptors"])
         .arg(&descriptors)
@@ -98,7 +86,7 @@ fn tritons_client_scores_as_dfscan_score_does() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     // Probabilities and labels: as `dfscan score`'s, in class order.
-    let expected = reference(model_arg, &images);
+    let expected = reference(&model, &images);
     let labels = labels(&model);
     let results = report["results"].as_array().unwrap();
     assert_eq!(results.len(), files.len());

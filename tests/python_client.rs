@@ -12,29 +12,17 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use common::cluster::{wait_for_port, write_images, Proc};
-use common::{dfscan, model_dir, repo};
+use common::{dfscan, model_dir, repo, tools_python};
 use dfscan_testkit::free_port;
 
 /// A model the coordinator accepts but no worker serves: its jobs wait.
 const PARKED_MODEL: &str = "parked";
 /// `queue.max_queued_items`, per model.
 const MAX_QUEUED_ITEMS: &str = "1000";
-
-/// The chart and client tools' virtualenv; missing is a setup error.
-fn venv_python() -> PathBuf {
-    let python = repo().join(".venv-tools/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup.sh first",
-        python.display()
-    );
-    python
-}
 
 #[test]
 fn python_client_suite_against_dfscan_serve() {
@@ -77,7 +65,7 @@ fn python_client_suite_against_dfscan_serve() {
     wait_for_port(port);
 
     let started = Instant::now();
-    let out = Command::new(venv_python())
+    let out = Command::new(tools_python())
         .args(["-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"])
         .arg(repo().join("clients/python/tests"))
         .current_dir(repo())

@@ -16,15 +16,75 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The setup's virtualenv Python; a missing one is a setup error, not a skip.
+/// The setup's virtualenv Python (torch, transformers); a missing one is a
+/// setup error, not a skip.
 pub fn python() -> PathBuf {
-    let python = repo().join(".venv/bin/python");
+    setup_file(".venv/bin/python")
+}
+
+/// The Python of the setup's tools virtualenv (Helm SDK, tritonclient,
+/// grpcio, pytest).
+pub fn tools_python() -> PathBuf {
+    setup_file(".venv-tools/bin/python")
+}
+
+/// A file `scripts/setup.sh` puts in the checkout.
+pub fn setup_file(relative: &str) -> PathBuf {
+    let path = repo().join(relative);
     assert!(
-        python.exists(),
+        path.exists(),
         "{} is missing: run scripts/setup.sh first",
-        python.display()
+        path.display()
     );
-    python
+    path
+}
+
+/// Runs `cmd`, requires success (panicking with its stderr), returns its
+/// output.
+pub fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().expect("running a command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// `dfscan score --format jsonl` of `inputs` with `model`: its lines.
+pub fn score_jsonl(model: &Path, inputs: &Path) -> Vec<serde_json::Value> {
+    let out = run_ok(
+        dfscan()
+            .args(["score", "--format", "jsonl", "--model"])
+            .arg(model)
+            .arg(inputs),
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A directory made once by `generate` (into a temporary sibling, renamed
+/// when done) and cached under the target directory as `PREFIX-<hash of
+/// what went into it>`: a change to its inputs makes a new one.
+pub fn generated_dir(prefix: &str, inputs: Sha256, generate: impl FnOnce(&Path)) -> PathBuf {
+    let key: String = inputs
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{prefix}-{key}"));
+    if !dir.join(".complete").exists() {
+        let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        generate(&tmp);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::rename(&tmp, &dir).unwrap();
+    }
+    dir
 }
 
 /// Runs a Python tool from tests/tools and panics with its output on failure.
@@ -51,21 +111,9 @@ pub fn fixtures() -> &'static Path {
         for tool in ["make_fixtures.py", "make_checkpoint.py"] {
             hash.update(std::fs::read(repo().join("tests/tools").join(tool)).unwrap());
         }
-        let key: String = hash
-            .finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fixtures-{key}"));
-        if !dir.join(".complete").exists() {
-            let tmp = dir.with_extension(format!("tmp{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&tmp);
+        generated_dir("fixtures", hash, |tmp| {
             run_tool("make_fixtures.py", &[tmp.to_str().unwrap()]);
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::rename(&tmp, &dir).unwrap();
-        }
-        dir
+        })
     })
 }
 

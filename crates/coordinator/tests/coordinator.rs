@@ -13,8 +13,6 @@ use dfscan_proto::v1::{
     SubmitJobResponse, Worker,
 };
 use dfscan_queue::{JobQueue, QueueSettings};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 
@@ -289,13 +287,9 @@ async fn a_full_queue_refuses_the_upload_and_removes_what_it_queued() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_goes_away_mid_upload_leaves_nothing_behind() {
     let cluster = start().await;
-    let (tx, rx) = mpsc::channel(4);
-    let (mut uploader, connection) = cluster.severable_client().await;
-    let upload = tokio::spawn(async move { uploader.submit_job(ReceiverStream::new(rx)).await });
-    tx.send(header("tiny", 4)).await.unwrap();
-    tx.send(numbered(0, 16)).await.unwrap();
+    let (uploader, connection) = cluster.severable_client().await;
+    let (_tx, upload) = upload_in_progress(&cluster, uploader, 4, 16, 16).await;
     let queue = cluster.queue.clone();
-    eventually(|| async { queue.queue_stats("tiny").await.unwrap().items == 16 }).await;
 
     connection.abort();
     assert!(upload.await.unwrap().is_err());
@@ -319,13 +313,9 @@ async fn a_client_that_goes_away_mid_upload_leaves_nothing_behind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_cancels_mid_upload_leaves_nothing_behind() {
     let cluster = start().await;
-    let (tx, rx) = mpsc::channel(4);
-    let mut uploader = cluster.client().await;
-    let upload = tokio::spawn(async move { uploader.submit_job(ReceiverStream::new(rx)).await });
-    tx.send(header("tiny", 4)).await.unwrap();
-    tx.send(numbered(0, 16)).await.unwrap();
+    let uploader = cluster.client().await;
+    let (tx, upload) = upload_in_progress(&cluster, uploader, 4, 16, 16).await;
     let queue = cluster.queue.clone();
-    eventually(|| async { queue.queue_stats("tiny").await.unwrap().items == 16 }).await;
 
     upload.abort();
     assert!(upload.await.unwrap_err().is_cancelled());
@@ -532,13 +522,9 @@ async fn shutdown_reports_not_serving_and_ends_long_calls() {
         .unwrap()
         .into_inner();
     // An upload in progress.
-    let (tx, rx) = mpsc::channel(4);
-    let mut uploader = cluster.client().await;
-    let upload = tokio::spawn(async move { uploader.submit_job(ReceiverStream::new(rx)).await });
-    tx.send(header("tiny", 0)).await.unwrap();
-    tx.send(numbered(0, 40)).await.unwrap();
+    let uploader = cluster.client().await;
+    let (tx, upload) = upload_in_progress(&cluster, uploader, 0, 40, 2 + 32).await;
     let queue = cluster.queue.clone();
-    eventually(|| async { queue.queue_stats("tiny").await.unwrap().items == 2 + 32 }).await;
 
     cluster.shutdown.cancel();
     let next = watch.message().await.unwrap().unwrap();
@@ -565,13 +551,7 @@ async fn calls_over_a_connections_limit_are_shed() {
     let client = cluster.client().await;
     // An upload in progress holds the connection's one call (tasks of one
     // item: they are queued as they arrive).
-    let (tx, rx) = mpsc::channel(4);
-    let mut uploader = client.clone();
-    let upload = tokio::spawn(async move { uploader.submit_job(ReceiverStream::new(rx)).await });
-    tx.send(header("tiny", 1)).await.unwrap();
-    tx.send(numbered(0, 3)).await.unwrap();
-    let queue = cluster.queue.clone();
-    eventually(|| async { queue.queue_stats("tiny").await.unwrap().items == 3 }).await;
+    let (tx, upload) = upload_in_progress(&cluster, client.clone(), 1, 3, 3).await;
 
     let list = || ListJobsRequest::default();
     let shed = client.clone().list_jobs(list()).await.unwrap_err();

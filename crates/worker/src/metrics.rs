@@ -168,8 +168,12 @@ impl WorkerMetrics {
             };
             let label = GpuLabel { gpu };
             let bytes = |b: u64| i64::try_from(b).unwrap_or(i64::MAX);
-            self.gpu_memory_used.get_or_create(&label).set(bytes(memory.used));
-            self.gpu_memory_total.get_or_create(&label).set(bytes(memory.total));
+            self.gpu_memory_used
+                .get_or_create(&label)
+                .set(bytes(memory.used));
+            self.gpu_memory_total
+                .get_or_create(&label)
+                .set(bytes(memory.total));
         }
     }
 }

@@ -16,7 +16,9 @@ use dfscan_proto::v1::{
 };
 use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings, TaskHandle};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -214,4 +216,26 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl F
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// An upload left open: a header with `task_size`, then `items` numbered
+/// items, once `queued` items of "tiny" are in the queue. Dropping the
+/// sender ends the upload normally.
+pub async fn upload_in_progress(
+    cluster: &Cluster,
+    mut uploader: ScoringClient<Channel>,
+    task_size: u32,
+    items: usize,
+    queued: u64,
+) -> (
+    mpsc::Sender<SubmitJobRequest>,
+    JoinHandle<Result<tonic::Response<dfscan_proto::v1::SubmitJobResponse>, tonic::Status>>,
+) {
+    let (tx, rx) = mpsc::channel(4);
+    let upload = tokio::spawn(async move { uploader.submit_job(ReceiverStream::new(rx)).await });
+    tx.send(header("tiny", task_size)).await.unwrap();
+    tx.send(numbered(0, items)).await.unwrap();
+    let queue = cluster.queue.clone();
+    eventually(|| async { queue.queue_stats("tiny").await.unwrap().items == queued }).await;
+    (tx, upload)
 }
