@@ -26,6 +26,8 @@ use crate::{
 /// HTTP/2 pings on idle connections, so that a result stream to a client
 /// that vanished without closing its connection is noticed and ended.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How often abandoned uploads are looked for.
+const REAP_EVERY: Duration = Duration::from_secs(30);
 /// A ping unanswered for this long closes the connection.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -71,6 +73,10 @@ pub async fn serve(
         Arc::clone(&queue),
         callback_settings,
         metrics,
+        shutdown.clone(),
+    )));
+    let _reaper = AbortOnDropHandle::new(tokio::spawn(reap_abandoned_uploads(
+        Arc::clone(&queue),
         shutdown.clone(),
     )));
     let kserve = GrpcInferenceServiceServer::new(KserveService::new(Arc::clone(&scoring)))
@@ -123,6 +129,21 @@ pub async fn serve(
     served?;
     tracing::info!("coordinator stopped");
     Ok(())
+}
+
+/// Every coordinator looks for uploads whose coordinator died (there may
+/// be several coordinators; the removal is idempotent).
+async fn reap_abandoned_uploads(queue: Arc<dyn JobQueue>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(REAP_EVERY);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(error) = queue.reap_abandoned_uploads().await {
+            tracing::warn!(%error, "looking for abandoned uploads failed");
+        }
+    }
 }
 
 /// The listener's TLS, if the settings turn it on.

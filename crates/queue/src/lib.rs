@@ -107,10 +107,36 @@ pub trait JobQueue: Send + Sync + 'static {
     /// Takes or renews the right to deliver the job's callbacks for `ttl`;
     /// false while another holder has it.
     async fn lease_callback(&self, job_id: &str, holder: &str, ttl: Duration) -> Result<bool>;
+    /// Removes uploads abandoned for `queue.upload_timeout_s` (see
+    /// [`JobRecord::upload_abandoned`]); returns how many. Their tasks
+    /// already queued are released as workers come to them (their job is
+    /// gone).
+    async fn reap_abandoned_uploads(&self) -> Result<usize>;
+
     /// Records that item callbacks are delivered up to result `cursor`;
     /// with `done`, that the job's callbacks are over (delivered, given up,
     /// or the job is gone), which takes it out of `pending_callbacks`.
     async fn callback_progress(&self, job_id: &str, cursor: u64, done: bool) -> Result<()>;
+}
+
+/// [`JobQueue::reap_abandoned_uploads`] for any backend, in terms of its
+/// other calls.
+async fn reap_abandoned(queue: &dyn JobQueue, timeout_s: u64) -> Result<usize> {
+    let query = ListQuery {
+        limit: 1000,
+        state: Some(JobState::Uploading),
+        tenant: None,
+    };
+    let now = now_ms();
+    let mut reaped = 0;
+    for job in queue.list_jobs(query).await? {
+        if job.upload_abandoned(now, timeout_s) {
+            tracing::warn!(job = %job.id, "upload abandoned: removing the job");
+            queue.abort_job(&job, &[]).await?;
+            reaped += 1;
+        }
+    }
+    Ok(reaped)
 }
 
 /// Milliseconds since the Unix epoch.

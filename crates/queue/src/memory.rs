@@ -278,7 +278,15 @@ impl JobQueue for MemoryQueue {
         let mut state = self.lock();
         if let Some(key) = &spec.idempotency_key {
             if let Some(job) = state.idempotency.get(key).and_then(|id| state.jobs.get(id)) {
-                return Ok(Created::Existing(job.record.clone()));
+                if !job
+                    .record
+                    .upload_abandoned(now_ms(), self.settings.upload_timeout_s)
+                {
+                    return Ok(Created::Existing(job.record.clone()));
+                }
+                // Its uploader is gone: the key is free again.
+                let abandoned = job.record.id.clone();
+                state.remove_job(&abandoned);
             }
         }
         let record = JobRecord::new(spec);
@@ -320,7 +328,9 @@ impl JobQueue for MemoryQueue {
         if usage.bytes + bytes > max_bytes {
             return Err(full(&job.model, "bytes", usage.bytes, bytes, max_bytes));
         }
-        state.job_mut(&job.id)?.record.total += items;
+        let record = &mut state.job_mut(&job.id)?.record;
+        record.total += items;
+        record.updated_ms = now_ms();
         let mut handles = Vec::with_capacity(tasks.len());
         for task in tasks {
             state.next_entry += 1;
@@ -561,6 +571,10 @@ impl JobQueue for MemoryQueue {
         let mut workers: Vec<Worker> = state.workers.values().map(|(w, _)| w.clone()).collect();
         workers.sort_by(|a, b| a.worker_id.cmp(&b.worker_id));
         Ok(workers)
+    }
+
+    async fn reap_abandoned_uploads(&self) -> Result<usize> {
+        crate::reap_abandoned(self, self.settings.upload_timeout_s).await
     }
 
     async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>> {

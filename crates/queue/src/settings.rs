@@ -21,6 +21,9 @@ pub struct QueueSettings {
     pub max_queued_bytes: u64,
     /// A worker that has not sent a heartbeat for this long is not listed.
     pub worker_ttl_ms: u64,
+    /// An upload that adds nothing for this long is abandoned (its
+    /// coordinator died): it is removed, and its idempotency key freed.
+    pub upload_timeout_s: u64,
     /// For `rediss://` URLs: a PEM CA bundle to trust (default: the
     /// system's roots).
     pub tls_ca_file: Option<std::path::PathBuf>,
@@ -40,6 +43,7 @@ impl Default for QueueSettings {
             max_queued_items: 10_000_000,
             max_queued_bytes: 4 << 30,
             worker_ttl_ms: 15_000,
+            upload_timeout_s: 300,
             tls_ca_file: None,
             tls_cert_file: None,
             tls_key_file: None,

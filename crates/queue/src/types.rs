@@ -128,11 +128,15 @@ pub struct JobRecord {
     /// The job's callbacks are over (delivered or given up).
     pub callback_done: bool,
     pub tenant: String,
+    /// The upload's last activity (creation, then each enqueue), in ms
+    /// since the Unix epoch.
+    pub updated_ms: i64,
 }
 
 impl JobRecord {
     /// A new job, uploading, with a fresh random id.
     pub fn new(spec: JobSpec) -> Self {
+        let now = crate::now_ms();
         Self {
             id: new_job_id(),
             model: spec.model,
@@ -140,7 +144,7 @@ impl JobRecord {
             total: 0,
             completed: 0,
             failed: 0,
-            created_ms: crate::now_ms(),
+            created_ms: now,
             finished_ms: None,
             metadata: spec.metadata,
             idempotency_key: spec.idempotency_key,
@@ -152,7 +156,15 @@ impl JobRecord {
             callback_cursor: 0,
             callback_done: false,
             tenant: spec.tenant,
+            updated_ms: now,
         }
+    }
+
+    /// Still uploading with nothing added for `timeout_s`: its uploader
+    /// is gone (a coordinator that died mid-upload) and nobody will seal it.
+    pub fn upload_abandoned(&self, now_ms: i64, timeout_s: u64) -> bool {
+        let timeout_ms = i64::try_from(timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        self.state == JobState::Uploading && now_ms.saturating_sub(self.updated_ms) >= timeout_ms
     }
 
     /// The upload is over and every item has its result.

@@ -80,6 +80,7 @@ conformance!(
     finished_jobs_expire,
     online_tasks_go_first_and_keep_their_own_retention,
     verdicts_metadata_and_callbacks_are_kept,
+    abandoned_uploads_free_their_key_and_go,
 );
 
 fn settings() -> QueueSettings {
@@ -733,4 +734,50 @@ async fn verdicts_metadata_and_callbacks_are_kept(b: Backend) {
     q.callback_progress("0123456789abcdef0123456789abcdef", 0, true)
         .await
         .unwrap();
+}
+
+async fn abandoned_uploads_free_their_key_and_go(b: Backend) {
+    let o = b
+        .open(QueueSettings {
+            upload_timeout_s: 1,
+            ..settings()
+        })
+        .await;
+    let q = &*o.queue;
+    // Two uploads whose coordinator died: one with an idempotency key.
+    let Created::New(keyed) = q.create_job(spec(Some("k"))).await.unwrap() else {
+        panic!("new job expected")
+    };
+    q.enqueue(&keyed, tasks(&[2])).await.unwrap();
+    let Created::New(plain) = q.create_job(spec(None)).await.unwrap() else {
+        panic!("new job expected")
+    };
+    q.enqueue(&plain, tasks(&[3])).await.unwrap();
+    // While the upload may still be going on, the key finds it.
+    let again = q.create_job(spec(Some("k"))).await.unwrap();
+    assert_eq!(
+        again,
+        Created::Existing(q.get_job(&keyed.id).await.unwrap())
+    );
+    assert_eq!(q.reap_abandoned_uploads().await.unwrap(), 0);
+
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    // Abandoned now: the key makes a new job, the reaper takes the other.
+    let Created::New(fresh) = q.create_job(spec(Some("k"))).await.unwrap() else {
+        panic!("the abandoned upload should have freed its key")
+    };
+    assert_ne!(fresh.id, keyed.id);
+    assert_eq!(q.reap_abandoned_uploads().await.unwrap(), 1);
+    for gone in [&keyed.id, &plain.id] {
+        assert!(matches!(
+            q.get_job(gone).await,
+            Err(QueueError::JobNotFound(_))
+        ));
+    }
+    // Their queued tasks are released as workers come to them.
+    for task in claim_all(q, "w1").await {
+        let completion = q.complete(&task.handle, results_for(&task)).await.unwrap();
+        assert_eq!(completion, Completion::JobGone);
+    }
+    assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
 }

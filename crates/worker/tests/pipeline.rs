@@ -141,6 +141,9 @@ impl JobQueue for Wrapped {
     async fn list_workers(&self) -> Result<Vec<WorkerEntry>, QueueError> {
         self.inner.list_workers().await
     }
+    async fn reap_abandoned_uploads(&self) -> Result<usize, QueueError> {
+        self.inner.reap_abandoned_uploads().await
+    }
     async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>, QueueError> {
         self.inner.pending_callbacks(limit).await
     }

@@ -40,7 +40,11 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
             Some(id) => get(q, &id).await?,
             None => None,
         } {
-            return Ok(Created::Existing(existing));
+            if !existing.upload_abandoned(now_ms(), q.settings.upload_timeout_s) {
+                return Ok(Created::Existing(existing));
+            }
+            // Its uploader is gone: the key is free again.
+            abort(q, &existing, &[]).await?;
         }
     }
     let record = JobRecord::new(spec);
@@ -60,6 +64,8 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
         .arg(0)
         .arg("created_ms")
         .arg(record.created_ms)
+        .arg("updated_ms")
+        .arg(record.updated_ms)
         .arg("metadata")
         .arg(encode_metadata(&record.metadata))
         .arg("priority")
@@ -222,7 +228,7 @@ async fn add_total(
 ) -> Result<()> {
     let keys = [q.keys.job(&job.id), q.keys.job_token(&job.id, token)];
     let mut cmd = evalsha(&SCRIPTS.add_total, &keys);
-    cmd.arg(items).arg(mode).arg(TOKEN_TTL_MS);
+    cmd.arg(items).arg(mode).arg(TOKEN_TTL_MS).arg(now_ms());
     let reply: Value = q.conn.query("enqueue", &cmd).await?;
     let reply = array(&reply)?;
     match reply.first().and_then(string).as_deref() {

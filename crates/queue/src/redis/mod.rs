@@ -159,6 +159,10 @@ impl JobQueue for RedisQueue {
         workers::list(self).await
     }
 
+    async fn reap_abandoned_uploads(&self) -> Result<usize> {
+        crate::reap_abandoned(self, self.settings.upload_timeout_s).await
+    }
+
     async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>> {
         callbacks::pending(self, limit).await
     }

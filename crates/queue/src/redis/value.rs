@@ -215,6 +215,9 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
         callback_cursor: num("callback_cursor")?,
         callback_done: text("callback_done").is_some(),
         tenant: text("tenant").unwrap_or_default(),
+        updated_ms: text("updated_ms")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(created_ms),
     }))
 }
 

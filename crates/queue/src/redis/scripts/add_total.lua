@@ -1,7 +1,8 @@
 -- Adds an enqueue call's items to the job's total, or takes them back when
 -- the model's queue refused them (job slot).
 -- KEYS: job, token (one per enqueue call)
--- ARGV: items, 'add' | 'undo', token lifetime ms
+-- ARGV: items, 'add' | 'undo', token lifetime ms, now ms (the upload's
+--       last activity)
 -- Returns {'ok'} | {'missing'} | {'state', state}
 --
 -- The token makes both directions safe to retry after a lost reply.
@@ -23,5 +24,6 @@ if state ~= 'uploading' then
   return {'state', state}
 end
 redis.call('HINCRBY', job, 'total', ARGV[1])
+redis.call('HSET', job, 'updated_ms', ARGV[4])
 redis.call('SET', token, '1', 'PX', ARGV[3])
 return {'ok'}
