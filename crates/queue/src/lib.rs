@@ -119,13 +119,18 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn callback_progress(&self, job_id: &str, cursor: u64, done: bool) -> Result<()>;
 }
 
+/// Jobs one sweep for abandoned uploads looks at, newest first: the sweep
+/// reads that many job records whatever the index holds (a filter by state
+/// would read the whole index). An abandoned upload older than that is
+/// still freed when its idempotency key is used again.
+const REAP_SCAN: usize = 1000;
+
 /// [`JobQueue::reap_abandoned_uploads`] for any backend, in terms of its
 /// other calls.
 async fn reap_abandoned(queue: &dyn JobQueue, timeout_s: u64) -> Result<usize> {
     let query = ListQuery {
-        limit: 1000,
-        state: Some(JobState::Uploading),
-        tenant: None,
+        limit: REAP_SCAN,
+        ..ListQuery::default()
     };
     let now = now_ms();
     let mut reaped = 0;

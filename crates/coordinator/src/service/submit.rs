@@ -33,6 +33,8 @@ const MAX_ITEM_ID_BYTES: usize = 1024;
 /// So does its metadata.
 const MAX_ITEM_METADATA_ENTRIES: usize = 16;
 const MAX_ITEM_METADATA_BYTES: usize = 4096;
+/// Jobs a quota check looks at, newest first.
+const QUOTA_SCAN: usize = 2000;
 
 pub(super) async fn submit_job(
     svc: &ScoringService,
@@ -153,22 +155,22 @@ async fn drain(stream: &mut Streaming<SubmitJobRequest>, shutdown: &Cancellation
 impl ScoringService {
     /// How many more items `tenant` may queue under its quota, with the
     /// quota; `None` without one. Counted from the tenant's unfinished jobs
-    /// (newest 1000), so two uploads racing each other may overshoot by
-    /// what they send at the same time.
+    /// among the newest [`QUOTA_SCAN`] (bounded work per upload, whatever
+    /// the job index holds), so two uploads racing each other may overshoot
+    /// by what they send at the same time.
     async fn quota_room(&self, tenant: &Tenant) -> Result<Option<(u64, u64)>, Status> {
         let quota = self.settings.auth.tenant_max_queued_items;
         if quota == 0 || tenant.0.is_empty() {
             return Ok(None);
         }
         let query = ListQuery {
-            limit: 1000,
-            state: None,
-            tenant: Some(tenant.0.clone()),
+            limit: QUOTA_SCAN,
+            ..ListQuery::default()
         };
         let jobs = self.queue.list_jobs(query).await.map_err(status)?;
         let queued: u64 = jobs
             .iter()
-            .filter(|job| !job.is_finished())
+            .filter(|job| job.tenant == tenant.0 && !job.is_finished())
             .map(|job| job.total.saturating_sub(job.completed + job.failed))
             .sum();
         Ok(Some((quota.saturating_sub(queued), quota)))
