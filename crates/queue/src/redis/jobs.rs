@@ -20,6 +20,9 @@ const TOKEN_TTL_MS: u64 = 60_000;
 const ABORTED_EVENTS_TTL_MS: u64 = 60_000;
 /// Jobs read per round trip when listing.
 const LIST_PAGE: isize = 100;
+/// Most job records one listing reads, newest first, however few of them
+/// match its filters: a listing by tenant or state costs at most this.
+const LIST_SCAN: isize = 10_000;
 /// Attempts at taking an idempotency key held by expired jobs.
 const IDEM_ATTEMPTS: usize = 4;
 
@@ -347,7 +350,7 @@ pub(super) async fn list(q: &RedisQueue, query: ListQuery) -> Result<Vec<JobReco
             // The pruned ids no longer take up ranks of the index.
             start -= expired.len() as isize;
         }
-        if jobs.len() >= limit || (ids.len() as isize) < LIST_PAGE {
+        if jobs.len() >= limit || (ids.len() as isize) < LIST_PAGE || start >= LIST_SCAN {
             jobs.truncate(limit);
             return Ok(jobs);
         }
