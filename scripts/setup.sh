@@ -25,6 +25,23 @@ tools_venv="$cache/venv-tools-$tools_key"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
+# make_venv DIR REQUIREMENTS WHAT: a virtualenv with the pinned
+# requirements, built once (its directory name is keyed by their hash).
+make_venv() {
+  local dir=$1 reqs=$2 what=$3
+  if [ ! -f "$dir/.complete" ]; then
+    log "creating virtualenv $dir ($what)"
+    rm -rf "$dir"
+    mkdir -p "$cache"
+    "$python" -m venv "$dir"
+    "$dir/bin/pip" install --quiet --upgrade pip
+    "$dir/bin/pip" install --quiet -r "$reqs"
+    touch "$dir/.complete"
+  else
+    log "virtualenv $dir is ready"
+  fi
+}
+
 # Debian packages (each named like the command it provides), installed only
 # when that command is missing.
 missing=()
@@ -41,33 +58,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if [ ! -f "$venv/.complete" ]; then
-  log "creating virtualenv $venv (torch 2.11.0 and reference tools; about 5 GB)"
-  rm -rf "$venv"
-  mkdir -p "$cache"
-  "$python" -m venv "$venv"
-  "$venv/bin/pip" install --quiet --upgrade pip
-  "$venv/bin/pip" install --quiet -r "$reqs"
-  touch "$venv/.complete"
-else
-  log "virtualenv $venv is ready"
-fi
+make_venv "$venv" "$reqs" "torch 2.11.0 and reference tools; about 5 GB"
 # A version-independent path to site-packages for .cargo/config.toml.
 site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 ln -sfn "$site" "$venv/site-packages"
 ln -sfn "$venv" "$repo/.venv"
 
-if [ ! -f "$tools_venv/.complete" ]; then
-  log "creating virtualenv $tools_venv (chart, client and protocol test tools)"
-  rm -rf "$tools_venv"
-  mkdir -p "$cache"
-  "$python" -m venv "$tools_venv"
-  "$tools_venv/bin/pip" install --quiet --upgrade pip
-  "$tools_venv/bin/pip" install --quiet -r "$tools_reqs"
-  touch "$tools_venv/.complete"
-else
-  log "virtualenv $tools_venv is ready"
-fi
+make_venv "$tools_venv" "$tools_reqs" "chart, client and protocol test tools"
 ln -sfn "$tools_venv" "$repo/.venv-tools"
 
 if ! command -v cargo >/dev/null 2>&1; then

@@ -243,19 +243,21 @@ def write_bad(d: Path) -> list[str]:
         b'  <rect width="64" height="64" fill="#3366cc"/><circle cx="32" cy="32" r="20" fill="#ffcc00"/>\n'
         b"</svg>\n"
     )
-    files["doc.pdf"] = _minimal_pdf()
+    files["doc.pdf"] = minimal_pdf()
     for name, data in files.items():
         (d / name).write_bytes(data)
     return sorted(files)
 
 
-def _minimal_pdf() -> bytes:
+def minimal_pdf(binary_marker: bool = False) -> bytes:
+    """A one-page PDF; `binary_marker` adds the comment line of high bytes
+    that PDF writers put second to mark the file binary."""
     objs = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] >>",
     ]
-    out = bytearray(b"%PDF-1.4\n")
+    out = bytearray(b"%PDF-1.4\n" + (b"%\xe2\xe3\xcf\xd3\n" if binary_marker else b""))
     offsets = []
     for i, o in enumerate(objs, 1):
         offsets.append(len(out))

@@ -46,6 +46,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 CHECKED_IN = HERE.parent / "hostile"
+sys.path.insert(0, str(HERE))
+from make_fixtures import minimal_pdf  # noqa: E402  (same directory)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,25 +144,6 @@ def gif_parts(data: bytes) -> tuple[bytes, bytes]:
     return data[:head], data[head:-1]
 
 
-def minimal_pdf() -> bytes:
-    objs = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 72 72] >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for i, o in enumerate(objs, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % i + o + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objs) + 1, xref)
-    return bytes(out)
-
-
 def iso_box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", 8 + len(payload)) + kind + payload
 
@@ -224,7 +207,7 @@ def build() -> dict[str, tuple[bytes, dict]]:
         b'<rect width="64" height="64" fill="#36c"/></svg>\n'
     )
     add("drawing.svg", svg, error("unsupported", "SVG", "SVG"))
-    add("document.pdf", minimal_pdf(), error("unsupported", "PDF 1.4", "PDF"))
+    add("document.pdf", minimal_pdf(binary_marker=True), error("unsupported", "PDF 1.4", "PDF"))
 
     # --- truncated at many points ---------------------------------------------------------------
     for pct in (10, 50, 90):

@@ -289,21 +289,11 @@ async fn a_client_that_goes_away_mid_upload_leaves_nothing_behind() {
     let cluster = start().await;
     let (uploader, connection) = cluster.severable_client().await;
     let (_tx, upload) = upload_in_progress(&cluster, uploader, 4, 16, 16).await;
-    let queue = cluster.queue.clone();
 
     connection.abort();
     assert!(upload.await.unwrap().is_err());
     let mut client = cluster.client().await;
-    eventually(|| async {
-        let stats = queue.queue_stats("tiny").await.unwrap();
-        stats.items == 0
-            && queue
-                .list_jobs(Default::default())
-                .await
-                .unwrap()
-                .is_empty()
-    })
-    .await;
+    nothing_left(&cluster).await;
     assert_eq!(job_count(&mut client).await, 0);
     cluster.stop().await;
 }
@@ -315,20 +305,10 @@ async fn a_client_that_cancels_mid_upload_leaves_nothing_behind() {
     let cluster = start().await;
     let uploader = cluster.client().await;
     let (tx, upload) = upload_in_progress(&cluster, uploader, 4, 16, 16).await;
-    let queue = cluster.queue.clone();
 
     upload.abort();
     assert!(upload.await.unwrap_err().is_cancelled());
-    eventually(|| async {
-        let stats = queue.queue_stats("tiny").await.unwrap();
-        stats.items == 0
-            && queue
-                .list_jobs(Default::default())
-                .await
-                .unwrap()
-                .is_empty()
-    })
-    .await;
+    nothing_left(&cluster).await;
     drop(tx);
     cluster.stop().await;
 }

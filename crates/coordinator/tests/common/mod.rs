@@ -239,3 +239,19 @@ pub async fn upload_in_progress(
     eventually(|| async { queue.queue_stats("tiny").await.unwrap().items == queued }).await;
     (tx, upload)
 }
+
+/// Waits until the queue holds no job and no queued item (what an aborted
+/// upload leaves, a moment after the call ends).
+pub async fn nothing_left(cluster: &Cluster) {
+    let queue = cluster.queue.clone();
+    eventually(|| async {
+        let stats = queue.queue_stats("tiny").await.unwrap();
+        stats.items == 0
+            && queue
+                .list_jobs(Default::default())
+                .await
+                .unwrap()
+                .is_empty()
+    })
+    .await;
+}
