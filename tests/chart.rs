@@ -112,6 +112,11 @@ fn valid_cases() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "tls-client-certificates",
+            json!({"tls": {"enabled": true, "secretName": "dfscan-tls",
+                           "clientCertificates": "required"}}),
+        ),
+        (
             "model-cache-pvc",
             json!({"model": {"volume": {"type": "persistentVolumeClaim"}},
                    "worker": {"dtype": "bf16"}}),
@@ -121,6 +126,11 @@ fn valid_cases() -> Vec<(&'static str, Value)> {
 
 fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
     vec![
+        (
+            "tls-bad-client-certificates",
+            json!({"tls": {"enabled": true, "secretName": "s", "clientCertificates": "maybe"}}),
+            "/tls/clientCertificates",
+        ),
         (
             "negative-replicas",
             json!({"worker": {"replicas": -1}}),
@@ -1053,5 +1063,33 @@ fn rendered_processes_score_a_job() {
         proc.signal("TERM");
         let status = proc.wait_exit(Duration::from_secs(*grace));
         assert!(status.success(), "{role} exited with {status}");
+    }
+}
+
+#[test]
+fn tls_serves_the_grpc_port_from_a_tls_secret() {
+    let m = rendered("tls-client-certificates");
+    assert_eq!(
+        m.config()["coordinator"]["tls"],
+        json!({"cert_file": "/etc/dfscan/tls/tls.crt", "key_file": "/etc/dfscan/tls/tls.key",
+               "client_ca_file": "/etc/dfscan/tls/ca.crt", "client_cert_required": true})
+    );
+    let coordinator = m.coordinator();
+    let c = &containers(coordinator)[0];
+    assert!(c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"] == "tls" && v["mountPath"] == "/etc/dfscan/tls"));
+    let volumes = &coordinator["spec"]["template"]["spec"]["volumes"];
+    assert!(volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["secret"]["secretName"] == "dfscan-tls"));
+    // Kubernetes' gRPC probes cannot speak TLS.
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert_eq!(c[probe]["tcpSocket"]["port"], 50051, "{probe}");
+        assert!(c[probe].get("grpc").is_none(), "{probe}");
     }
 }
