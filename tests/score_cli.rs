@@ -285,19 +285,14 @@ fn logs_are_json_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dfscan.toml");
     std::fs::write(&config, "log_format = \"json\"\n").unwrap();
-    let out = common::dfscan()
-        .env("DFSCAN_LOG", "info")
-        .arg("--config")
-        .arg(&config)
-        .args(["score", "--format", "jsonl", "--model"])
-        .arg(common::model_dir("tiny-a"))
-        .arg(common::fixtures().join("images").join("rgb.jpg"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::run_ok(
+        common::dfscan()
+            .env("DFSCAN_LOG", "info")
+            .arg("--config")
+            .arg(&config)
+            .args(["score", "--format", "jsonl", "--model"])
+            .arg(common::model_dir("tiny-a"))
+            .arg(common::fixtures().join("images").join("rgb.jpg")),
     );
     let logs: Vec<Value> = jsonl(&out.stderr);
     let loaded = logs

@@ -133,23 +133,6 @@ const INTERESTING_8: [u8; 10] = [0, 1, 2, 3, 4, 8, 12, 16, 0x7F, 0xFF];
 // ---------------------------------------------------------------------------
 // mutations
 
-fn crc32(parts: &[&[u8]]) -> u32 {
-    let mut c = !0u32;
-    for part in parts {
-        for &b in *part {
-            c ^= u32::from(b);
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-    }
-    !c
-}
-
 /// (offset of the length field, declared length) of each PNG chunk.
 fn png_chunks(data: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
@@ -168,7 +151,7 @@ fn png_fix_crcs(data: &mut [u8]) {
     for (pos, len) in png_chunks(data) {
         let end = pos + 8 + len;
         if end + 4 <= data.len() {
-            let crc = crc32(&[&data[pos + 4..end]]);
+            let crc = crc32fast::hash(&data[pos + 4..end]);
             data[end..end + 4].copy_from_slice(&crc.to_be_bytes());
         }
     }

@@ -337,16 +337,11 @@ pub fn error_result(id: &str, index: u64, error: &str) -> ItemResult {
 /// The error a cancelled job's remaining items get.
 pub const CANCELLED_ERROR: &str = "job cancelled";
 
-/// The error results of a dead-lettered task: one per item, named by the
-/// payload's ids where it could be read.
-pub fn dead_letter_results(
-    task: &TaskHandle,
-    items: Option<&[Item]>,
-    deliveries: u64,
-) -> Vec<ItemResult> {
-    let error =
-        format!("dead-lettered: the task failed on {deliveries} deliveries without completing");
-    (0..task.count)
+/// One error result per item of the task (e.g. "job cancelled"), named
+/// by the payload's ids and carrying its metadata where it could be read.
+pub fn error_results(task: &TaskHandle, items: Option<&[Item]>, error: &str) -> Vec<ItemResult> {
+    let count = items.map_or(task.count, |items| items.len() as u64);
+    (0..count)
         .map(|i| {
             let item = items.and_then(|items| items.get(i as usize));
             ItemResult {
@@ -354,9 +349,40 @@ pub fn dead_letter_results(
                 ..error_result(
                     item.map_or("", |item| item.id.as_str()),
                     task.first_index + i,
-                    &error,
+                    error,
                 )
             }
         })
         .collect()
+}
+
+/// The error results of a dead-lettered task.
+pub fn dead_letter_results(
+    task: &TaskHandle,
+    items: Option<&[Item]>,
+    deliveries: u64,
+) -> Vec<ItemResult> {
+    let error =
+        format!("dead-lettered: the task failed on {deliveries} deliveries without completing");
+    error_results(task, items, &error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_results_cover_unreadable_payloads() {
+        let task = TaskHandle {
+            model: "m".into(),
+            priority: Priority::Bulk,
+            entry_id: "1".into(),
+            job_id: "j".into(),
+            first_index: 4,
+            count: 2,
+        };
+        let results = error_results(&task, None, "job cancelled");
+        assert_eq!(results.len(), 2);
+        assert_eq!((results[1].index, results[1].id.as_str()), (5, ""));
+    }
 }

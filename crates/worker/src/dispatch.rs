@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use dfscan_queue::{error_result, ClaimedTask, CANCELLED_ERROR};
+use dfscan_queue::{error_result, error_results, ClaimedTask, CANCELLED_ERROR};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::batcher::Decoded;
 use crate::claim::Claimed;
 use crate::metrics::WorkerMetrics;
 use crate::scoring::Runner;
-use crate::task::{error_results, Finished, Finisher, InHand, TaskSlot};
+use crate::task::{Finished, Finisher, InHand, TaskSlot};
 
 pub(crate) struct Dispatcher {
     pub runner: Arc<Runner>,

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dfscan_proto::v1::{Item, ItemResult, VerdictPolicy};
-use dfscan_queue::{error_result, verdict, TaskHandle};
+use dfscan_queue::{verdict, TaskHandle};
 use tokio::sync::{mpsc, Semaphore};
 
 /// A task whose every item has its result.
@@ -202,29 +202,6 @@ impl Counters {
     }
 }
 
-/// One error result per item of the task, e.g. "job cancelled", named by
-/// the payload's ids where it could be read.
-pub(crate) fn error_results(
-    handle: &TaskHandle,
-    items: Option<&[Item]>,
-    error: &str,
-) -> Vec<ItemResult> {
-    let count = items.map_or(handle.count, |items| items.len() as u64);
-    (0..count)
-        .map(|i| {
-            let item = items.and_then(|items| items.get(i as usize));
-            ItemResult {
-                metadata: item.map(|item| item.metadata.clone()).unwrap_or_default(),
-                ..error_result(
-                    item.map_or("", |item| item.id.as_str()),
-                    handle.first_index + i,
-                    error,
-                )
-            }
-        })
-        .collect()
-}
-
 /// The guarded data stays consistent even if a holder panicked (every
 /// update is a few field writes), so a poisoned lock is used as is rather
 /// than taking the worker down.
@@ -234,6 +211,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use dfscan_queue::error_result;
+
     use super::*;
 
     fn handle(first_index: u64, count: u64) -> TaskHandle {
@@ -301,12 +280,5 @@ mod tests {
                 .await
                 .is_err()
         );
-    }
-
-    #[test]
-    fn error_results_cover_unreadable_payloads() {
-        let results = error_results(&handle(4, 2), None, "job cancelled");
-        assert_eq!(results.len(), 2);
-        assert_eq!((results[1].index, results[1].id.as_str()), (5, ""));
     }
 }
