@@ -1,5 +1,5 @@
 // Link arguments for libtorch, shared by every package whose binaries or
-// tests load it (crates/model includes this file as its own build script).
+// tests load it (crates/model, crates/worker and crates/train include this file as their build script).
 //
 // torch-sys finds libtorch in the virtualenv's `torch` package but its link
 // flags do not reach downstream binaries, so without this the binary would

@@ -75,15 +75,9 @@ pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
 fn labelled_images(dir: &Path, labels: &[String]) -> anyhow::Result<(Vec<PathBuf>, Vec<usize>)> {
     let mut paths = Vec::new();
     let mut truth = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !entry.file_type()?.is_dir() || name.starts_with('.') {
-            continue;
-        }
+    let folders =
+        dfscan_imaging::label_folders(dir).with_context(|| format!("reading {}", dir.display()))?;
+    for (name, images) in folders {
         let Some(class) = labels.iter().position(|l| l.eq_ignore_ascii_case(&name)) else {
             bail!(
                 "folder {name:?} in {} names no label of the model ({})",
@@ -91,10 +85,8 @@ fn labelled_images(dir: &Path, labels: &[String]) -> anyhow::Result<(Vec<PathBuf
                 labels.join(", ")
             );
         };
-        for image in crate::inputs::images_under(&entry.path())? {
-            paths.push(image);
-            truth.push(class);
-        }
+        truth.extend(std::iter::repeat_n(class, images.len()));
+        paths.extend(images);
     }
     anyhow::ensure!(
         !paths.is_empty(),

@@ -11,6 +11,7 @@ mod output;
 mod remote;
 mod score;
 mod submit;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// Evaluate a model on a labelled folder (one subfolder per label).
     Eval(eval::EvalArgs),
+    /// Fine-tune a ViT classifier on labelled images (a checkpoint `score` serves).
+    Train(train::TrainArgs),
     /// Run the gRPC coordinator: accepts jobs and queues them in Redis.
     Coordinator(dfscan_process::coordinator::CoordinatorArgs),
     /// Run a worker: scores the queued tasks of one model.
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Score(args) => score::run(cli.config.as_deref(), args),
         Command::Eval(args) => eval::run(cli.config.as_deref(), args),
+        Command::Train(args) => train::run(cli.config.as_deref(), args),
         Command::Coordinator(args) => cluster::coordinator(cli.config.as_deref(), args),
         Command::Worker(args) => cluster::worker(cli.config.as_deref(), args),
         Command::Serve(args) => cluster::serve(cli.config.as_deref(), args),

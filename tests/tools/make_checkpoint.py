@@ -14,11 +14,23 @@ drops them is caught, and the classifier is calibrated on deterministic syntheti
 that logits have mean ~0 and a spread of ~1.5 per class: softmax probabilities then spread
 over roughly 0.05 - 0.95.
 
+--headless writes a pretrained backbone without a classification head instead, laid out like
+`google/vit-base-patch16-224-in21k` (the base of a fine-tuning run): a `ViTModel` with its
+pooler, weight keys without the `vit.` prefix (`embeddings.cls_token`,
+`encoder.layer.0.attention.attention.query.weight`, ..., `layernorm.weight`,
+`pooler.dense.weight`), config.json with `"architectures": ["ViTModel"]` and no
+id2label/label2id, and the preset's preprocessor_config.json.  Its backbone weights are
+bit-identical to the `vit.*` weights of the same preset and seed with the preset's labels
+(the pooler gets its own fan-in init).  `ViTForImageClassification.from_pretrained(OUT,
+num_labels=K)` loads the whole backbone, reports `pooler.dense.*` as unused and initialises a
+new classifier, like the real in21k checkpoint.
+
 Usage:
     make_checkpoint.py OUT_DIR [--preset tiny-a|tiny-b|base] [--seed N]
-                       [--labels Real,Fake] [--shard-size BYTES]
+                       [--labels Real,Fake] [--shard-size BYTES] [--headless]
 
 Library use (make_fixtures.py):  make_checkpoint(out_dir, preset="tiny-a", seed=0)
+                                 make_checkpoint(out_dir, preset="tiny-a", headless=True)
 """
 from __future__ import annotations
 
@@ -138,6 +150,32 @@ def make_config(preset: str, labels: list[str]):
     )
 
 
+def make_headless_config(preset: str):
+    """Config of a head-less `ViTModel` (like google/vit-base-patch16-224-in21k).  The
+    id2label/label2id that ViTConfig always serialises are stripped from config.json after
+    saving (see _strip_label_maps)."""
+    from transformers import ViTConfig
+
+    cfg = dict(PRESETS[preset]["config"])
+    return ViTConfig(
+        **cfg,
+        hidden_act="gelu",
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_channels=3,
+        architectures=["ViTModel"],
+    )
+
+
+def _strip_label_maps(config_json: Path) -> None:
+    """Remove id2label/label2id from a written config.json (the real in21k config has none),
+    in save_pretrained's format (indent 2, sorted keys, trailing newline)."""
+    cfg = json.loads(config_json.read_text())
+    for key in ("id2label", "label2id"):
+        cfg.pop(key, None)
+    config_json.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 def calibration_pixels(preset: str, n: int, seed: int) -> "torch.Tensor":
     """Deterministic synthetic images (gradients, blobs, stripes, noise), already normalized
     with the preset's mean/std at the model's input size: [n, 3, S, S] float32."""
@@ -188,7 +226,7 @@ def init_weights(model, seed: int) -> None:
             elif isinstance(module, nn.LayerNorm):
                 normal_(module.weight, 0.15, mean=1.0)
                 normal_(module.bias, 0.1)
-        emb = model.vit.embeddings
+        emb = model.base_model.embeddings  # model.vit for the head model
         normal_(emb.cls_token, 1.0)
         normal_(emb.position_embeddings, 0.5)
 
@@ -219,6 +257,30 @@ def calibrate_classifier(model, preset: str, seed: int) -> dict:
     )
 
 
+def headless_model(preset: str, seed: int):
+    """A `ViTModel` (with pooler) whose backbone equals the `vit` of the head model that
+    make_checkpoint(preset, seed) builds with the preset's labels; pooler: fan-in init."""
+    import torch
+    from torch import nn
+    from transformers import ViTForImageClassification, ViTModel
+
+    torch.manual_seed(seed)
+    full = ViTForImageClassification(make_config(preset, list(PRESETS[preset]["labels"])))
+    init_weights(full, seed)  # same draws as the head checkpoint (calibration is head-only)
+
+    model = ViTModel(make_headless_config(preset), add_pooling_layer=True)
+    result = model.load_state_dict(full.vit.state_dict(), strict=False)
+    pooler = {k for k in model.state_dict() if k.startswith("pooler.")}
+    if set(result.missing_keys) != pooler or result.unexpected_keys:
+        raise RuntimeError(f"backbone copy mismatch: {result}")
+    g = torch.Generator().manual_seed(1_000_003 * seed + 7)
+    dense: nn.Linear = model.pooler.dense
+    with torch.no_grad():
+        dense.weight.copy_(torch.randn(dense.weight.shape, generator=g) / math.sqrt(dense.in_features))
+        dense.bias.copy_(torch.randn(dense.bias.shape, generator=g) * 0.05)
+    return model
+
+
 def make_checkpoint(
     out_dir: str | os.PathLike,
     preset: str = "tiny-a",
@@ -226,14 +288,19 @@ def make_checkpoint(
     labels: list[str] | None = None,
     shard_size: int | None = None,
     verbose: bool = False,
+    headless: bool = False,
 ) -> dict:
-    """Write the checkpoint to out_dir (replacing a previous one).  Returns a small summary."""
+    """Write the checkpoint to out_dir (replacing a previous one).  Returns a small summary.
+    headless=True writes a ViTModel backbone without classifier (see module doc); labels must
+    then be None."""
     _quiet_transformers()
     import torch
     from transformers import ViTForImageClassification
 
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    if headless and labels:
+        raise ValueError("a headless checkpoint has no labels")
     labels = list(labels) if labels else list(PRESETS[preset]["labels"])
     if len(set(labels)) != len(labels) or not all(labels):
         raise ValueError(f"labels must be distinct and non-empty: {labels}")
@@ -245,11 +312,15 @@ def make_checkpoint(
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
-    torch.manual_seed(seed)
-    config = make_config(preset, labels)
-    model = ViTForImageClassification(config)
-    init_weights(model, seed)
-    stats = calibrate_classifier(model, preset, seed)
+    if headless:
+        model = headless_model(preset, seed)
+        stats = {}
+    else:
+        torch.manual_seed(seed)
+        config = make_config(preset, labels)
+        model = ViTForImageClassification(config)
+        init_weights(model, seed)
+        stats = calibrate_classifier(model, preset, seed)
     model.eval()
 
     save_kwargs = {"safe_serialization": True}
@@ -261,6 +332,8 @@ def make_checkpoint(
         save_kwargs.pop("safe_serialization")
         model.save_pretrained(out, **save_kwargs)
     make_processor(preset).save_pretrained(out)
+    if headless:
+        _strip_label_maps(out / "config.json")
 
     for f in out.iterdir():  # save_pretrained writes weights 0600 (atomic temp file)
         f.chmod(0o644)
@@ -270,7 +343,7 @@ def make_checkpoint(
     summary = dict(
         preset=preset,
         seed=seed,
-        labels=labels,
+        **({"headless": True} if headless else {"labels": labels}),
         files=files,
         params=sum(p.numel() for p in model.parameters()),
         **stats,
@@ -291,9 +364,18 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="max_shard_size in bytes (default: preset's; tiny-b is sharded by default, 0 = one file)",
     )
+    ap.add_argument(
+        "--headless",
+        action="store_true",
+        help="write a ViTModel backbone without classifier, like google/vit-base-patch16-224-in21k",
+    )
     args = ap.parse_args(argv)
+    if args.headless and args.labels:
+        ap.error("--labels makes no sense with --headless (no classifier)")
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
-    summary = make_checkpoint(args.out_dir, args.preset, args.seed, labels, args.shard_size)
+    summary = make_checkpoint(
+        args.out_dir, args.preset, args.seed, labels, args.shard_size, headless=args.headless
+    )
     print(json.dumps(summary))
     return 0
 

@@ -17,6 +17,7 @@ mod config;
 mod decode;
 mod error;
 mod exif;
+mod files;
 mod format;
 mod limits;
 mod normalize;
@@ -26,8 +27,9 @@ mod resample;
 pub use config::PreprocessorConfig;
 pub use decode::{decode, decode_rgb, Decoded};
 pub use error::ImagingError;
+pub use files::{images_under, label_folders};
 pub use limits::DecodeLimits;
-pub use normalize::pixel_values_into;
+pub use normalize::{normalization_tables, pixel_values_into};
 pub use resample::{resize, Resample};
 
 /// Decode, resize, rescale and normalize one encoded image: the CHW `f32`

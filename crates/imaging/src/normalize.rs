@@ -28,6 +28,12 @@ fn channel_table(cfg: &PreprocessorConfig, channel: usize) -> [f32; 256] {
     })
 }
 
+/// Rescale + normalize as lookup tables, one per RGB channel: a resized
+/// 8-bit sample `v` of channel `c` becomes `tables[c][v]`.
+pub fn normalization_tables(cfg: &PreprocessorConfig) -> [[f32; 256]; 3] {
+    std::array::from_fn(|c| channel_table(cfg, c))
+}
+
 /// Resizes `img` to `cfg.output_size()` with Pillow's filter, then writes its
 /// rescaled, normalized values channel-first into `out`.
 ///
@@ -42,7 +48,7 @@ pub fn pixel_values_into(img: &RgbImage, cfg: &PreprocessorConfig, out: &mut [f3
     let (height, width) = cfg.output_size();
     let resized = resize(img, width, height, cfg.resample);
     let plane = height as usize * width as usize;
-    let tables: [[f32; 256]; 3] = std::array::from_fn(|c| channel_table(cfg, c));
+    let tables = normalization_tables(cfg);
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
     for (i, px) in resized.as_raw().chunks_exact(3).enumerate() {

@@ -4,6 +4,7 @@
 //! bytes are hashed (the model's identity) and turned into tensors.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use dfscan_imaging::PreprocessorConfig;
@@ -63,7 +64,9 @@ impl Checkpoint {
     }
 }
 
-fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
+/// The safetensors files of the checkpoint in `dir`, in load order: the
+/// single `model.safetensors`, or the shards its index names.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
     let single = dir.join(WEIGHTS_FILE);
     if single.is_file() {
         return Ok(vec![single]);
@@ -96,6 +99,31 @@ pub(crate) fn shard_names(index_json: &str) -> Result<Vec<String>, String> {
         ));
     }
     Ok(shards.into_iter().collect())
+}
+
+/// The names of the tensors in `files`, read from their headers only.
+pub fn tensor_names(files: &[PathBuf]) -> Result<BTreeSet<String>, ModelError> {
+    let mut names = BTreeSet::new();
+    for file in files {
+        let invalid = |reason: String| ModelError::InvalidCheckpoint {
+            path: file.clone(),
+            reason,
+        };
+        let mut f = std::fs::File::open(file).map_err(io_error(file))?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len).map_err(io_error(file))?;
+        let len = u64::from_le_bytes(len);
+        // safetensors caps the header at 100 MB.
+        if len > 100_000_000 {
+            return Err(invalid(format!("safetensors header of {len} bytes")));
+        }
+        let mut header = vec![0u8; len as usize];
+        f.read_exact(&mut header).map_err(io_error(file))?;
+        let header: HashMap<String, serde_json::Value> = serde_json::from_slice(&header)
+            .map_err(|e| invalid(format!("not a safetensors file: {e}")))?;
+        names.extend(header.into_keys().filter(|k| k != "__metadata__"));
+    }
+    Ok(names)
 }
 
 /// What loading the weights found besides the tensors themselves.

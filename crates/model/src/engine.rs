@@ -182,7 +182,7 @@ impl Loaded {
         if !loaded.unused.is_empty() {
             tracing::info!(tensors = %loaded.unused.join(", "), "checkpoint tensors not used by the classifier");
         }
-        model.refresh_derived_weights();
+        model.fuse_for_inference();
         let sha256 = loaded.sha256;
         let c = &checkpoint.config;
         let info = ModelInfo {
@@ -238,7 +238,7 @@ impl Loaded {
 }
 
 /// `auto` takes CUDA when present; asking for CUDA without it is an error.
-fn resolve_device(request: DeviceRequest) -> Result<Device, ModelError> {
+pub fn resolve_device(request: DeviceRequest) -> Result<Device, ModelError> {
     match request {
         DeviceRequest::Cpu => Ok(Device::Cpu),
         DeviceRequest::Auto => Ok(Device::cuda_if_available()),

@@ -53,9 +53,11 @@ struct Layer {
     query: nn::Linear,
     key: nn::Linear,
     value: nn::Linear,
-    /// ...and their concatenation, used by `forward`: one [hidden, 3·hidden]
-    /// GEMM runs closer to the machine's peak than three [hidden, hidden] ones.
-    qkv: nn::Linear,
+    /// ...and, for inference, their concatenation: one [hidden, 3·hidden]
+    /// GEMM runs closer to the machine's peak than three [hidden, hidden]
+    /// ones. It is a copy, so training (`None`) concatenates on every
+    /// forward pass instead, letting gradients reach the three variables.
+    fused_qkv: Option<nn::Linear>,
     attention_out: nn::Linear,
     intermediate: nn::Linear,
     output: nn::Linear,
@@ -82,7 +84,7 @@ impl Layer {
         let value = nn::linear(&self_attn / "value", h, h, qkv);
         Self {
             heads: c.num_heads,
-            qkv: concat_linear(&[&query, &key, &value]),
+            fused_qkv: None,
             query,
             key,
             value,
@@ -109,9 +111,11 @@ impl Layer {
         let (b, t, h) = x.size3().expect("3-d activations");
         let normed = self.layernorm_before.forward(x);
         // [B, T, 3·hidden] → three [B, heads, T, d_head] views.
-        let qkv = self
-            .qkv
-            .forward(&normed)
+        let qkv = match &self.fused_qkv {
+            Some(fused) => fused.forward(&normed),
+            None => concat_linear(&[&self.query, &self.key, &self.value]).forward(&normed),
+        };
+        let qkv = qkv
             .view([b, t, 3, self.heads, h / self.heads])
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
@@ -183,11 +187,13 @@ impl VitClassifier {
         }
     }
 
-    /// Rebuilds the derived (fused) weights from the variables; call after
-    /// the variables were loaded or converted to another dtype.
-    pub fn refresh_derived_weights(&mut self) {
+    /// Builds the fused inference weights from the variables, which must no
+    /// longer change (frozen, loaded, in their final dtype): the forward pass
+    /// then uses the copies. Training never calls this.
+    pub fn fuse_for_inference(&mut self) {
+        let _no_grad = tch::no_grad_guard();
         for layer in &mut self.layers {
-            layer.qkv = concat_linear(&[&layer.query, &layer.key, &layer.value]);
+            layer.fused_qkv = Some(concat_linear(&[&layer.query, &layer.key, &layer.value]));
         }
     }
 

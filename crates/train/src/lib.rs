@@ -1,0 +1,20 @@
+//! `dfscan train`: fine-tunes `ViTForImageClassification` checkpoints on
+//! the same libtorch engine that scores, so a trained checkpoint goes
+//! straight into the workers. Data loading decodes on a CPU pool; the
+//! model, augmentation and optimizer run on the calling thread's device.
+
+mod dataset;
+mod error;
+mod loader;
+mod model;
+mod optim;
+mod pixels;
+mod settings;
+mod state;
+mod trainer;
+
+pub use dataset::{discover, Sample, Splits};
+pub use error::TrainError;
+pub use settings::{BestMetric, ClassWeights, Schedule, TrainSettings, DEFAULT_BASE};
+pub use state::{EpochRecord, STATE_DIR};
+pub use trainer::{train, Observer, StepStats, TrainJob, TrainSummary};

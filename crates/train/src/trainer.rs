@@ -1,0 +1,581 @@
+//! The training loop, on the calling thread (the only one that touches
+//! libtorch): epochs of shuffled, augmented batches; AdamW steps after
+//! `grad_accum` batches with warmup and decay; evaluation after each epoch
+//! with `dfscan eval`'s metrics; the best weights kept as the output
+//! checkpoint; early stopping; resumable state after every epoch, every
+//! `save_steps` steps and on interruption.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use dfscan_core::metrics::EvalReport;
+use dfscan_core::settings::ModelSettings;
+use dfscan_core::DType;
+use dfscan_model::engine::resolve_device;
+use dfscan_model::hub::{self, HubOptions};
+use dfscan_model::labels::resolve_labels;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::Serialize;
+use tch::{Device, Kind, Reduction, Tensor};
+
+use crate::dataset::{discover, Sample, Splits};
+use crate::error::{io_error, TrainError};
+use crate::loader::{Batch, ImageSpec, Loader};
+use crate::model::Classifier;
+use crate::optim::{learning_rate, AdamW};
+use crate::pixels::{mix, Augment, PixelPipeline};
+use crate::settings::{BestMetric, ClassWeights, TrainSettings};
+use crate::state::{self, EpochRecord, TrainerState};
+
+/// One training run.
+#[derive(Debug, Clone)]
+pub struct TrainJob {
+    pub data: PathBuf,
+    pub output: PathBuf,
+    /// Continue the run saved in `output` instead of starting one.
+    pub resume: bool,
+    pub train: TrainSettings,
+    /// Device, dtype, threads, decode threads, fake label, hub revision and
+    /// image limits, shared with scoring.
+    pub model: ModelSettings,
+}
+
+/// Progress after an optimizer step.
+#[derive(Debug, Clone)]
+pub struct StepStats {
+    /// 0-based epoch and its batches done / in all.
+    pub epoch: usize,
+    pub batches_done: usize,
+    pub batches: usize,
+    pub optimizer_steps: u64,
+    pub total_steps: u64,
+    /// Mean loss of the epoch so far.
+    pub loss: f64,
+    pub lr: f64,
+    pub images_per_second: f64,
+}
+
+/// What a front end shows while training runs.
+pub trait Observer {
+    /// Training starts or resumes: what is trained on what.
+    fn started(&self, summary: &str);
+    fn epoch_started(&self, epoch: usize, epochs: usize, batches: usize, first_batch: usize);
+    fn step(&self, stats: &StepStats);
+    fn epoch_finished(&self, record: &EpochRecord);
+    fn image_skipped(&self, path: &Path, error: &str);
+}
+
+/// How a finished run went; also written to `OUTPUT/training_report.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    pub output: PathBuf,
+    pub labels: Vec<String>,
+    pub device: String,
+    pub train_images: usize,
+    pub val_images: usize,
+    /// The epoch (1-based) whose weights are in `output`.
+    pub best_epoch: Option<usize>,
+    pub best_metric: BestMetric,
+    pub stopped_early: bool,
+    pub skipped_images: Vec<PathBuf>,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Everything one run needs besides the model and its state.
+struct Run<'a> {
+    job: &'a TrainJob,
+    s: &'a TrainSettings,
+    splits: Splits,
+    train: Arc<Vec<Sample>>,
+    val: Arc<Vec<Sample>>,
+    spec: ImageSpec,
+    pool: Arc<rayon::ThreadPool>,
+    pipeline: PixelPipeline,
+    device: Device,
+    /// float16 autocast with loss scaling (CUDA only).
+    mixed: bool,
+    class_weights: Option<Tensor>,
+    fake_index: usize,
+    batches: usize,
+    total_steps: u64,
+    observer: &'a dyn Observer,
+    stop: &'a AtomicBool,
+}
+
+/// Trains as `job` says; returns once the epochs ran or early stopping
+/// ended them, or with [`TrainError::Interrupted`] when `stop` was set
+/// (the state is saved first).
+pub fn train(
+    job: &TrainJob,
+    observer: &dyn Observer,
+    stop: &AtomicBool,
+) -> Result<TrainSummary, TrainError> {
+    let s = &job.train;
+    s.validate().map_err(TrainError::Settings)?;
+    let device = resolve_device(job.model.device)?;
+    let mixed = match (job.model.dtype, device) {
+        (DType::F32, _) => false,
+        (DType::F16, Device::Cuda(_)) => true,
+        (DType::F16, _) => {
+            return Err(TrainError::Settings(
+                "f16 mixed precision needs a CUDA device; train in f32 on CPU".into(),
+            ))
+        }
+        (DType::BF16, _) => {
+            return Err(TrainError::Settings(
+                "bf16 training is not supported: use --dtype f16 (mixed precision with loss scaling) on CUDA, or f32".into(),
+            ))
+        }
+    };
+    if job.model.threads > 0 {
+        tch::set_num_threads(job.model.threads as i32);
+    }
+    let mut splits = discover(&job.data, s.val_fraction, s.seed)?;
+    let saved = state::find(&job.output);
+    let resume_from = match (job.resume, saved) {
+        (true, Some(dir)) => Some(dir),
+        (true, None) => {
+            return Err(TrainError::Resume {
+                path: job.output.clone(),
+                reason: "no saved training state there".into(),
+            })
+        }
+        (false, Some(dir)) => {
+            return Err(TrainError::Settings(format!(
+                "{} holds a training run ({}): pass --resume to continue it, or choose another --output",
+                job.output.display(),
+                dir.display()
+            )))
+        }
+        (false, None) => None,
+    };
+    let base = match &resume_from {
+        Some(dir) => dir.clone(),
+        None => hub::resolve(&s.base, &HubOptions::from_env(&job.model.revision))?.0,
+    };
+    let mut classifier = Classifier::from_base(&base, &splits.labels, device, s.seed)?;
+    splits.reorder_labels(&classifier.labels);
+    let (_, fake_index) =
+        resolve_labels(&classifier.labels, None, job.model.fake_label.as_deref())?;
+    let mut optimizer = AdamW::new(&classifier.vars, s);
+    let mut st = TrainerState::new(
+        classifier.labels.clone(),
+        splits.train.len(),
+        s.fingerprint(),
+        if mixed { 65536.0 } else { 1.0 },
+    );
+    if let Some(dir) = &resume_from {
+        let saved = state::load(dir, &mut optimizer)?;
+        saved.check_compatible(&st, dir)?;
+        st = saved;
+    }
+    std::fs::create_dir_all(&job.output).map_err(io_error(&job.output))?;
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(job.model.decode_threads)
+        .thread_name(|i| format!("dfscan-decode-{i}"))
+        .build()
+        .map_err(|e| TrainError::Spawn(format!("the decode pool: {e}")))?;
+    let batches = splits.train.len().div_ceil(s.batch_size);
+    let steps_per_epoch = batches.div_ceil(s.grad_accum) as u64;
+    let mut run = Run {
+        job,
+        s,
+        train: Arc::new(splits.train.clone()),
+        val: Arc::new(splits.val.clone()),
+        spec: ImageSpec {
+            preprocessor: classifier.preprocessor.clone(),
+            limits: dfscan_model::decode_limits(&job.model),
+        },
+        pool: Arc::new(pool),
+        pipeline: PixelPipeline::new(
+            &classifier.preprocessor,
+            device,
+            Augment::from_settings(s),
+            s.seed,
+        ),
+        device,
+        mixed,
+        class_weights: class_weights(&s.class_weights, &splits.class_counts(), device),
+        fake_index,
+        batches,
+        total_steps: steps_per_epoch * s.epochs as u64,
+        observer,
+        stop,
+        splits,
+    };
+    let head = match &classifier.head {
+        crate::model::Head::Kept => "its head kept".to_string(),
+        crate::model::Head::New { replaced: None } => "a new head".to_string(),
+        crate::model::Head::New {
+            replaced: Some(old),
+        } => format!("a new head (replacing one for {})", old.join(", ")),
+    };
+    observer.started(&format!(
+        "{} from {} ({head}) on {}: {} training and {} validation images of {}{}",
+        if resume_from.is_some() {
+            "resuming"
+        } else {
+            "training"
+        },
+        s.base,
+        device_name(device),
+        run.train.len(),
+        run.val.len(),
+        run.splits.labels.join(", "),
+        if resume_from.is_some() {
+            format!(", at epoch {} batch {}", st.epoch + 1, st.batch)
+        } else {
+            String::new()
+        }
+    ));
+    let stopped_early = run.epochs(&mut classifier, &mut optimizer, &mut st)?;
+    let summary = TrainSummary {
+        output: job.output.clone(),
+        labels: classifier.labels.clone(),
+        device: device_name(device),
+        train_images: run.train.len(),
+        val_images: run.val.len(),
+        best_epoch: st
+            .best
+            .map(|(_, e)| e)
+            .or(st.history.last().map(|r| r.epoch)),
+        best_metric: s.best_metric,
+        stopped_early,
+        skipped_images: st.skipped.iter().cloned().collect(),
+        history: st.history.clone(),
+    };
+    let report = job.output.join("training_report.json");
+    std::fs::write(
+        &report,
+        serde_json::to_string_pretty(&summary).expect("json"),
+    )
+    .map_err(io_error(&report))?;
+    Ok(summary)
+}
+
+impl Run<'_> {
+    /// Runs the remaining epochs; true when early stopping ended them.
+    fn epochs(
+        &mut self,
+        classifier: &mut Classifier,
+        optimizer: &mut AdamW,
+        st: &mut TrainerState,
+    ) -> Result<bool, TrainError> {
+        while st.epoch < self.s.epochs {
+            if self.s.patience > 0 && st.evals_without_improvement >= self.s.patience {
+                return Ok(true);
+            }
+            self.observer
+                .epoch_started(st.epoch, self.s.epochs, self.batches, st.batch);
+            let started = Instant::now();
+            let images_before = st.epoch_images;
+            self.train_epoch(classifier, optimizer, st, started)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let images_per_second = (st.epoch_images - images_before) as f64 / seconds.max(1e-9);
+            let record = self.end_epoch(classifier, st, images_per_second)?;
+            self.observer.epoch_finished(&record);
+            st.history.push(record);
+            st.next_epoch();
+            state::save(&self.job.output, classifier, optimizer, st)?;
+        }
+        Ok(self.s.patience > 0 && st.evals_without_improvement >= self.s.patience)
+    }
+
+    fn train_epoch(
+        &mut self,
+        classifier: &mut Classifier,
+        optimizer: &mut AdamW,
+        st: &mut TrainerState,
+        started: Instant,
+    ) -> Result<(), TrainError> {
+        let loader = Loader::start(
+            self.train.clone(),
+            epoch_order(self.train.len(), self.s.seed, st.epoch),
+            self.s.batch_size,
+            st.batch,
+            self.spec.clone(),
+            self.pool.clone(),
+        )?;
+        let images_before = st.epoch_images;
+        for batch in loader {
+            self.note_skipped(&batch, st);
+            if !batch.is_empty() {
+                let loss = self.forward_backward(classifier, &batch, st)?;
+                st.epoch_loss_sum += loss;
+                st.epoch_batches += 1;
+                st.epoch_images += batch.len();
+            }
+            st.batch += 1;
+            if !st.batch.is_multiple_of(self.s.grad_accum) && st.batch != self.batches {
+                continue;
+            }
+            let lr = self.optimizer_step(optimizer, st);
+            self.observer.step(&StepStats {
+                epoch: st.epoch,
+                batches_done: st.batch,
+                batches: self.batches,
+                optimizer_steps: st.optimizer_steps,
+                total_steps: self.total_steps,
+                loss: st.epoch_loss_sum / st.epoch_batches.max(1) as f64,
+                lr,
+                images_per_second: (st.epoch_images - images_before) as f64
+                    / started.elapsed().as_secs_f64().max(1e-9),
+            });
+            if st.batch == self.batches {
+                break;
+            }
+            let periodic = self.s.save_steps > 0
+                && st.optimizer_steps.is_multiple_of(self.s.save_steps as u64);
+            let stopping = self.stop.load(Ordering::Relaxed);
+            if periodic || stopping {
+                state::save(&self.job.output, classifier, optimizer, st)?;
+            }
+            if stopping {
+                return Err(TrainError::Interrupted {
+                    state: state::state_dir(&self.job.output),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn note_skipped(&self, batch: &Batch, st: &mut TrainerState) {
+        for (path, error) in &batch.failed {
+            if st.skipped.insert(path.clone()) {
+                self.observer.image_skipped(path, error);
+            }
+        }
+    }
+
+    /// Loss of one batch, its gradients added to the parameters'.
+    fn forward_backward(
+        &self,
+        classifier: &Classifier,
+        batch: &Batch,
+        st: &TrainerState,
+    ) -> Result<f64, TrainError> {
+        let x = self
+            .pipeline
+            .train_input(&batch.pixels, &batch.positions, st.epoch);
+        let y = Tensor::from_slice(&batch.labels).to_device(self.device);
+        let logits = tch::autocast(self.mixed, || classifier.model.forward(&x));
+        let loss = logits.to_kind(Kind::Float).cross_entropy_loss(
+            &y,
+            self.class_weights.as_ref(),
+            Reduction::Mean,
+            -100,
+            self.s.label_smoothing,
+        );
+        let value = f64::try_from(&loss)?;
+        if !value.is_finite() && !self.mixed {
+            return Err(TrainError::Diverged {
+                step: st.optimizer_steps as usize,
+            });
+        }
+        (loss * (st.loss_scale / self.s.grad_accum as f64)).backward();
+        Ok(value)
+    }
+
+    /// Unscales, clips and applies the accumulated gradients; returns the
+    /// learning rate used. With float16, a step whose gradients overflowed
+    /// is skipped and the loss scale halved (doubled after 2000 good steps).
+    fn optimizer_step(&self, optimizer: &mut AdamW, st: &mut TrainerState) -> f64 {
+        if st.loss_scale != 1.0 {
+            optimizer.scale_grads(1.0 / st.loss_scale);
+        }
+        let norm = optimizer.grad_norm();
+        let lr = learning_rate(
+            self.s.schedule,
+            self.s.lr,
+            self.s.warmup_steps,
+            self.total_steps as usize,
+            st.optimizer_steps as usize,
+        );
+        if self.mixed && !norm.is_finite() {
+            st.loss_scale /= 2.0;
+            st.good_steps = 0;
+            tracing::warn!(
+                loss_scale = st.loss_scale,
+                "float16 gradients overflowed; step skipped"
+            );
+            optimizer.zero_grad();
+            return lr;
+        }
+        if self.s.max_grad_norm > 0.0 && norm > self.s.max_grad_norm {
+            optimizer.scale_grads(self.s.max_grad_norm / (norm + 1e-6));
+        }
+        optimizer.step(lr);
+        optimizer.zero_grad();
+        st.optimizer_steps += 1;
+        if self.mixed {
+            st.good_steps += 1;
+            if st.good_steps.is_multiple_of(2000) {
+                st.loss_scale *= 2.0;
+            }
+        }
+        lr
+    }
+
+    /// Evaluates, keeps the best weights and builds the epoch's record.
+    fn end_epoch(
+        &self,
+        classifier: &Classifier,
+        st: &mut TrainerState,
+        images_per_second: f64,
+    ) -> Result<EpochRecord, TrainError> {
+        let evaluated = if self.val.is_empty() {
+            None
+        } else {
+            Some(self.evaluate(classifier, st)?)
+        };
+        let best = match &evaluated {
+            // Without validation the latest weights are the output.
+            None => true,
+            Some((report, loss)) => {
+                let value = metric_value(self.s.best_metric, report, *loss);
+                let improved = match st.best {
+                    None => !value.is_nan(),
+                    Some((best, _)) if self.s.best_metric.higher_is_better() => value > best,
+                    Some((best, _)) => value < best,
+                };
+                if improved {
+                    st.best = Some((value, st.epoch + 1));
+                    st.evals_without_improvement = 0;
+                } else {
+                    st.evals_without_improvement += 1;
+                }
+                improved
+            }
+        };
+        if best {
+            save_output(classifier, &self.job.output)?;
+        }
+        let (eval, val_loss) = evaluated.map_or((None, None), |(r, l)| (Some(r), Some(l)));
+        Ok(EpochRecord {
+            epoch: st.epoch + 1,
+            optimizer_steps: st.optimizer_steps,
+            train_loss: st.epoch_loss_sum / st.epoch_batches.max(1) as f64,
+            train_images: st.epoch_images,
+            images_per_second,
+            val_loss,
+            eval,
+            best,
+        })
+    }
+
+    /// The validation report and mean cross-entropy, inputs preprocessed
+    /// exactly as `dfscan score` does.
+    fn evaluate(
+        &self,
+        classifier: &Classifier,
+        st: &mut TrainerState,
+    ) -> Result<(EvalReport, f64), TrainError> {
+        let _no_grad = tch::no_grad_guard();
+        let order: Vec<usize> = (0..self.val.len()).collect();
+        let loader = Loader::start(
+            self.val.clone(),
+            order,
+            self.s.batch_size,
+            0,
+            self.spec.clone(),
+            self.pool.clone(),
+        )?;
+        let (mut truth, mut predicted, mut fake_scores) = (Vec::new(), Vec::new(), Vec::new());
+        let mut loss_sum = 0.0;
+        for batch in loader {
+            self.note_skipped(&batch, st);
+            if batch.is_empty() {
+                continue;
+            }
+            let x = self.pipeline.eval_input(&batch.pixels, batch.len());
+            let logits = tch::autocast(self.mixed, || classifier.model.forward(&x))
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            let y = Tensor::from_slice(&batch.labels);
+            loss_sum += f64::try_from(logits.cross_entropy_loss(
+                &y,
+                None::<Tensor>,
+                Reduction::Sum,
+                -100,
+                0.0,
+            ))?;
+            let probs = logits.softmax(-1, Kind::Float);
+            predicted.extend(
+                Vec::<i64>::try_from(probs.argmax(-1, false))?
+                    .into_iter()
+                    .map(|p| p as usize),
+            );
+            fake_scores.extend(Vec::<f32>::try_from(
+                probs.select(1, self.fake_index as i64),
+            )?);
+            truth.extend(batch.labels.iter().map(|&l| l as usize));
+        }
+        let report = EvalReport::compute(
+            &classifier.labels,
+            self.fake_index,
+            &truth,
+            &predicted,
+            &fake_scores,
+        );
+        Ok((report, loss_sum / truth.len().max(1) as f64))
+    }
+}
+
+/// The output checkpoint, replaced file by file through renames so a
+/// reader never sees a half-written file.
+fn save_output(classifier: &Classifier, output: &Path) -> Result<(), TrainError> {
+    let tmp = output.join(".best.tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_error(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io_error(&tmp))?;
+    classifier.save(&tmp)?;
+    for entry in std::fs::read_dir(&tmp).map_err(io_error(&tmp))? {
+        let entry = entry.map_err(io_error(&tmp))?;
+        let target = output.join(entry.file_name());
+        std::fs::rename(entry.path(), &target).map_err(io_error(&target))?;
+    }
+    std::fs::remove_dir(&tmp).map_err(io_error(&tmp))
+}
+
+fn metric_value(metric: BestMetric, report: &EvalReport, loss: f64) -> f64 {
+    match metric {
+        BestMetric::Accuracy => report.accuracy,
+        BestMetric::MacroF1 => report.macro_avg.f1,
+        BestMetric::RocAuc => report.roc_auc.unwrap_or(f64::NAN),
+        BestMetric::Loss => loss,
+    }
+}
+
+/// Epoch `epoch`'s order of the `n` training images.
+fn epoch_order(n: usize, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(mix(&[seed, 0x5_0ff1e, epoch as u64]));
+    order.shuffle(&mut rng);
+    order
+}
+
+fn class_weights(weights: &ClassWeights, counts: &[usize], device: Device) -> Option<Tensor> {
+    match weights {
+        ClassWeights::None => None,
+        ClassWeights::Balanced => {
+            let total: usize = counts.iter().sum();
+            let w: Vec<f32> = counts
+                .iter()
+                .map(|&c| total as f32 / (counts.len() * c.max(1)) as f32)
+                .collect();
+            Some(Tensor::from_slice(&w).to_device(device))
+        }
+    }
+}
+
+fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".into(),
+    }
+}

@@ -1,0 +1,310 @@
+//! `dfscan train`: flags and configuration for fine-tuning, a progress bar
+//! (or periodic log lines when stderr is not a terminal), and Ctrl-C /
+//! SIGTERM turned into "save the state and stop".
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Args;
+use dfscan_core::settings::{self, ModelSettings};
+use dfscan_train::{BestMetric, EpochRecord, Observer, StepStats, TrainJob, TrainSettings};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Deserialize;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// Folder with train/ (and optionally val/) holding one subfolder per label, or train.csv|jsonl (and val.csv|jsonl) manifests of path,label
+    #[arg(long)]
+    data: PathBuf,
+    /// Folder for the trained checkpoint (the best epoch's), its report and the resumable state
+    #[arg(long)]
+    output: PathBuf,
+    /// Continue the run saved in --output after an interruption
+    #[arg(long)]
+    resume: bool,
+    /// Hub id or checkpoint directory to start from, with or without a head [default: google/vit-base-patch16-224-in21k]
+    #[arg(long)]
+    base: Option<String>,
+    /// Hub revision of --base [default: main]
+    #[arg(long)]
+    revision: Option<String>,
+    /// cpu, cuda, cuda:N or auto [default: auto]
+    #[arg(long)]
+    device: Option<String>,
+    /// f32, or f16 for mixed precision on CUDA [default: f32]
+    #[arg(long)]
+    dtype: Option<String>,
+    /// libtorch threads, 0 = one per core [default: 0]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Image decoding threads, 0 = one per core [default: 0]
+    #[arg(long)]
+    decode_threads: Option<usize>,
+    /// Label whose probability is fake_score [default: the label named fake or deepfake]
+    #[arg(long)]
+    fake_label: Option<String>,
+    /// Passes over the training set [default: 100]
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Images per batch [default: 32]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Batches per optimizer step [default: 1]
+    #[arg(long)]
+    grad_accum: Option<usize>,
+    /// Peak AdamW learning rate [default: 1e-6]
+    #[arg(long)]
+    lr: Option<f64>,
+    /// AdamW weight decay [default: 0.01]
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Optimizer steps of linear learning-rate warmup [default: 0]
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Learning-rate decay after warmup: linear, cosine or constant [default: linear]
+    #[arg(long)]
+    schedule: Option<String>,
+    /// Clip gradients to this global norm, 0 = off [default: 1.0]
+    #[arg(long)]
+    max_grad_norm: Option<f64>,
+    /// Largest random rotation in degrees, 0 = off [default: 90]
+    #[arg(long)]
+    rotation: Option<f64>,
+    /// Probability of random sharpening [default: 0.5]
+    #[arg(long)]
+    sharpness_p: Option<f64>,
+    /// Sharpness factor of random sharpening [default: 2]
+    #[arg(long)]
+    sharpness_factor: Option<f64>,
+    /// Smallest area fraction of a random resized crop, 1 = off [default: 0.5]
+    #[arg(long)]
+    crop_scale: Option<f64>,
+    /// Probability of a horizontal flip [default: 0]
+    #[arg(long)]
+    hflip: Option<f64>,
+    /// Train without any augmentation
+    #[arg(long)]
+    no_augment: bool,
+    /// none, or balanced to weight the loss against class imbalance [default: none]
+    #[arg(long)]
+    class_weights: Option<String>,
+    /// Cross-entropy label smoothing [default: 0]
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// Fraction of train/ held out for validation when there is no val split [default: 0]
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    /// accuracy, macro_f1, roc_auc or loss: picks the best epoch [default: accuracy]
+    #[arg(long)]
+    best_metric: Option<String>,
+    /// Stop after this many epochs without improvement, 0 = never [default: 5]
+    #[arg(long)]
+    patience: Option<usize>,
+    /// Seed of the head's initialisation, data order, augmentation and split [default: 42]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Also save resumable state every N optimizer steps, 0 = at epoch ends only [default: 0]
+    #[arg(long)]
+    save_steps: Option<usize>,
+    /// Log a progress line every N optimizer steps when stderr is not a terminal [default: 50]
+    #[arg(long)]
+    log_steps: Option<usize>,
+}
+
+/// The sections `dfscan train` reads.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct TrainConfig {
+    /// The top-level keys, read on their own (see `ClusterConfig::model`).
+    #[serde(skip)]
+    model: ModelSettings,
+    train: TrainSettings,
+}
+
+impl TrainArgs {
+    fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
+        let s = |v: &Option<String>| v.clone();
+        fn n<T: ToString>(v: Option<T>) -> Option<String> {
+            v.map(|v| v.to_string())
+        }
+        vec![
+            ("revision", s(&self.revision)),
+            ("device", s(&self.device)),
+            ("dtype", s(&self.dtype)),
+            ("threads", n(self.threads)),
+            ("decode_threads", n(self.decode_threads)),
+            ("fake_label", s(&self.fake_label)),
+            ("train.base", s(&self.base)),
+            ("train.epochs", n(self.epochs)),
+            ("train.batch_size", n(self.batch_size)),
+            ("train.grad_accum", n(self.grad_accum)),
+            ("train.lr", n(self.lr)),
+            ("train.weight_decay", n(self.weight_decay)),
+            ("train.warmup_steps", n(self.warmup)),
+            ("train.schedule", s(&self.schedule)),
+            ("train.max_grad_norm", n(self.max_grad_norm)),
+            ("train.rotation", n(self.rotation)),
+            ("train.sharpness_p", n(self.sharpness_p)),
+            ("train.sharpness_factor", n(self.sharpness_factor)),
+            ("train.crop_scale", n(self.crop_scale)),
+            ("train.hflip_p", n(self.hflip)),
+            ("train.no_augment", self.no_augment.then(|| "true".into())),
+            ("train.class_weights", s(&self.class_weights)),
+            ("train.label_smoothing", n(self.label_smoothing)),
+            ("train.val_fraction", n(self.val_fraction)),
+            ("train.best_metric", s(&self.best_metric)),
+            ("train.patience", n(self.patience)),
+            ("train.seed", n(self.seed)),
+            ("train.save_steps", n(self.save_steps)),
+            ("train.log_steps", n(self.log_steps)),
+        ]
+    }
+}
+
+pub fn run(config: Option<&Path>, args: TrainArgs) -> anyhow::Result<bool> {
+    let overrides = args.overrides();
+    let mut cfg: TrainConfig = settings::load(config, &overrides)?;
+    cfg.model = settings::load(config, &overrides)?;
+    let job = TrainJob {
+        data: args.data,
+        output: args.output,
+        resume: args.resume,
+        train: cfg.train,
+        model: cfg.model,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let runtime = dfscan_process::runtime()?;
+    let flag = stop.clone();
+    runtime.spawn(async move {
+        dfscan_process::shutdown_on_signals().cancelled().await;
+        flag.store(true, Ordering::Relaxed);
+    });
+    let progress = Progress::new(job.train.log_steps);
+    let summary = dfscan_train::train(&job, &progress, &stop)?;
+    let best = summary
+        .best_epoch
+        .and_then(|e| summary.history.iter().find(|r| r.epoch == e));
+    match best.and_then(|r| r.eval.as_ref()) {
+        Some(report) => println!(
+            "best epoch {} ({}):\n{report}",
+            summary.best_epoch.unwrap_or_default(),
+            metric_name(summary.best_metric)
+        ),
+        None => println!("no validation split: the output holds the last epoch's weights"),
+    }
+    if summary.stopped_early {
+        println!(
+            "stopped early: no improvement for {} epochs",
+            job.train.patience
+        );
+    }
+    println!(
+        "checkpoint: {}  (dfscan score --model {} ...)",
+        summary.output.display(),
+        summary.output.display()
+    );
+    if !summary.skipped_images.is_empty() {
+        println!(
+            "{} images could not be read and were left out",
+            summary.skipped_images.len()
+        );
+    }
+    Ok(summary.skipped_images.is_empty())
+}
+
+fn metric_name(m: BestMetric) -> &'static str {
+    match m {
+        BestMetric::Accuracy => "accuracy",
+        BestMetric::MacroF1 => "macro F1",
+        BestMetric::RocAuc => "ROC AUC",
+        BestMetric::Loss => "validation loss",
+    }
+}
+
+/// The bar of the epoch in progress, or log lines without a terminal.
+struct Progress {
+    bar: RefCell<Option<ProgressBar>>,
+    terminal: bool,
+    log_steps: u64,
+}
+
+impl Progress {
+    fn new(log_steps: usize) -> Self {
+        Self {
+            bar: RefCell::new(None),
+            terminal: std::io::stderr().is_terminal(),
+            log_steps: log_steps.max(1) as u64,
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn started(&self, summary: &str) {
+        tracing::info!("{summary}");
+    }
+
+    fn epoch_started(&self, epoch: usize, epochs: usize, batches: usize, first_batch: usize) {
+        if !self.terminal {
+            return;
+        }
+        let bar = ProgressBar::new(batches as u64);
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "epoch {}/{epochs} {{bar:30}} {{pos}}/{{len}} batches  {{msg}}  eta {{eta}}",
+                epoch + 1
+            ))
+            .expect("valid template"),
+        );
+        bar.set_position(first_batch as u64);
+        *self.bar.borrow_mut() = Some(bar);
+    }
+
+    fn step(&self, s: &StepStats) {
+        let line = format!(
+            "loss {:.4}  lr {:.2e}  {:.1} img/s",
+            s.loss, s.lr, s.images_per_second
+        );
+        if let Some(bar) = self.bar.borrow().as_ref() {
+            bar.set_position(s.batches_done as u64);
+            bar.set_message(line);
+        } else if s.optimizer_steps.is_multiple_of(self.log_steps) {
+            tracing::info!(
+                "epoch {} batch {}/{} step {}/{}: {line}",
+                s.epoch + 1,
+                s.batches_done,
+                s.batches,
+                s.optimizer_steps,
+                s.total_steps
+            );
+        }
+    }
+
+    fn epoch_finished(&self, r: &EpochRecord) {
+        if let Some(bar) = self.bar.borrow_mut().take() {
+            bar.finish_and_clear();
+        }
+        let eval = match (&r.eval, r.val_loss) {
+            (Some(e), Some(loss)) => format!(
+                ", val loss {loss:.4}, accuracy {:.4}, macro F1 {:.4}, ROC AUC {}{}",
+                e.accuracy,
+                e.macro_avg.f1,
+                e.roc_auc.map_or("n/a".into(), |a| format!("{a:.4}")),
+                if r.best { " (best)" } else { "" }
+            ),
+            _ => String::new(),
+        };
+        tracing::info!(
+            "epoch {}: train loss {:.4} ({:.1} img/s){eval}",
+            r.epoch,
+            r.train_loss,
+            r.images_per_second
+        );
+    }
+
+    fn image_skipped(&self, path: &Path, error: &str) {
+        tracing::warn!("left out {}: {error}", path.display());
+    }
+}
