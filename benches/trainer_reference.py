@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The Hugging Face side of `dfscan train`'s benchmark: fine-tune a ViT with the transformers
-`Trainer` on CPU and report the training throughput.
+`Trainer` (CPU, or CUDA with --device cuda) and report the training throughput.
 
     trainer_reference.py --base DIR --data DIR [--max-steps N] [--batch-size 32] [--lr 1e-6]
                          [--weight-decay 0.01] [--warmup 0] [--threads N] [--workers N]
-                         [--skip-steps 2] [--seed 0] [--no-augment]
+                         [--skip-steps 2] [--seed 0] [--no-augment] [--device cpu|cuda]
 
 DATA/train/<label>/ holds the training images (one subfolder per label; .png, .jpg, ... at
 any depth below it).  The sorted subfolder names are the class indices (id2label/label2id).
@@ -34,7 +34,7 @@ TrainingArguments: per_device_train_batch_size, learning_rate, weight_decay, war
 lr_scheduler_type="linear", max_steps, optim="adamw_torch", seed, dataloader_num_workers
 (--workers, default 1; persistent workers when > 0, so that short epochs do not restart
 them inside the timed window), dataloader_drop_last=True (every step sees exactly
---batch-size images), use_cpu=True, no evaluation, no checkpoints, no logging, report_to=[],
+--batch-size images), use_cpu unless --device cuda, no evaluation, no checkpoints, no logging, report_to=[],
 other values the Trainer defaults (max_grad_norm 1.0, adam betas/eps, no grad accumulation).
 --max-steps defaults to one epoch (len(train) // batch size).
 
@@ -298,7 +298,7 @@ def run(args) -> dict:
             logging_strategy="no",
             log_level="error",
             disable_tqdm=True,
-            use_cpu=True,
+            use_cpu=args.device == "cpu",
             remove_unused_columns=False,
         )
         clock = Clock(args.skip_steps)
@@ -347,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=1, help="DataLoader worker processes")
     ap.add_argument("--skip-steps", type=int, default=2, help="steps excluded from the timing")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--no-augment", action="store_true", help="resize + normalize only")
     args = ap.parse_args(argv)
     if args.batch_size < 1 or args.workers < 0 or args.skip_steps < 0 or args.warmup < 0:
