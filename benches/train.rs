@@ -14,7 +14,10 @@ use anyhow::{ensure, Context};
 use serde_json::Value;
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let flag = |name: &str, default: &str| {
         args.iter()
             .position(|a| a == name)
@@ -55,23 +58,35 @@ fn main() -> anyhow::Result<()> {
             .arg(&output)
             .args(["--epochs", "2", "--patience", "0", "--lr", "1e-5"])
             .args(["--batch-size", &batch.to_string(), "--device", &device]))?;
-        let report: Value = serde_json::from_str(&std::fs::read_to_string(output.join("training_report.json"))?)?;
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(
+            output.join("training_report.json"),
+        )?)?;
         let ours = report["history"][1]["images_per_second"]
             .as_f64()
             .context("no second epoch in the report")?;
 
         let steps = 2 * images / batch;
-        ensure!(steps > 2, "--images must give more than two batches of --batch");
+        ensure!(
+            steps > 2,
+            "--images must give more than two batches of --batch"
+        );
         let reference = run(Command::new(&python)
             .arg(repo.join("benches/trainer_reference.py"))
             .arg("--base")
             .arg(&base)
             .arg("--data")
             .arg(&data)
-            .args(["--max-steps", &steps.to_string(), "--batch-size", &batch.to_string()])
+            .args([
+                "--max-steps",
+                &steps.to_string(),
+                "--batch-size",
+                &batch.to_string(),
+            ])
             .args(["--lr", "1e-5", "--skip-steps", "2", "--device", &device]))?;
         let reference: Value = serde_json::from_slice(&reference)?;
-        let theirs = reference["images_per_second"].as_f64().context("reference output")?;
+        let theirs = reference["images_per_second"]
+            .as_f64()
+            .context("reference output")?;
         println!(
             "{{\"preset\":\"{preset}\",\"device\":\"{device}\",\"batch\":{batch},\"images\":{images},\"threads\":{},\"dfscan_images_per_s\":{ours:.2},\"trainer_images_per_s\":{theirs:.2},\"dfscan_over_trainer\":{:.3}}}",
             reference["threads"],

@@ -263,3 +263,21 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
         }
     }
 }
+
+#[test]
+fn refuses_what_it_cannot_do_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--dtype", "f16"], "needs a CUDA device"),
+        (&["--resume"], "no saved training state"),
+        (&["--val-fraction", "1.5"], "val_fraction"),
+    ];
+    for (flags, message) in cases {
+        let out = train_command(&output, 1, flags).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
+    }
+    assert!(!output.join("checkpoint-last").exists());
+}
