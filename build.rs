@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Ok(lib_dir) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         panic!("torch-sys did not report libtorch's lib dir: run scripts/setup.sh first");

@@ -61,18 +61,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tools"))
+from make_checkpoint import _quiet_transformers  # noqa: E402
+
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"}
-
-
-def _quiet() -> None:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def log(msg: str) -> None:
@@ -215,7 +207,7 @@ def load_base(base: str, labels: list[str]):
 
 
 def run(args) -> dict:
-    _quiet()
+    _quiet_transformers()
     import torch
     import transformers
     from PIL import Image

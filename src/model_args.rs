@@ -11,27 +11,14 @@ pub struct ModelArgs {
     /// Hugging Face hub id or local checkpoint directory [default: prithivMLmods/Deep-Fake-Detector-Model]
     #[arg(long)]
     model: Option<String>,
-    /// Hub revision (branch, tag or commit) [default: main]
-    #[arg(long)]
-    revision: Option<String>,
-    /// cpu, cuda, cuda:N or auto (CUDA when present) [default: auto]
-    #[arg(long)]
-    device: Option<String>,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
     /// f32, bf16 or f16 [default: f32]
     #[arg(long)]
     dtype: Option<String>,
     /// Images per forward pass [default: 32]
     #[arg(long)]
     batch_size: Option<usize>,
-    /// libtorch threads, 0 = one per core [default: 0]
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Image decoding threads, 0 = one per core [default: 0]
-    #[arg(long)]
-    decode_threads: Option<usize>,
-    /// Label whose probability is fake_score [default: the label named fake or deepfake]
-    #[arg(long)]
-    fake_label: Option<String>,
     /// Comma-separated label names in class order, replacing the checkpoint's id2label
     #[arg(long)]
     labels: Option<String>,
@@ -53,17 +40,10 @@ impl ModelArgs {
 
     /// The flags given, as (settings key, value) overrides.
     pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
-        let s = |v: &Option<String>| v.clone();
-        let n = |v: Option<usize>| v.map(|v| v.to_string());
-        vec![
-            ("model", s(&self.model)),
-            ("revision", s(&self.revision)),
-            ("device", s(&self.device)),
-            ("dtype", s(&self.dtype)),
-            ("batch_size", n(self.batch_size)),
-            ("threads", n(self.threads)),
-            ("decode_threads", n(self.decode_threads)),
-            ("fake_label", s(&self.fake_label)),
+        let mut overrides = vec![
+            ("model", self.model.clone()),
+            ("dtype", self.dtype.clone()),
+            ("batch_size", self.batch_size.map(|v| v.to_string())),
             (
                 "max_image_bytes",
                 self.max_image_bytes.map(|v| v.to_string()),
@@ -72,7 +52,9 @@ impl ModelArgs {
                 "max_image_pixels",
                 self.max_image_pixels.map(|v| v.to_string()),
             ),
-        ]
+        ];
+        overrides.extend(self.runtime.overrides());
+        overrides
     }
 
     /// List-valued flags, which the key/value overrides cannot carry.
@@ -80,5 +62,38 @@ impl ModelArgs {
         if let Some(labels) = &self.labels {
             settings.labels = Some(labels.split(',').map(|l| l.trim().to_string()).collect());
         }
+    }
+}
+
+/// Where a model comes from and runs, shared by scoring and training.
+#[derive(Args, Debug, Default)]
+pub struct RuntimeArgs {
+    /// Hub revision (branch, tag or commit) [default: main]
+    #[arg(long)]
+    revision: Option<String>,
+    /// cpu, cuda, cuda:N or auto (CUDA when present) [default: auto]
+    #[arg(long)]
+    device: Option<String>,
+    /// libtorch threads, 0 = one per core [default: 0]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Image decoding threads, 0 = one per core [default: 0]
+    #[arg(long)]
+    decode_threads: Option<usize>,
+    /// Label whose probability is fake_score [default: the label named fake or deepfake]
+    #[arg(long)]
+    fake_label: Option<String>,
+}
+
+impl RuntimeArgs {
+    /// The flags given, as (settings key, value) overrides.
+    pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("revision", self.revision.clone()),
+            ("device", self.device.clone()),
+            ("threads", self.threads.map(|v| v.to_string())),
+            ("decode_threads", self.decode_threads.map(|v| v.to_string())),
+            ("fake_label", self.fake_label.clone()),
+        ]
     }
 }

@@ -14,6 +14,8 @@ use dfscan_train::{BestMetric, EpochRecord, Observer, StepStats, TrainJob, Train
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
+use crate::model_args::RuntimeArgs;
+
 #[derive(Args)]
 pub struct TrainArgs {
     /// Folder with train/ (and optionally val/) holding one subfolder per label, or train.csv|jsonl (and val.csv|jsonl) manifests of path,label
@@ -28,24 +30,11 @@ pub struct TrainArgs {
     /// Hub id or checkpoint directory to start from, with or without a head [default: google/vit-base-patch16-224-in21k]
     #[arg(long)]
     base: Option<String>,
-    /// Hub revision of --base [default: main]
-    #[arg(long)]
-    revision: Option<String>,
-    /// cpu, cuda, cuda:N or auto [default: auto]
-    #[arg(long)]
-    device: Option<String>,
-    /// f32, or f16 for mixed precision on CUDA [default: f32]
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+    /// f32, or mixed precision: bf16 (CPU or CUDA) or f16 (CUDA, loss scaling) [default: f32]
     #[arg(long)]
     dtype: Option<String>,
-    /// libtorch threads, 0 = one per core [default: 0]
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Image decoding threads, 0 = one per core [default: 0]
-    #[arg(long)]
-    decode_threads: Option<usize>,
-    /// Label whose probability is fake_score [default: the label named fake or deepfake]
-    #[arg(long)]
-    fake_label: Option<String>,
     /// Passes over the training set [default: 100]
     #[arg(long)]
     epochs: Option<usize>,
@@ -130,13 +119,9 @@ impl TrainArgs {
         fn n<T: ToString>(v: Option<T>) -> Option<String> {
             v.map(|v| v.to_string())
         }
-        vec![
-            ("revision", s(&self.revision)),
-            ("device", s(&self.device)),
+        let mut overrides = self.runtime.overrides();
+        overrides.extend([
             ("dtype", s(&self.dtype)),
-            ("threads", n(self.threads)),
-            ("decode_threads", n(self.decode_threads)),
-            ("fake_label", s(&self.fake_label)),
             ("train.base", s(&self.base)),
             ("train.epochs", n(self.epochs)),
             ("train.batch_size", n(self.batch_size)),
@@ -160,7 +145,8 @@ impl TrainArgs {
             ("train.seed", n(self.seed)),
             ("train.save_steps", n(self.save_steps)),
             ("train.log_steps", n(self.log_steps)),
-        ]
+        ]);
+        overrides
     }
 }
 

@@ -281,3 +281,19 @@ fn refuses_what_it_cannot_do_before_training() {
     }
     assert!(!output.join("checkpoint-last").exists());
 }
+
+#[test]
+fn bf16_mixed_precision_trains_float32_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out");
+    common::run_ok(&mut train_command(&output, 2, &["--dtype", "bf16"]));
+    let report = read_json(&output.join("training_report.json"));
+    let loss = |e: usize| report["history"][e]["train_loss"].as_f64().unwrap();
+    assert!(loss(1) < loss(0), "{report:#}");
+    let tensors = common::read_f32_tensors(&output.join("model.safetensors"));
+    assert!(tensors.contains_key("classifier.weight"));
+    assert_eq!(
+        common::score_jsonl(&output, &inputs().1.join("val")).len(),
+        64
+    );
+}

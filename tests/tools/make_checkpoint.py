@@ -134,36 +134,28 @@ def make_processor(preset: str):
     )
 
 
-def make_config(preset: str, labels: list[str]):
+def make_config(preset: str, labels: list[str] | None):
+    """The preset's ViTConfig: a classifier's with `labels`, or (None) a head-less `ViTModel`'s
+    like google/vit-base-patch16-224-in21k.  The id2label/label2id that ViTConfig always
+    serialises are stripped from a head-less config.json after saving (_strip_label_maps)."""
     from transformers import ViTConfig
 
-    cfg = dict(PRESETS[preset]["config"])
-    return ViTConfig(
-        **cfg,
-        hidden_act="gelu",
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        num_channels=3,
-        id2label={i: name for i, name in enumerate(labels)},
-        label2id={name: i for i, name in enumerate(labels)},
-        architectures=["ViTForImageClassification"],
+    head = (
+        dict(
+            id2label={i: name for i, name in enumerate(labels)},
+            label2id={name: i for i, name in enumerate(labels)},
+            architectures=["ViTForImageClassification"],
+        )
+        if labels is not None
+        else dict(architectures=["ViTModel"])
     )
-
-
-def make_headless_config(preset: str):
-    """Config of a head-less `ViTModel` (like google/vit-base-patch16-224-in21k).  The
-    id2label/label2id that ViTConfig always serialises are stripped from config.json after
-    saving (see _strip_label_maps)."""
-    from transformers import ViTConfig
-
-    cfg = dict(PRESETS[preset]["config"])
     return ViTConfig(
-        **cfg,
+        **PRESETS[preset]["config"],
         hidden_act="gelu",
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
         num_channels=3,
-        architectures=["ViTModel"],
+        **head,
     )
 
 
@@ -268,7 +260,7 @@ def headless_model(preset: str, seed: int):
     full = ViTForImageClassification(make_config(preset, list(PRESETS[preset]["labels"])))
     init_weights(full, seed)  # same draws as the head checkpoint (calibration is head-only)
 
-    model = ViTModel(make_headless_config(preset), add_pooling_layer=True)
+    model = ViTModel(make_config(preset, None), add_pooling_layer=True)
     result = model.load_state_dict(full.vit.state_dict(), strict=False)
     pooler = {k for k in model.state_dict() if k.startswith("pooler.")}
     if set(result.missing_keys) != pooler or result.unexpected_keys:

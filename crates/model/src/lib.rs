@@ -2,6 +2,7 @@
 //! checkpoints (local or from the hub cache) run through libtorch on one
 //! model thread, fed by a CPU decode pool.
 
+pub mod autocast;
 pub mod checkpoint;
 pub mod engine;
 mod error;

@@ -13,6 +13,7 @@ use std::time::Instant;
 use dfscan_core::metrics::EvalReport;
 use dfscan_core::settings::ModelSettings;
 use dfscan_core::DType;
+use dfscan_model::autocast::autocast;
 use dfscan_model::engine::resolve_device;
 use dfscan_model::hub::{self, HubOptions};
 use dfscan_model::labels::resolve_labels;
@@ -95,8 +96,11 @@ struct Run<'a> {
     pool: Arc<rayon::ThreadPool>,
     pipeline: PixelPipeline,
     device: Device,
-    /// float16 autocast with loss scaling (CUDA only).
-    mixed: bool,
+    /// Autocast precision of forward passes (`F32`: none); the weights,
+    /// gradients and optimizer stay float32.
+    precision: DType,
+    /// float16's dynamic loss scaling.
+    loss_scaling: bool,
     class_weights: Option<Tensor>,
     fake_index: usize,
     batches: usize,
@@ -116,20 +120,13 @@ pub fn train(
     let s = &job.train;
     s.validate().map_err(TrainError::Settings)?;
     let device = resolve_device(job.model.device)?;
-    let mixed = match (job.model.dtype, device) {
-        (DType::F32, _) => false,
-        (DType::F16, Device::Cuda(_)) => true,
-        (DType::F16, _) => {
-            return Err(TrainError::Settings(
-                "f16 mixed precision needs a CUDA device; train in f32 on CPU".into(),
-            ))
-        }
-        (DType::BF16, _) => {
-            return Err(TrainError::Settings(
-                "bf16 training is not supported: use --dtype f16 (mixed precision with loss scaling) on CUDA, or f32".into(),
-            ))
-        }
-    };
+    let precision = job.model.dtype;
+    if precision == DType::F16 && !device.is_cuda() {
+        return Err(TrainError::Settings(
+            "f16 mixed precision needs a CUDA device; on CPU train in bf16 or f32".into(),
+        ));
+    }
+    let loss_scaling = precision == DType::F16;
     if job.model.threads > 0 {
         tch::set_num_threads(job.model.threads as i32);
     }
@@ -165,7 +162,7 @@ pub fn train(
         classifier.labels.clone(),
         splits.train.len(),
         s.fingerprint(),
-        if mixed { 65536.0 } else { 1.0 },
+        if loss_scaling { 65536.0 } else { 1.0 },
     );
     if let Some(dir) = &resume_from {
         let saved = state::load(dir, &mut optimizer)?;
@@ -198,7 +195,8 @@ pub fn train(
             s.seed,
         ),
         device,
-        mixed,
+        precision,
+        loss_scaling,
         class_weights: class_weights(&s.class_weights, &splits.class_counts(), device),
         fake_index,
         batches,
@@ -362,7 +360,7 @@ impl Run<'_> {
             .pipeline
             .train_input(&batch.pixels, &batch.positions, st.epoch);
         let y = Tensor::from_slice(&batch.labels).to_device(self.device);
-        let logits = tch::autocast(self.mixed, || classifier.model.forward(&x));
+        let logits = autocast(self.device, self.precision, || classifier.model.forward(&x));
         let loss = logits.to_kind(Kind::Float).cross_entropy_loss(
             &y,
             self.class_weights.as_ref(),
@@ -371,7 +369,7 @@ impl Run<'_> {
             self.s.label_smoothing,
         );
         let value = f64::try_from(&loss)?;
-        if !value.is_finite() && !self.mixed {
+        if !value.is_finite() && !self.loss_scaling {
             return Err(TrainError::Diverged {
                 step: st.optimizer_steps as usize,
             });
@@ -395,7 +393,7 @@ impl Run<'_> {
             self.total_steps as usize,
             st.optimizer_steps as usize,
         );
-        if self.mixed && !norm.is_finite() {
+        if self.loss_scaling && !norm.is_finite() {
             st.loss_scale /= 2.0;
             st.good_steps = 0;
             tracing::warn!(
@@ -411,7 +409,7 @@ impl Run<'_> {
         optimizer.step(lr);
         optimizer.zero_grad();
         st.optimizer_steps += 1;
-        if self.mixed {
+        if self.loss_scaling {
             st.good_steps += 1;
             if st.good_steps.is_multiple_of(2000) {
                 st.loss_scale *= 2.0;
@@ -492,7 +490,7 @@ impl Run<'_> {
                 continue;
             }
             let x = self.pipeline.eval_input(&batch.pixels, batch.len());
-            let logits = tch::autocast(self.mixed, || classifier.model.forward(&x))
+            let logits = autocast(self.device, self.precision, || classifier.model.forward(&x))
                 .to_kind(Kind::Float)
                 .to_device(Device::Cpu);
             let y = Tensor::from_slice(&batch.labels);
