@@ -49,22 +49,34 @@ fn inputs() -> &'static (PathBuf, PathBuf) {
 
 /// `dfscan train` on the generated set with the recipe's augmentations
 /// (milder rotation and crop than the card's defaults, so a model trained
-/// from random weights learns in a few epochs).
+/// from random weights learns in a few epochs); `extra` flags replace the
+/// defaults they name.
 fn train_command(output: &Path, epochs: usize, extra: &[&str]) -> Command {
     let (base, data) = inputs();
+    let epochs = epochs.to_string();
+    let defaults = [
+        ("--base", base.to_str().unwrap()),
+        ("--data", data.to_str().unwrap()),
+        ("--device", "cpu"),
+        ("--threads", "1"),
+        ("--decode-threads", "2"),
+        ("--epochs", &epochs),
+        ("--batch-size", "16"),
+        ("--lr", "1e-3"),
+        ("--warmup", "4"),
+        ("--rotation", "15"),
+        ("--crop-scale", "0.8"),
+        ("--seed", "7"),
+        ("--patience", "0"),
+    ];
     let mut cmd = common::dfscan();
-    cmd.arg("train")
-        .arg("--base")
-        .arg(base)
-        .arg("--data")
-        .arg(data)
-        .arg("--output")
-        .arg(output)
-        .args(["--device", "cpu", "--threads", "1", "--decode-threads", "2"])
-        .args(["--epochs", &epochs.to_string(), "--batch-size", "16"])
-        .args(["--lr", "1e-3", "--warmup", "4", "--rotation", "15"])
-        .args(["--crop-scale", "0.8", "--seed", "7", "--patience", "0"])
-        .args(extra);
+    cmd.arg("train").arg("--output").arg(output);
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
+    }
+    cmd.args(extra);
     cmd
 }
 
@@ -296,4 +308,78 @@ fn bf16_mixed_precision_trains_float32_weights() {
         common::score_jsonl(&output, &inputs().1.join("val")).len(),
         64
     );
+}
+
+/// The largest difference between two outputs' weights.
+fn weight_distance(a: &Path, b: &Path) -> f32 {
+    let (a, b) = (weights(a), weights(b));
+    a.iter()
+        .flat_map(|(name, values)| values.iter().zip(&b[name]).map(|(x, y)| (x - y).abs()))
+        .fold(0f32, f32::max)
+}
+
+#[test]
+fn accumulating_two_half_batches_equals_one_full_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let output = dir.path().join(name);
+        common::run_ok(&mut train_command(&output, 1, extra));
+        output
+    };
+    let full = run("full", &[]);
+    let halves = run("halves", &["--batch-size", "8", "--grad-accum", "2"]);
+    let small = run("small", &["--batch-size", "8"]);
+    let steps = |o: &Path| {
+        read_json(&o.join("training_report.json"))["history"][0]["optimizer_steps"].clone()
+    };
+    assert_eq!(steps(&full), 16);
+    assert_eq!(steps(&halves), 16);
+    // The same images, draws and steps: only the summation order differs,
+    // which Adam's normalisation amplifies a little; a different trajectory
+    // (half the batch, twice the steps) lands far further away.
+    let same = weight_distance(&full, &halves);
+    let different = weight_distance(&full, &small);
+    assert!(
+        same < 5e-4,
+        "accumulated weights {same} from the full batch's"
+    );
+    assert!(different > 20.0 * same, "{different} vs {same}");
+}
+
+#[test]
+fn unreadable_images_are_left_out_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for label in ["Real", "Fake"] {
+        let (from, to) = (
+            inputs().1.join("val").join(label),
+            data.join("train").join(label),
+        );
+        std::fs::create_dir_all(&to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap().take(6) {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+    let broken = data.join("train/Fake/broken.png");
+    std::fs::write(&broken, b"\x89PNG but not really").unwrap();
+    let output = dir.path().join("out");
+    let out = train_command(
+        &output,
+        2,
+        &["--data", data.to_str().unwrap(), "--batch-size", "4"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 images could not be read"));
+    let report = read_json(&output.join("training_report.json"));
+    assert_eq!(report["skipped_images"], serde_json::json!([broken]));
+    assert_eq!(report["history"][1]["train_images"], 12);
+    assert!(output.join("model.safetensors").is_file());
 }

@@ -279,6 +279,9 @@ impl Run<'_> {
             st.history.push(record);
             st.next_epoch();
             state::save(&self.job.output, classifier, optimizer, st)?;
+            if st.epoch < self.s.epochs && self.stop.load(Ordering::Relaxed) {
+                return Err(self.interrupted());
+            }
         }
         Ok(self.s.patience > 0 && st.evals_without_improvement >= self.s.patience)
     }
@@ -333,12 +336,17 @@ impl Run<'_> {
                 state::save(&self.job.output, classifier, optimizer, st)?;
             }
             if stopping {
-                return Err(TrainError::Interrupted {
-                    state: state::state_dir(&self.job.output),
-                });
+                return Err(self.interrupted());
             }
         }
         Ok(())
+    }
+
+    /// The error of a run stopped by a signal, once its state is saved.
+    fn interrupted(&self) -> TrainError {
+        TrainError::Interrupted {
+            state: state::state_dir(&self.job.output),
+        }
     }
 
     fn note_skipped(&self, batch: &Batch, st: &mut TrainerState) {
@@ -575,5 +583,28 @@ fn device_name(device: Device) -> String {
     match device {
         Device::Cuda(n) => format!("cuda:{n}"),
         _ => "cpu".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn balanced_class_weights_as_scikit_learn() {
+        let w = class_weights(&ClassWeights::Balanced, &[30, 10], Device::Cpu).unwrap();
+        assert_eq!(Vec::<f32>::try_from(w).unwrap(), [40.0 / 60.0, 40.0 / 20.0]);
+        assert!(class_weights(&ClassWeights::None, &[30, 10], Device::Cpu).is_none());
+    }
+
+    #[test]
+    fn each_epoch_has_its_own_order_of_every_image() {
+        let a = epoch_order(50, 1, 0);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_eq!(a, epoch_order(50, 1, 0));
+        assert_ne!(a, epoch_order(50, 1, 1));
+        assert_ne!(a, epoch_order(50, 2, 0));
     }
 }
