@@ -291,6 +291,18 @@ fn refuses_what_it_cannot_do_before_training() {
         assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
         assert!(stderr.contains(message), "{flags:?}: {stderr}");
     }
+    // The default base from the hub, offline with an empty cache: the
+    // error names the ways out in training's own terms.
+    let out = train_command(&output, 1, &["--base", dfscan_train::DEFAULT_BASE])
+        .env("HF_HUB_CACHE", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--base DIR") && stderr.contains("DFSCAN_TRAIN__BASE=DIR"),
+        "{stderr}"
+    );
     assert!(!output.join("checkpoint-last").exists());
 }
 

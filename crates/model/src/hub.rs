@@ -22,7 +22,22 @@ pub struct HubOptions {
     pub offline: bool,
     pub token: Option<String>,
     pub revision: String,
+    /// The setting that named the model, for error messages.
+    pub setting: Setting,
 }
+
+/// A setting that names a model: its flag and environment variable.
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub flag: &'static str,
+    pub env: &'static str,
+}
+
+/// The model that scoring runs (`--model`, `DFSCAN_MODEL`).
+pub const MODEL_SETTING: Setting = Setting {
+    flag: "--model",
+    env: "DFSCAN_MODEL",
+};
 
 impl HubOptions {
     pub fn from_env(revision: &str) -> Self {
@@ -43,6 +58,7 @@ impl HubOptions {
             offline,
             token: var("HF_TOKEN"),
             revision: revision.to_string(),
+            setting: MODEL_SETTING,
         }
     }
 }
@@ -67,7 +83,8 @@ pub fn resolve(model: &str, opts: &HubOptions) -> Result<(PathBuf, String), Mode
     }
     if !is_repo_id(model) {
         return Err(ModelError::Hub(format!(
-            "--model {model:?} is neither a checkpoint directory nor a hub id like org/name"
+            "{} {model:?} is neither a checkpoint directory nor a hub id like org/name",
+            opts.setting.flag
         )));
     }
     let repo = RepoCache::new(&opts.cache_dir, model);
@@ -99,8 +116,10 @@ fn not_available(model: &str, opts: &HubOptions, why: &str) -> ModelError {
         "model {model:?} (revision {rev}) is not in the Hugging Face cache at {cache} and cannot be \
          downloaded: {why}.\nWays out:\n  - a cached model: download it once where the hub is reachable \
          (or copy that machine's hub cache) into {cache} (set HF_HOME or HF_HUB_CACHE to use another cache);\n  \
-         - a local checkpoint directory: --model DIR (config.json, model.safetensors, preprocessor_config.json);\n  \
-         - the same through the environment: DFSCAN_MODEL=DIR.",
+         - a local checkpoint directory: {flag} DIR (config.json, model.safetensors, preprocessor_config.json);\n  \
+         - the same through the environment: {env}=DIR.",
+        flag = opts.setting.flag,
+        env = opts.setting.env,
         rev = opts.revision,
         cache = opts.cache_dir.display(),
     ))

@@ -101,6 +101,7 @@ fn options(cache: &Path, endpoint: &str, offline: bool) -> HubOptions {
         offline,
         token: None,
         revision: "main".into(),
+        setting: dfscan_model::hub::MODEL_SETTING,
     }
 }
 

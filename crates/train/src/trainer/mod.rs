@@ -152,7 +152,16 @@ pub fn train(
     };
     let base = match &resume_from {
         Some(dir) => dir.clone(),
-        None => hub::resolve(&s.base, &HubOptions::from_env(&job.model.revision))?.0,
+        None => {
+            let hub = HubOptions {
+                setting: hub::Setting {
+                    flag: "--base",
+                    env: "DFSCAN_TRAIN__BASE",
+                },
+                ..HubOptions::from_env(&job.model.revision)
+            };
+            hub::resolve(&s.base, &hub)?.0
+        }
     };
     let mut classifier = Classifier::from_base(&base, &splits.labels, device, s.seed)?;
     splits.reorder_labels(&classifier.labels);
