@@ -27,34 +27,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn walks_directories_for_images_only() {
+    fn explicit_files_are_kept_and_directories_walked() {
         let dir = tempfile::tempdir().unwrap();
-        for f in [
-            "b.JPG",
-            "a.png",
-            "notes.txt",
-            ".hidden.png",
-            "sub/c.webp",
-            ".git/d.png",
-        ] {
-            let p = dir.path().join(f);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, b"x").unwrap();
+        std::fs::create_dir(dir.path().join("imgs")).unwrap();
+        for f in ["imgs/a.png", "imgs/notes.txt", "notes.txt"] {
+            std::fs::write(dir.path().join(f), b"x").unwrap();
         }
         let explicit = dir.path().join("notes.txt");
-        let got = collect(&[dir.path().to_path_buf(), explicit.clone()]).unwrap();
-        let names: Vec<_> = got
-            .iter()
-            .map(|p| p.strip_prefix(dir.path()).unwrap().to_path_buf())
-            .collect();
-        assert_eq!(
-            names,
-            [
-                PathBuf::from("a.png"),
-                "b.JPG".into(),
-                "sub/c.webp".into(),
-                "notes.txt".into()
-            ]
-        );
+        let missing = dir.path().join("missing.jpg");
+        let got = collect(&[explicit.clone(), dir.path().join("imgs"), missing.clone()]).unwrap();
+        assert_eq!(got, [explicit, dir.path().join("imgs/a.png"), missing]);
     }
 }
