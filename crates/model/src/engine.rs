@@ -198,10 +198,7 @@ impl Loaded {
                 c.image_size as usize,
                 c.image_size as usize,
             ],
-            device: match device {
-                Device::Cuda(n) => format!("cuda:{n}"),
-                _ => "cpu".into(),
-            },
+            device: device_name(device),
             dtype: opts.dtype,
         };
         tracing::info!(model = %info.identity.name, sha256 = %info.identity.sha256, device = %info.device, dtype = %info.dtype, threads = tch::get_num_threads(), "model loaded");
@@ -234,6 +231,14 @@ impl Loaded {
             .to_kind(Kind::Float)
             .to_device(Device::Cpu);
         Ok(Vec::<f32>::try_from(logits.flatten(0, -1))?)
+    }
+}
+
+/// How results and logs name a device: `cpu` or `cuda:N`.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(n) => format!("cuda:{n}"),
+        _ => "cpu".into(),
     }
 }
 

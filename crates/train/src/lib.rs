@@ -13,8 +13,7 @@ mod settings;
 mod state;
 mod trainer;
 
-pub use dataset::{discover, Sample, Splits};
 pub use error::TrainError;
 pub use settings::{BestMetric, ClassWeights, Schedule, TrainSettings, DEFAULT_BASE};
-pub use state::{EpochRecord, STATE_DIR};
+pub use state::EpochRecord;
 pub use trainer::{train, Observer, StepStats, TrainJob, TrainSummary};

@@ -13,7 +13,7 @@ use std::time::Instant;
 use dfscan_core::settings::ModelSettings;
 use dfscan_core::DType;
 use dfscan_model::autocast::autocast;
-use dfscan_model::engine::resolve_device;
+use dfscan_model::engine::{device_name, resolve_device};
 use dfscan_model::hub::{self, HubOptions};
 use dfscan_model::labels::resolve_labels;
 use rand::seq::SliceRandom;
@@ -21,10 +21,10 @@ use rand::SeedableRng;
 use serde::Serialize;
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::dataset::{discover, Sample, Splits};
+use crate::dataset::{discover, Sample};
 use crate::error::{io_error, TrainError};
 use crate::loader::{Batch, ImageSpec, Loader};
-use crate::model::Classifier;
+use crate::model::{Classifier, Head};
 use crate::optim::{learning_rate, AdamW};
 use crate::pixels::{mix, Augment, PixelPipeline};
 use crate::settings::{BestMetric, ClassWeights, TrainSettings};
@@ -90,7 +90,6 @@ pub struct TrainSummary {
 struct Run<'a> {
     job: &'a TrainJob,
     s: &'a TrainSettings,
-    splits: Splits,
     train: Arc<Vec<Sample>>,
     val: Arc<Vec<Sample>>,
     spec: ImageSpec,
@@ -191,8 +190,9 @@ pub fn train(
     let mut run = Run {
         job,
         s,
-        train: Arc::new(splits.train.clone()),
-        val: Arc::new(splits.val.clone()),
+        class_weights: class_weights(&s.class_weights, &splits.class_counts(), device),
+        train: Arc::new(splits.train),
+        val: Arc::new(splits.val),
         spec: ImageSpec {
             preprocessor: classifier.preprocessor.clone(),
             limits: dfscan_model::decode_limits(&job.model),
@@ -207,18 +207,16 @@ pub fn train(
         device,
         precision,
         loss_scaling,
-        class_weights: class_weights(&s.class_weights, &splits.class_counts(), device),
         fake_index,
         batches,
         total_steps: steps_per_epoch * s.epochs as u64,
         observer,
         stop,
-        splits,
     };
     let head = match &classifier.head {
-        crate::model::Head::Kept => "its head kept".to_string(),
-        crate::model::Head::New { replaced: None } => "a new head".to_string(),
-        crate::model::Head::New {
+        Head::Kept => "its head kept".to_string(),
+        Head::New { replaced: None } => "a new head".to_string(),
+        Head::New {
             replaced: Some(old),
         } => format!("a new head (replacing one for {})", old.join(", ")),
     };
@@ -233,7 +231,7 @@ pub fn train(
         device_name(device),
         run.train.len(),
         run.val.len(),
-        run.splits.labels.join(", "),
+        classifier.labels.join(", "),
         if resume_from.is_some() {
             format!(", at epoch {} batch {}", st.epoch + 1, st.batch)
         } else {
@@ -456,13 +454,6 @@ fn class_weights(weights: &ClassWeights, counts: &[usize], device: Device) -> Op
                 .collect();
             Some(Tensor::from_slice(&w).to_device(device))
         }
-    }
-}
-
-fn device_name(device: Device) -> String {
-    match device {
-        Device::Cuda(n) => format!("cuda:{n}"),
-        _ => "cpu".into(),
     }
 }
 
