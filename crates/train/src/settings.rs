@@ -190,3 +190,48 @@ impl TrainSettings {
         value
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_in_the_readme_table() {
+        let readme = include_str!("../../../README.md");
+        let value = serde_json::to_value(TrainSettings::default()).unwrap();
+        let missing: Vec<&String> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !readme.contains(&format!("`train.{k}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "train keys missing from README: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn defaults_are_valid_and_the_fingerprint_ignores_cadence() {
+        let s = TrainSettings::default();
+        s.validate().unwrap();
+        let longer = TrainSettings {
+            epochs: 3,
+            patience: 0,
+            save_steps: 10,
+            log_steps: 1,
+            ..s.clone()
+        };
+        assert_eq!(s.fingerprint(), longer.fingerprint());
+        let other = TrainSettings {
+            lr: 1e-4,
+            ..s.clone()
+        };
+        assert_ne!(s.fingerprint(), other.fingerprint());
+        let bad = TrainSettings {
+            crop_scale: 0.0,
+            ..s
+        };
+        assert!(bad.validate().unwrap_err().contains("crop_scale"));
+    }
+}
