@@ -56,17 +56,7 @@ pub(super) async fn model_infer(
             )))
         }
     };
-    let images = input_images(input, raw).map_err(invalid)?;
-    if images.is_empty() {
-        return Err(invalid(format!("input {INPUT:?} holds no images")));
-    }
-    if images.len() > settings.infer_max_batch {
-        return Err(invalid(format!(
-            "{} images in one request; max_batch_size is {}",
-            images.len(),
-            settings.infer_max_batch
-        )));
-    }
+    let images = input_images(input, raw, settings.infer_max_batch).map_err(invalid)?;
     let items: Vec<Item> = images
         .into_iter()
         .enumerate()
