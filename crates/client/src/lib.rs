@@ -10,6 +10,7 @@ mod upload;
 
 use std::time::{Duration, Instant};
 
+use dfscan_core::Backoff;
 use dfscan_proto::v1::scoring_client::ScoringClient;
 use dfscan_proto::v1::*;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -186,13 +187,13 @@ impl Client {
     ) -> Result<u64> {
         let patience = Duration::from_secs(self.settings.resume_for_s);
         let mut last_progress = Instant::now();
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
         loop {
             let before = after;
             let outcome = self.stream_once(job_id, &mut after, &mut sink).await;
             if after > before {
                 last_progress = Instant::now();
-                backoff = Duration::from_millis(100);
+                backoff.reset();
             }
             match outcome {
                 Ok(()) => return Ok(after),
@@ -210,8 +211,7 @@ impl Client {
                 }
                 Err(e) => return Err(e),
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 

@@ -1,14 +1,16 @@
 //! Types every dfscan crate shares: what a score is, which device and
-//! precision run the model, the layered configuration, and evaluation
-//! metrics. Deliberately free of tokio, tonic and tch so the queue,
-//! coordinator and clients can use it without linking libtorch.
+//! precision run the model, the layered configuration, evaluation metrics,
+//! and retry pacing. Deliberately free of tokio, tonic and tch so the
+//! queue, coordinator and clients can use it without linking libtorch.
 
 pub mod device;
 pub mod error;
 pub mod metrics;
 pub mod prediction;
+pub mod retry;
 pub mod settings;
 
 pub use device::{DType, DeviceRequest};
 pub use error::CoreError;
 pub use prediction::{ModelIdentity, Prediction};
+pub use retry::Backoff;

@@ -10,7 +10,7 @@ use dfscan_queue::{ClaimedTask, JobQueue};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
+use crate::backoff::queue_backoff;
 use crate::metrics::{since_ms, WorkerMetrics};
 use crate::task::InHand;
 
@@ -42,7 +42,7 @@ impl Claimer {
         tasks: mpsc::UnboundedSender<Claimed>,
         shutdown: CancellationToken,
     ) {
-        let mut backoff = Backoff::new();
+        let mut backoff = queue_backoff();
         loop {
             let acquired = tokio::select! {
                 biased;

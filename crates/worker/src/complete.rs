@@ -9,7 +9,7 @@ use dfscan_queue::{Completion, JobQueue, QueueError};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::backoff::Backoff;
+use crate::backoff::queue_backoff;
 use crate::metrics::{since_ms, WorkerMetrics};
 use crate::task::{Counters, Finished, InHand};
 
@@ -43,7 +43,7 @@ impl Completer {
     }
 
     async fn complete(self: Arc<Self>, done: Finished) {
-        let mut backoff = Backoff::new();
+        let mut backoff = queue_backoff();
         let items = done.results.len() as u64;
         loop {
             match self

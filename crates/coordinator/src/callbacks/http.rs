@@ -1,10 +1,11 @@
 //! One callback delivery over HTTP: the signed POST and its retries with
-//! exponential backoff. ureq is blocking, so each attempt runs on the
+//! jittered exponential backoff. ureq is blocking, so each attempt runs on the
 //! blocking pool; redirects are not followed (a redirect could lead to a
 //! host outside `callback_hosts`).
 
 use std::time::Duration;
 
+use dfscan_core::Backoff;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -39,7 +40,7 @@ pub(super) async fn post_with_retries(
         return Err(format!("{url}: the host is not in callback_hosts"));
     }
     let signature = signature(settings.callback_secret.0.as_bytes(), body.as_bytes());
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     let mut last_error = String::new();
     for attempt in 1..=settings.callback_attempts {
         let request = (
@@ -60,8 +61,7 @@ pub(super) async fn post_with_retries(
             }
         }
         if attempt < settings.callback_attempts {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
     Err(format!(

@@ -19,12 +19,17 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, Client, Cmd, ErrorKind, FromRedisValue, Pipeline, RedisError};
 use redis::{ClientTlsConfig, RedisResult, ServerErrorKind, TlsCertificates};
 
+use dfscan_core::Backoff;
+
 use super::scripts::SCRIPTS;
 use crate::{QueueError, QueueSettings, Result};
 
-/// Pauses between attempts; their sum (~2.5 s) bounds how long a call
-/// waits for Redis to come back.
-const BACKOFF_MS: [u64; 6] = [50, 100, 200, 400, 800, 1000];
+/// Retries of one call; with pauses from 50 ms doubling to at most 1 s
+/// (jittered, see [`Backoff`]), about 1.3–2.6 s in all, which bounds how
+/// long a call waits for Redis to come back.
+const ATTEMPTS: u32 = 6;
+const FIRST_PAUSE: Duration = Duration::from_millis(50);
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 /// Idle blocking connections kept for reuse.
 const MAX_IDLE_BLOCKING: usize = 16;
 /// Beyond the BLOCK time itself, how long a blocking read may take before
@@ -106,7 +111,7 @@ impl Conn {
         F: FnMut(ConnectionManager) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        let mut backoff = BACKOFF_MS.iter();
+        let mut backoff = Backoff::new(FIRST_PAUSE, MAX_PAUSE);
         loop {
             let error = match op(self.manager.clone()).await {
                 Ok(value) => return Ok(value),
@@ -116,9 +121,10 @@ impl Conn {
             if !no_script && !transient(&error) {
                 return Err(map_error(what, error));
             }
-            let Some(&pause) = backoff.next() else {
+            if backoff.failures() == ATTEMPTS {
                 return Err(map_error(what, error));
-            };
+            }
+            let pause = backoff.next_delay();
             if no_script {
                 // A restarted or flushed Redis: load them all, go again now.
                 if let Err(e) = self.load_scripts().await {
@@ -127,7 +133,7 @@ impl Conn {
                 continue;
             }
             tracing::debug!(what, error = %error, "redis call failed; retrying");
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            tokio::time::sleep(pause).await;
         }
     }
 
