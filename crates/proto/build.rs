@@ -20,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Image bytes are passed along without copies.
         .bytes(".dfscan.v1.Item.data")
         .bytes(".inference")
+        .codec_path("crate::codec::ProtoCodec")
         .compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())

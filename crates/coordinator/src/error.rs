@@ -18,6 +18,23 @@ pub enum CoordinatorError {
     Transport(#[from] tonic::transport::Error),
 }
 
+/// Most characters of a client's string quoted back in a status message.
+const SHOWN_CHARS: usize = 64;
+
+/// A client's string quoted for a status message, cut short: the message
+/// travels in an HTTP/2 trailer, which clients refuse past a few KiB, so a
+/// 1 MB id quoted whole would turn a clean INVALID_ARGUMENT into a broken
+/// call.
+pub(crate) fn shown(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    if chars.next().is_none() {
+        format!("{head:?}")
+    } else {
+        format!("{head:?}… ({} bytes)", value.len())
+    }
+}
+
 /// The gRPC status for a queue error. No wildcard arm: a new variant must
 /// be given its code here.
 pub(crate) fn status(error: QueueError) -> Status {
@@ -42,6 +59,16 @@ mod tests {
     use tonic::Code;
 
     use super::*;
+
+    #[test]
+    fn long_strings_are_shown_cut_short() {
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
+        let long = "é".repeat(1 << 19);
+        let quoted = shown(&long);
+        assert!(quoted.ends_with("… (1048576 bytes)"), "{quoted}");
+        assert!(quoted.len() < 200);
+        assert_eq!(shown(&"x".repeat(64)), format!("{:?}", "x".repeat(64)));
+    }
 
     #[test]
     fn each_queue_error_has_its_code() {

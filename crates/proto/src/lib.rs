@@ -3,6 +3,8 @@
 //! Inference Protocol service (`proto/inference/`), generated at build
 //! time.
 
+pub mod codec;
+
 #[allow(clippy::all, clippy::pedantic)]
 pub mod v1 {
     tonic::include_proto!("dfscan.v1");

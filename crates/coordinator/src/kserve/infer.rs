@@ -18,11 +18,14 @@ use tonic::Status;
 use super::tensors::{input_images, raw_bytes, raw_fp32};
 use super::{KserveService, INPUT, OUTPUT_LABEL, OUTPUT_PROBABILITIES, VERSION};
 use crate::auth::Tenant;
-use crate::error::status;
+use crate::error::{shown, status};
 use crate::service::submit_items;
 
 /// Longest one results read waits before the loop looks again.
 const READ_WAIT: Duration = Duration::from_secs(1);
+/// The request id is kept with the job and sent back with the response:
+/// as short as an idempotency key.
+const MAX_REQUEST_ID_BYTES: usize = 256;
 
 pub(super) async fn model_infer(
     svc: &KserveService,
@@ -33,6 +36,12 @@ pub(super) async fn model_infer(
         .ready_model(&request.model_name, &request.model_version)
         .await?;
     let settings = svc.scoring.settings();
+    if request.id.len() > MAX_REQUEST_ID_BYTES {
+        return Err(invalid(format!(
+            "id is {} bytes; the limit is {MAX_REQUEST_ID_BYTES}",
+            request.id.len()
+        )));
+    }
     let outputs = requested_outputs(&request)?;
     let [input] = &request.inputs[..] else {
         return Err(invalid(format!(
@@ -42,8 +51,8 @@ pub(super) async fn model_infer(
     };
     if input.name != INPUT {
         return Err(invalid(format!(
-            "unknown input {:?}; the model's input is {INPUT:?}",
-            input.name
+            "unknown input {}; the model's input is {INPUT:?}",
+            shown(&input.name)
         )));
     }
     let raw = match &request.raw_input_contents[..] {
@@ -105,21 +114,30 @@ fn invalid(message: impl Into<String>) -> Status {
 }
 
 /// The outputs to send, in the order asked (both when none are named).
+/// Each at most once: a request naming one output many times would
+/// otherwise get a response that many times the size of its results.
 fn requested_outputs(request: &ModelInferRequest) -> Result<Vec<&'static str>, Status> {
     if request.outputs.is_empty() {
         return Ok(vec![OUTPUT_PROBABILITIES, OUTPUT_LABEL]);
     }
-    request
-        .outputs
-        .iter()
-        .map(|output| match output.name.as_str() {
-            OUTPUT_PROBABILITIES => Ok(OUTPUT_PROBABILITIES),
-            OUTPUT_LABEL => Ok(OUTPUT_LABEL),
-            other => Err(invalid(format!(
-                "unknown output {other:?}; the model's outputs are {OUTPUT_PROBABILITIES:?} and {OUTPUT_LABEL:?}"
-            ))),
-        })
-        .collect()
+    let mut outputs = Vec::with_capacity(2);
+    for output in &request.outputs {
+        let name = match output.name.as_str() {
+            OUTPUT_PROBABILITIES => OUTPUT_PROBABILITIES,
+            OUTPUT_LABEL => OUTPUT_LABEL,
+            other => {
+                return Err(invalid(format!(
+                "unknown output {}; the model's outputs are {OUTPUT_PROBABILITIES:?} and {OUTPUT_LABEL:?}",
+                shown(other)
+            )))
+            }
+        };
+        if outputs.contains(&name) {
+            return Err(invalid(format!("output {name:?} is requested twice")));
+        }
+        outputs.push(name);
+    }
+    Ok(outputs)
 }
 
 /// Every result of the job, in upload order.

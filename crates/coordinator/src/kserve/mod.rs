@@ -20,6 +20,7 @@ use dfscan_proto::inference::grpc_inference_service_server::GrpcInferenceService
 use dfscan_proto::inference::*;
 use tonic::{Request, Response, Status};
 
+use crate::error::shown;
 use crate::service::ModelView;
 use crate::ScoringService;
 
@@ -59,7 +60,9 @@ impl KserveService {
         }
         if !version.is_empty() && version != VERSION {
             return Err(Status::not_found(format!(
-                "model {name:?} has no version {version:?}; its only version is {VERSION:?}"
+                "model {} has no version {}; its only version is {VERSION:?}",
+                shown(name),
+                shown(version)
             )));
         }
         let mut views = self.scoring.model_views().await?;
@@ -68,7 +71,8 @@ impl KserveService {
             None => {
                 let known = Vec::from_iter(views.into_keys()).join(", ");
                 Err(Status::not_found(format!(
-                    "unknown model {name:?}; known models: {known}"
+                    "unknown model {}; known models: {known}",
+                    shown(name)
                 )))
             }
         }

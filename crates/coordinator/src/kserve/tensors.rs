@@ -7,6 +7,8 @@
 use bytes::Bytes;
 use dfscan_proto::inference::model_infer_request::InferInputTensor;
 
+use crate::error::shown;
+
 /// Bytes of an element's length prefix: an element can be empty, so a raw
 /// tensor of `n` bytes holds at most `n / 4` elements.
 const PREFIX_BYTES: usize = 4;
@@ -69,15 +71,23 @@ pub(super) fn input_images(
     if input.datatype != "BYTES" {
         return Err(format!(
             "input {name:?} is {}; it must be BYTES (encoded images)",
-            input.datatype
+            shown(&input.datatype)
         ));
     }
     let count = match input.shape[..] {
         [n] | [n, 1] if n >= 0 => n as usize,
-        _ => {
+        // A client's shape can have any number of dimensions: only short
+        // ones are quoted back.
+        [..] if input.shape.len() <= 4 => {
             return Err(format!(
                 "input {name:?} has shape {:?}; it must be [N] or [N, 1]",
                 input.shape
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "input {name:?} has {} dimensions; its shape must be [N] or [N, 1]",
+                input.shape.len()
             ))
         }
     };

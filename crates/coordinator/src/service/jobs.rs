@@ -8,7 +8,7 @@ use tonic::Status;
 
 use super::{invalid, ScoringService};
 use crate::auth::Tenant;
-use crate::error::status;
+use crate::error::{shown, status};
 
 /// ListJobs' page size when the request names none.
 const DEFAULT_LIST_LIMIT: usize = 100;
@@ -22,7 +22,8 @@ pub(super) fn job_id(job_id: &str) -> Result<&str, Status> {
         Ok(job_id)
     } else {
         Err(invalid(format!(
-            "job_id {job_id:?} is not a job id (32 lowercase hex digits)"
+            "job_id {} is not a job id (32 lowercase hex digits)",
+            shown(job_id)
         )))
     }
 }

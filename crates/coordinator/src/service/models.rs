@@ -10,7 +10,7 @@ use tonic::Status;
 use dfscan_queue::{JobQueue, QueueError};
 
 use super::{invalid, ScoringService};
-use crate::error::status;
+use crate::error::{shown, status};
 use crate::CoordinatorSettings;
 
 /// What the cluster knows of one model.
@@ -103,7 +103,7 @@ impl ScoringService {
         Err(invalid(if requested.is_empty() {
             format!("the job names no model and there is no default; known models: {listed}")
         } else {
-            format!("unknown model {requested:?}; known models: {listed}")
+            format!("unknown model {}; known models: {listed}", shown(requested))
         }))
     }
 }

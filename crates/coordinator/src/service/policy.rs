@@ -6,6 +6,7 @@ use dfscan_proto::v1::{Callback, VerdictPolicy, VerdictThreshold};
 use tonic::Status;
 
 use super::invalid;
+use crate::error::shown;
 use crate::CoordinatorSettings;
 
 const MAX_THRESHOLDS: usize = 8;
@@ -71,7 +72,8 @@ fn check_verdict_name(name: &str) -> Result<(), Status> {
         Ok(())
     } else {
         Err(invalid(format!(
-            "policy: verdict {name:?} must be 1 to {MAX_VERDICT_BYTES} letters, digits, '-', '_' or '.'"
+            "policy: verdict {} must be 1 to {MAX_VERDICT_BYTES} letters, digits, '-', '_' or '.'",
+            shown(name)
         )))
     }
 }
@@ -110,7 +112,8 @@ pub(super) fn checked_callback(
         });
         if !known {
             return Err(invalid(format!(
-                "callback: item verdict {verdict:?} is not a verdict of the job's policy"
+                "callback: item verdict {} is not a verdict of the job's policy",
+                shown(verdict)
             )));
         }
     }

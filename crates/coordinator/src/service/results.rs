@@ -34,7 +34,16 @@ pub(super) async fn stream_results(
 ) -> Result<ReceiverStream<Page>, Status> {
     let id = job_id(&request.job_id)?.to_string();
     // An unknown job is an error of the call itself, before any streaming.
-    owned_job(svc.queue.as_ref(), tenant, &id).await?;
+    let job = owned_job(svc.queue.as_ref(), tenant, &id).await?;
+    // Every item gets one result, so cursors never pass the item count
+    // (nor the results recorded, should a worker have sent extra ones).
+    let last = job.total.max(job.completed + job.failed);
+    if request.after_cursor > last {
+        return Err(Status::out_of_range(format!(
+            "after_cursor {} is past the job's last cursor, {last}",
+            request.after_cursor
+        )));
+    }
     let (tx, rx) = mpsc::channel(CHANNEL_PAGES);
     tokio::spawn(pump(
         Arc::clone(&svc.queue),

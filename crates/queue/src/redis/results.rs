@@ -93,7 +93,7 @@ pub(super) async fn read(
             .hgetall(&job_key)
             .cmd("XRANGE")
             .arg(&results_key)
-            .arg(format!("0-{}", after + 1))
+            .arg(format!("0-{}", after.saturating_add(1)))
             .arg("+")
             .arg("COUNT")
             .arg(CHUNKS_PER_READ)
