@@ -88,7 +88,7 @@ impl Run<'_> {
                 continue;
             }
             let x = self.pipeline.eval_input(&batch.pixels, batch.len());
-            let logits = autocast(self.device, self.precision, || classifier.model.forward(&x))
+            let logits = autocast(self.device, self.precision, || classifier.model.forward(&x))?
                 .to_kind(Kind::Float)
                 .to_device(Device::Cpu);
             let y = Tensor::from_slice(&batch.labels);

@@ -376,7 +376,7 @@ impl Run<'_> {
             .pipeline
             .train_input(&batch.pixels, &batch.positions, st.epoch);
         let y = Tensor::from_slice(&batch.labels).to_device(self.device);
-        let logits = autocast(self.device, self.precision, || classifier.model.forward(&x));
+        let logits = autocast(self.device, self.precision, || classifier.model.forward(&x))?;
         let loss = logits.to_kind(Kind::Float).cross_entropy_loss(
             &y,
             self.class_weights.as_ref(),
