@@ -15,10 +15,11 @@ use dfscan_core::settings::{self, ModelSettings};
 use dfscan_process::coordinator::{
     listen_and_serve, run as run_coordinator, scrape, AuthArgs, CoordinatorArgs, CoordinatorConfig,
 };
+use dfscan_process::health::{self, Probes};
 use dfscan_process::metrics::{self, MetricsSettings, Scrape};
 use dfscan_process::{connect_queue, runtime, shutdown_on_signals};
 use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings};
-use dfscan_worker::{Scoring, Worker, WorkerSettings};
+use dfscan_worker::{Health, Scoring, Worker, WorkerSettings};
 use serde::Deserialize;
 
 use crate::model_args::ModelArgs;
@@ -143,8 +144,9 @@ pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
     let noop = args.worker.bench_noop_scorer;
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
+        let health = serve_health(&cfg.worker).await?;
         let queue = connect_queue(cfg.redis.as_deref(), &cfg.queue, "worker").await?;
-        let (worker, _) = start_worker(&cfg, queue, noop).await?;
+        let (worker, _) = start_worker(&cfg, queue, noop, health).await?;
         metrics::start(&cfg.metrics, vec![worker_scrape(&worker)], shutdown.clone()).await?;
         let report = worker.run(shutdown).await?;
         tracing::info!(
@@ -169,11 +171,12 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
     let noop = args.worker.bench_noop_scorer;
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
+        let health = serve_health(&cfg.worker).await?;
         let queue: Arc<dyn JobQueue> = match &cfg.redis {
             Some(url) => connect_queue(Some(url), &cfg.queue, "serve").await?,
             None => Arc::new(MemoryQueue::new(cfg.queue.clone())),
         };
-        let (worker, model) = start_worker(&cfg, queue.clone(), noop).await?;
+        let (worker, model) = start_worker(&cfg, queue.clone(), noop, health).await?;
         let mut coordinator = cfg.coordinator.clone();
         if !coordinator.models.contains(&model) {
             coordinator.models.push(model.clone());
@@ -208,12 +211,30 @@ fn worker_scrape(worker: &Worker) -> Scrape {
     })
 }
 
+/// The worker's health, served on `worker.health_listen` (when set) from
+/// now on: before the model loads, so that the probes say it is not ready
+/// yet rather than finding nothing there.
+async fn serve_health(settings: &WorkerSettings) -> anyhow::Result<Health> {
+    let worker_health = Health::new(settings)?;
+    if let Some(listen) = &settings.health_listen {
+        let (live, ready) = (worker_health.clone(), worker_health.clone());
+        let probes = Probes {
+            live: Arc::new(move || live.live()),
+            ready: Arc::new(move || ready.ready()),
+        };
+        health::start(listen, probes).await?;
+    }
+    Ok(worker_health)
+}
+
 /// Loads the model (or, for benchmarks, the no-op scorer) and builds the
-/// worker; returns it with the model name jobs use to reach it.
+/// worker reporting to `health`; returns it with the model name jobs use
+/// to reach it.
 async fn start_worker(
     cfg: &ClusterConfig,
     queue: Arc<dyn JobQueue>,
     noop: bool,
+    health: Health,
 ) -> anyhow::Result<(Worker, String)> {
     let (scoring, model) = if noop {
         tracing::warn!("benchmark mode: the no-op scorer answers without scoring");
@@ -243,6 +264,7 @@ async fn start_worker(
         model.clone(),
         cfg.worker.clone(),
         &cfg.queue,
-    )?;
+    )?
+    .with_health(health);
     Ok((worker, model))
 }

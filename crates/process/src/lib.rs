@@ -1,6 +1,7 @@
 //! How dfscan's long-running processes start and stop: logging, the tokio
 //! runtime, one [`CancellationToken`] that SIGTERM and Ctrl-C cancel, the
-//! connection to the Redis queue, and the coordinator process itself.
+//! connection to the Redis queue, the HTTP endpoints (metrics, a worker's
+//! health), and the coordinator process itself.
 //!
 //! It exists apart from the CLI so that `dfscan-coordinator` can be built
 //! without libtorch: nothing here or below it links tch, which keeps the
@@ -8,6 +9,8 @@
 //! runs the same code inside the all-in-one binary.
 
 pub mod coordinator;
+pub mod health;
+mod http;
 pub mod metrics;
 
 use std::io::IsTerminal;

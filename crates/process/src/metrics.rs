@@ -35,15 +35,6 @@ pub async fn start(
     let Some(address) = &settings.listen else {
         return Ok(());
     };
-    let listen_error = |source| ProcessError::Listen {
-        address: address.clone(),
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(listen_error)?;
-    let bound = listener.local_addr().map_err(listen_error)?;
-    tracing::info!(address = %bound, "metrics listening on /metrics");
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
@@ -57,14 +48,13 @@ pub async fn start(
             }
         }),
     );
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "the metrics endpoint failed");
-        }
-    });
+    crate::http::serve(
+        address,
+        app,
+        "metrics (/metrics)",
+        shutdown.cancelled_owned(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 
 use crate::error::WorkerError;
+use crate::health::Health;
 use crate::metrics::WorkerMetrics;
 use crate::scoring::Runner;
 use crate::task::{Counters, Finisher, TaskSlot};
@@ -61,6 +62,8 @@ pub(crate) struct Batcher {
     pub finisher: Finisher,
     pub counters: Arc<Counters>,
     pub metrics: Arc<WorkerMetrics>,
+    /// Times each batch at the model (the liveness watchdog).
+    pub health: Health,
 }
 
 impl Batcher {
@@ -126,6 +129,9 @@ impl Batcher {
             pixels.push(image.pixels);
             permits.push(image.permit);
         }
+        // Counted from before the hand-over: a model that is stuck blocks
+        // the submission itself once its channel is full.
+        self.health.batch_submitted();
         let logits = self.runner.submit(pixels, permits).await?;
         Ok(InFlight {
             members,
@@ -144,6 +150,7 @@ impl Batcher {
 
     /// Gives each row's task its result.
     fn finish(&self, batch: InFlight, outcome: Outcome) -> Result<(), WorkerError> {
+        self.health.batch_answered();
         let rows = batch.members.len();
         let predictions = self.runner.predictions(rows, outcome)?;
         let scored = predictions.iter().filter(|p| p.is_ok()).count();

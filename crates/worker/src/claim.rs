@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::queue_backoff;
+use crate::health::{Health, Turn};
 use crate::metrics::{since_ms, WorkerMetrics};
 use crate::task::InHand;
 
@@ -31,6 +32,8 @@ pub(crate) struct Claimer {
     /// Also bounds the tasks in progress and waiting to be completed.
     pub in_hand: Arc<InHand>,
     pub metrics: Arc<WorkerMetrics>,
+    /// Every claim that returns, empty or failed, is the loop turning.
+    pub health: Health,
 }
 
 impl Claimer {
@@ -75,6 +78,11 @@ impl Claimer {
                 Ok(claimed) => {
                     backoff.reset();
                     let got = claimed.len();
+                    self.health.turned(if got == 0 {
+                        Turn::IdleClaim
+                    } else {
+                        Turn::Claimed
+                    });
                     self.in_hand.unreserve(room.saturating_sub(got));
                     for task in claimed {
                         let Some(place) = permit.split(1) else {
@@ -102,6 +110,7 @@ impl Claimer {
                     }
                 }
                 Err(e) => {
+                    self.health.turned(Turn::ClaimFailed);
                     drop(permit);
                     self.in_hand.unreserve(room);
                     let delay = backoff.next_delay();

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::backoff::queue_backoff;
+use crate::health::{Health, Turn};
 use crate::metrics::{since_ms, WorkerMetrics};
 use crate::task::{Counters, Finished, InHand};
 
@@ -18,6 +19,8 @@ pub(crate) struct Completer {
     pub in_hand: Arc<InHand>,
     pub counters: Arc<Counters>,
     pub metrics: Arc<WorkerMetrics>,
+    /// Every completion attempt, failed ones included, is the loop turning.
+    pub health: Health,
 }
 
 impl Completer {
@@ -46,11 +49,12 @@ impl Completer {
         let mut backoff = queue_backoff();
         let items = done.results.len() as u64;
         loop {
-            match self
+            let attempt = self
                 .queue
                 .complete(&done.handle, done.results.clone())
-                .await
-            {
+                .await;
+            self.health.turned(Turn::Completion);
+            match attempt {
                 Ok(completion) => {
                     if completion != Completion::Recorded {
                         tracing::debug!(job = %done.handle.job_id, task = %done.handle.entry_id, ?completion, "task was completed already or its job is gone");

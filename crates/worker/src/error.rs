@@ -22,6 +22,11 @@ pub enum WorkerError {
     /// into errors, so the worker stops and leaves its tasks to others.
     #[error("the model is no longer running: {0}")]
     Engine(ModelError),
+    /// The first batch, run before taking work, failed: every batch would.
+    #[error(
+        "the warm-up batch of {rows} images failed (a smaller worker.max_batch may fit): {source}"
+    )]
+    WarmUp { rows: usize, source: ModelError },
     /// A part of the worker panicked (a bug).
     #[error("worker {0}")]
     Panicked(String),

@@ -19,6 +19,7 @@ mod claim;
 mod complete;
 mod dispatch;
 mod error;
+mod health;
 mod keepalive;
 mod metrics;
 mod scoring;
@@ -28,6 +29,7 @@ mod uri;
 mod worker;
 
 pub use error::WorkerError;
+pub use health::Health;
 pub use metrics::WorkerMetrics;
 pub use scoring::Scoring;
 pub use settings::WorkerSettings;

@@ -33,6 +33,13 @@ pub enum Scoring {
     /// "Real" with probability 1 (identity `{name: model, sha256: "noop"}`),
     /// so a run measures the queue and the worker's own overhead.
     Noop { model: String },
+    /// Tests only: the no-op scorer, except that while its gate is closed
+    /// the model never answers a batch (a hung forward pass).
+    #[cfg(test)]
+    Stalling {
+        model: String,
+        gate: Arc<stall::Gate>,
+    },
 }
 
 /// The scorer as the pipeline uses it.
@@ -49,6 +56,8 @@ enum Backend {
     // Shared with the decode jobs and the blocking tasks that feed the model.
     Model(Arc<ModelBackend>),
     Noop,
+    #[cfg(test)]
+    Stalling(Arc<stall::Gate>),
 }
 
 struct ModelBackend {
@@ -119,17 +128,26 @@ impl Runner {
                     })),
                 })
             }
-            Scoring::Noop { model } => Ok(Self {
-                labels: vec!["Real".into(), "Fake".into()],
-                fake_index: 1,
-                identity: ModelIdentity {
-                    name: model,
-                    sha256: "noop".into(),
-                },
-                device: "none".into(),
-                dtype: "none".into(),
-                backend: Backend::Noop,
-            }),
+            Scoring::Noop { model } => Ok(Self::scoring_nothing(model, Backend::Noop)),
+            #[cfg(test)]
+            Scoring::Stalling { model, gate } => {
+                Ok(Self::scoring_nothing(model, Backend::Stalling(gate)))
+            }
+        }
+    }
+
+    /// The no-op scorer's description, whatever is behind it.
+    fn scoring_nothing(model: String, backend: Backend) -> Self {
+        Self {
+            labels: vec!["Real".into(), "Fake".into()],
+            fake_index: 1,
+            identity: ModelIdentity {
+                name: model,
+                sha256: "noop".into(),
+            },
+            device: "none".into(),
+            dtype: "none".into(),
+            backend,
         }
     }
 
@@ -168,6 +186,30 @@ impl Runner {
                 });
             }
             Backend::Noop => done(Ok(Vec::new())),
+            #[cfg(test)]
+            Backend::Stalling(_) => done(Ok(Vec::new())),
+        }
+    }
+
+    /// Runs one batch of `rows` blank images through the model before the
+    /// worker takes work: CUDA's lazy initialisation, kernel selection and
+    /// the activation memory of a full batch are paid here, so the first
+    /// job does not wait for them, and a batch that cannot run (out of
+    /// memory) stops the worker at start rather than failing every task.
+    pub(crate) async fn warm_up(&self, rows: usize) -> Result<(), WorkerError> {
+        let per_image = match &self.backend {
+            Backend::Model(model) => model.engine.info().pixels_per_image(),
+            _ => 0,
+        };
+        let logits = self
+            .submit(vec![vec![0.0; per_image]; rows], Vec::new())
+            .await?;
+        match logits.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(ModelError::EngineStopped)) | Err(_) => {
+                Err(WorkerError::Engine(ModelError::EngineStopped))
+            }
+            Ok(Err(e)) => Err(WorkerError::WarmUp { rows, source: e }),
         }
     }
 
@@ -178,10 +220,15 @@ impl Runner {
         images: Vec<Vec<f32>>,
         hold: Vec<OwnedSemaphorePermit>,
     ) -> Result<LogitsReceiver, WorkerError> {
-        let Backend::Model(model) = &self.backend else {
-            drop(hold);
-            // The no-op scorer's batches carry no logits.
-            return Ok(ready(Ok(Vec::new())));
+        let model = match &self.backend {
+            Backend::Model(model) => model,
+            #[cfg(test)]
+            Backend::Stalling(gate) => return Ok(gate.submit()),
+            _ => {
+                drop(hold);
+                // The no-op scorer's batches carry no logits.
+                return Ok(ready(Ok(Vec::new())));
+            }
         };
         let model = Arc::clone(model);
         // Copying a batch and waiting for a place in the engine's channel
@@ -219,7 +266,7 @@ impl Runner {
             Ok(Err(e)) => return Ok(vec![Err(format!("inference failed: {e}")); rows]),
             Ok(Ok(logits)) => logits,
         };
-        if let Backend::Noop = self.backend {
+        if !matches!(self.backend, Backend::Model(_)) {
             let certain =
                 Prediction::from_probabilities(&self.labels, &[1.0, 0.0], self.fake_index);
             return Ok(vec![Ok(certain); rows]);
@@ -266,6 +313,48 @@ impl Runner {
                 ..Default::default()
             },
             Err(e) => error_result(&id, index, &e),
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod stall {
+    use std::sync::Mutex;
+
+    use dfscan_model::engine::LogitsReceiver;
+    use tokio::sync::oneshot;
+
+    type Reply = oneshot::Sender<Result<Vec<f32>, dfscan_model::ModelError>>;
+
+    /// While closed, batches get no answer: their replies are held, as a
+    /// model thread stuck in a forward pass holds them.
+    #[derive(Default)]
+    pub struct Gate {
+        /// `Some` while closed: the replies held back.
+        held: Mutex<Option<Vec<Reply>>>,
+    }
+
+    impl Gate {
+        pub(crate) fn close(&self) {
+            self.held.lock().unwrap().get_or_insert_with(Vec::new);
+        }
+
+        /// Answers every batch held back, and the later ones at once.
+        pub(crate) fn open(&self) {
+            for reply in self.held.lock().unwrap().take().unwrap_or_default() {
+                let _ = reply.send(Ok(Vec::new()));
+            }
+        }
+
+        pub(crate) fn submit(&self) -> LogitsReceiver {
+            let (reply, logits) = oneshot::channel();
+            match self.held.lock().unwrap().as_mut() {
+                Some(held) => held.push(reply),
+                None => {
+                    let _ = reply.send(Ok(Vec::new()));
+                }
+            }
+            logits
         }
     }
 }

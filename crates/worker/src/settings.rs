@@ -36,6 +36,15 @@ pub struct WorkerSettings {
     /// This worker's name in the queue; default
     /// `<hostname>-<pid>-<4 random hex digits>`.
     pub worker_id: Option<String>,
+    /// `host:port` of the worker's `/livez` and `/readyz`; none: no
+    /// endpoint. Off by default because workers on one host (one per GPU)
+    /// would all want the same port.
+    pub health_listen: Option<String>,
+    /// Seconds the claim-and-score loop may go without turning (no claim
+    /// returned, no batch answered, no completion attempted), or one batch
+    /// may stay at the model, before `/livez` fails. Longer than the longest
+    /// batch and than a queue call to a Redis that does not answer.
+    pub liveness_timeout_s: u64,
 }
 
 impl Default for WorkerSettings {
@@ -49,6 +58,8 @@ impl Default for WorkerSettings {
             drain_grace_s: 30,
             uri_roots: Vec::new(),
             worker_id: None,
+            health_listen: None,
+            liveness_timeout_s: 120,
         }
     }
 }
@@ -68,6 +79,14 @@ impl WorkerSettings {
         }
         if self.worker_id.as_deref().is_some_and(str::is_empty) {
             return invalid("worker_id must not be empty");
+        }
+        // An idle claim blocks for claim_wait_ms without the loop turning.
+        if self.claim_wait_ms >= self.liveness_timeout_s.saturating_mul(1000) {
+            return Err(WorkerError::Settings(format!(
+                "claim_wait_ms ({}) must be shorter than liveness_timeout_s ({} s): an idle \
+                 claim would make the worker look stuck",
+                self.claim_wait_ms, self.liveness_timeout_s
+            )));
         }
         Ok(())
     }
@@ -129,8 +148,33 @@ mod tests {
                 worker_id: Some(String::new()),
                 ..Default::default()
             },
+            WorkerSettings {
+                liveness_timeout_s: 0,
+                ..Default::default()
+            },
+            WorkerSettings {
+                claim_wait_ms: 5000,
+                liveness_timeout_s: 5,
+                ..Default::default()
+            },
         ] {
             assert!(broken.validate().is_err(), "{broken:?}");
         }
+    }
+
+    #[test]
+    fn every_key_is_in_the_readme_table() {
+        let readme = include_str!("../../../README.md");
+        let value = serde_json::to_value(WorkerSettings::default()).unwrap();
+        let missing: Vec<&String> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !readme.contains(&format!("| `worker.{k}` |")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "worker keys missing from README: {missing:?}"
+        );
     }
 }

@@ -1,6 +1,7 @@
-//! The worker's life: wires the pipeline stages together, runs them until
-//! shutdown, drains what was claimed within the grace period, and leaves
-//! the queue's worker list.
+//! The worker's life: warms the model up, wires the pipeline stages
+//! together, runs them until shutdown, drains what was claimed within the
+//! grace period, and leaves the queue's worker list, telling its
+//! [`Health`] each step.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use crate::claim::Claimer;
 use crate::complete::Completer;
 use crate::dispatch::Dispatcher;
 use crate::error::WorkerError;
+use crate::health::Health;
 use crate::keepalive;
 use crate::metrics::WorkerMetrics;
 use crate::scoring::{Runner, Scoring};
@@ -32,6 +34,7 @@ pub struct Worker {
     worker_id: String,
     refresh_every: Duration,
     metrics: Arc<WorkerMetrics>,
+    health: Health,
 }
 
 /// What a worker did before it stopped.
@@ -55,7 +58,8 @@ impl Worker {
         settings: WorkerSettings,
         queue_settings: &QueueSettings,
     ) -> Result<Self, WorkerError> {
-        settings.validate()?;
+        // Checks the settings too.
+        let health = Health::new(&settings)?;
         if model_name.is_empty() {
             return Err(WorkerError::Settings(
                 "the model name must not be empty".into(),
@@ -77,6 +81,7 @@ impl Worker {
             queue,
             runner,
             metrics: Arc::new(metrics),
+            health,
             model: model_name,
             worker_id,
             // Three refreshes per timeout: two can fail before a claim lapses.
@@ -90,6 +95,14 @@ impl Worker {
         &self.worker_id
     }
 
+    /// Reports to `health` instead of a health of its own: one made before
+    /// the model was loaded, so that probes were answered (not ready) while
+    /// it loaded.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+
     /// Its Prometheus metrics (for the process's `/metrics`).
     pub fn metrics(&self) -> Arc<WorkerMetrics> {
         Arc::clone(&self.metrics)
@@ -101,6 +114,19 @@ impl Worker {
     /// model stopped); its unfinished tasks go to other workers.
     pub async fn run(self, shutdown: CancellationToken) -> Result<WorkerReport, WorkerError> {
         let s = &self.settings;
+        self.health.warming_up();
+        let warm_up = std::time::Instant::now();
+        if let Err(e) = self.runner.warm_up(s.max_batch).await {
+            self.health.stopped();
+            release(self.runner).await;
+            return Err(e);
+        }
+        tracing::info!(
+            images = s.max_batch,
+            ms = warm_up.elapsed().as_secs_f64() * 1e3,
+            "model warmed up"
+        );
+        self.health.serving(shutdown.clone());
         // Tasks in progress hold at least one item each in the pipeline: up
         // to two batches decoding or waiting and two at the model. Beyond
         // that, only completions held up by a slow queue, which must not
@@ -138,6 +164,7 @@ impl Worker {
             )),
             in_hand: Arc::clone(&in_hand),
             metrics: Arc::clone(&self.metrics),
+            health: self.health.clone(),
         };
         let claim_shutdown = shutdown.clone();
         stages.spawn(async move {
@@ -165,6 +192,7 @@ impl Worker {
             finisher,
             counters: Arc::clone(&counters),
             metrics: Arc::clone(&self.metrics),
+            health: self.health.clone(),
         };
         stages.spawn(batcher.run(decoded_rx));
         let completer = Completer {
@@ -172,6 +200,7 @@ impl Worker {
             in_hand: Arc::clone(&in_hand),
             counters: Arc::clone(&counters),
             metrics: Arc::clone(&self.metrics),
+            health: self.health.clone(),
         };
         stages.spawn(async move {
             completer.run(finished_rx).await;
@@ -228,9 +257,8 @@ impl Worker {
         if let Err(e) = self.queue.deregister(&self.worker_id).await {
             tracing::warn!(error = %e, "leaving the worker list failed; the entry expires on its own");
         }
-        // Dropping the engine waits for the model thread to finish.
-        let runner = self.runner;
-        let _ = tokio::task::spawn_blocking(move || drop(runner)).await;
+        self.health.stopped();
+        release(self.runner).await;
 
         let report = WorkerReport {
             tasks: Counters::get(&counters.tasks),
@@ -265,6 +293,12 @@ impl Worker {
     }
 }
 
+/// Drops the scorer off the async threads: dropping the engine waits for
+/// the model thread to finish.
+async fn release(runner: Arc<Runner>) {
+    let _ = tokio::task::spawn_blocking(move || drop(runner)).await;
+}
+
 /// Waits for every stage; the first failure ends the wait.
 async fn all_done(stages: &mut JoinSet<Result<(), WorkerError>>) -> Result<(), WorkerError> {
     while let Some(joined) = stages.join_next().await {
@@ -275,4 +309,176 @@ async fn all_done(stages: &mut JoinSet<Result<(), WorkerError>>) -> Result<(), W
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::Instant;
+
+    use dfscan_process::health::{self, Probes};
+    use dfscan_proto::v1::item::Source;
+    use dfscan_proto::v1::Item;
+    use dfscan_queue::{Created, JobSpec, MemoryQueue, NewTask};
+
+    use super::*;
+    use crate::scoring::stall::Gate;
+
+    const MODEL: &str = "test/model";
+
+    /// One HTTP GET: the status code and the body.
+    fn get(address: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, body.to_string())
+    }
+
+    async fn probe(address: SocketAddr, path: &'static str) -> (u16, String) {
+        tokio::task::spawn_blocking(move || get(address, path))
+            .await
+            .unwrap()
+    }
+
+    /// Polls `path` until it answers `status`; its body.
+    async fn wait_for(address: SocketAddr, path: &'static str, status: u16) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (got, body) = probe(address, path).await;
+            if got == status {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} still answers {got} {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A worker whose model stops answering: `/livez` turns 503 naming the
+    /// stuck batch while the endpoint (and `/readyz`) still answer, the
+    /// drain is not ready, and the worker finishes once the model answers.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_hung_forward_pass_fails_livez_while_the_endpoint_answers() {
+        let settings = WorkerSettings {
+            max_batch: 2,
+            max_wait_ms: 1,
+            claim_wait_ms: 50,
+            heartbeat_ms: 50,
+            liveness_timeout_s: 2,
+            ..Default::default()
+        };
+        let health = Health::new(&settings).unwrap();
+        let (live, ready) = (health.clone(), health.clone());
+        let address = health::start(
+            "127.0.0.1:0",
+            Probes {
+                live: Arc::new(move || live.live()),
+                ready: Arc::new(move || ready.ready()),
+            },
+        )
+        .await
+        .unwrap();
+        // Served before the worker exists, as while its model loads.
+        let (status, body) = probe(address, "/readyz").await;
+        assert_eq!((status, body.trim()), (503, "not ready: loading the model"));
+        assert_eq!(probe(address, "/livez").await.0, 200);
+
+        let queue = Arc::new(MemoryQueue::new(QueueSettings::default()));
+        let gate = Arc::new(Gate::default());
+        let scoring = Scoring::Stalling {
+            model: MODEL.into(),
+            gate: Arc::clone(&gate),
+        };
+        let worker = Worker::new(
+            queue.clone(),
+            scoring,
+            MODEL.into(),
+            settings,
+            &QueueSettings::default(),
+        )
+        .unwrap()
+        .with_health(health);
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(worker.run(shutdown.clone()));
+        assert_eq!(wait_for(address, "/readyz", 200).await.trim(), "ready");
+        // Idle past the timeout: empty claims keep the loop turning.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let (status, body) = probe(address, "/livez").await;
+        assert_eq!(status, 200, "{body}");
+
+        // The model hangs on the next batch. The queue stays empty, so
+        // claims go on returning: only the batch's own clock can tell.
+        gate.close();
+        let Created::New(job) = queue
+            .create_job(JobSpec {
+                model: MODEL.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        else {
+            panic!("a new job was expected");
+        };
+        let item = Item {
+            id: "only".into(),
+            source: Some(Source::Data(b"not decoded".to_vec().into())),
+            metadata: Default::default(),
+        };
+        let task = NewTask {
+            first_index: 0,
+            items: vec![item],
+        };
+        queue.enqueue(&job, vec![task]).await.unwrap();
+        queue.seal_job(&job.id).await.unwrap();
+        let stale = wait_for(address, "/livez", 503).await;
+        assert!(stale.contains("running one batch for"), "{stale}");
+        let seconds: u64 = stale
+            .split("for ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{stale}"));
+        assert!(seconds >= 2, "{stale}");
+        let (status, body) = probe(address, "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(body.starts_with("not ready: the model"), "{body}");
+
+        // SIGTERM while the batch is stuck: draining, so not ready.
+        shutdown.cancel();
+        let (status, body) = probe(address, "/readyz").await;
+        assert_eq!(
+            (status, body.trim()),
+            (
+                503,
+                "not ready: draining (finishing the tasks in hand, then exiting)"
+            )
+        );
+        // The model answers: the drain completes the task and the worker ends.
+        gate.open();
+        let report = tokio::time::timeout(Duration::from_secs(60), running)
+            .await
+            .expect("the worker stops")
+            .unwrap()
+            .unwrap();
+        assert_eq!((report.tasks, report.items), (1, 1));
+        assert_eq!(queue.get_job(&job.id).await.unwrap().completed, 1);
+        let (status, body) = probe(address, "/readyz").await;
+        assert_eq!(
+            (status, body.trim()),
+            (503, "not ready: the worker has stopped")
+        );
+    }
 }
