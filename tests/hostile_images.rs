@@ -1,6 +1,7 @@
 //! Hostile images (issue 6): the corpus `tests/tools/make_hostile_corpus.py`
 //! writes (empty, random and text files, files cut at many points, headers
-//! declaring gigapixels, a GIF bomb, animated/interlaced/CMYK/YCCK/16-bit/
+//! declaring gigapixels, a GIF bomb, CPU bombs (a JPEG of 5000 scans, PNG
+//! text inflating past Pillow's limit), animated/interlaced/CMYK/YCCK/16-bit/
 //! palette files, EXIF orientations 1-8, WebP, HEIC/SVG/PDF, and what the
 //! fuzzer found) goes through every path that decodes uploads:
 //!
@@ -122,6 +123,9 @@ fn error_matches(entry: &Value, message: &str) -> bool {
             message == format!("unsupported image format (detected: {detected})")
         }
         "too_many_pixels" => message.ends_with("pixels, over the limit of 89478485"),
+        "too_many_scans" => {
+            message.starts_with("JPEG has ") && message.ends_with(" scans, over the limit of 500")
+        }
         "truncated" => decode && message.contains("truncated"),
         "corrupt" => decode || message.starts_with("image has zero size"),
         other => panic!("unknown error kind {other}"),

@@ -14,8 +14,10 @@ Writes OUT_DIR/<file> for every case below, plus
              "probs": {label: probability} from pipeline(..., top_k=None)   # with --model}
         entry for a file that must fail:
             {"expect": "error", "case": text,
-             "kind": "empty" | "unsupported" | "too_many_pixels" | "truncated" | "corrupt",
+             "kind": "empty" | "unsupported" | "too_many_pixels" | "too_many_scans" | "truncated"
+                     | "corrupt",
              "detected": format name dfscan must report (unsupported only),
+             "pipeline_opens": why the pipeline opens it all the same (only where it does),
              "pipeline_error": what the pipeline raised (with --model)}
     OUT_DIR/pixels.safetensors   with --model: key = file name, f32 [3,H,W] pixel_values the
                                  pipeline computed, for every file that must score
@@ -136,6 +138,34 @@ def patch_sof(data: bytes, width: int, height: int) -> bytes:
     raise AssertionError("no SOF")
 
 
+def many_scans_jpeg(progressive: bytes, scans: int) -> bytes:
+    """`progressive` with DC refinement scans (Ah=1, Al=0, all components, zero bits) added
+    before its EOI until it has `scans` scans: libjpeg warns about the progression and decodes."""
+    sof = next((pos, length) for pos, marker, length in jpeg_segments(progressive) if marker == 0xC2)
+    pos = sof[0]
+    count = progressive[pos + 9]
+    ids = [progressive[pos + 10 + 3 * i] for i in range(count)]
+    factors = [progressive[pos + 11 + 3 * i] for i in range(count)]
+    height, width = struct.unpack(">HH", progressive[pos + 5 : pos + 9])
+    hmax, vmax = max(f >> 4 for f in factors), max(f & 15 for f in factors)
+    mcus = -(-width // (8 * hmax)) * -(-height // (8 * vmax))
+    bits = mcus * sum((f >> 4) * (f & 15) for f in factors)
+    sos = (b"\xff\xda" + struct.pack(">HB", 6 + 2 * count, count) + b"".join(bytes([c, 0]) for c in ids)
+           + bytes([0, 0, 0x10]))
+    have = progressive.count(b"\xff\xda")
+    assert progressive.endswith(b"\xff\xd9") and have < scans
+    return progressive[:-2] + (sos + bytes(-(-bits // 8))) * (scans - have) + b"\xff\xd9"
+
+
+def png_ztxt(key: bytes, stream: bytes) -> bytes:
+    return png_chunk(b"zTXt", key + b"\0\0" + stream)
+
+
+def png_with_text(png: bytes, chunks: list[bytes]) -> bytes:
+    """`png` with `chunks` inserted after its IHDR."""
+    return png[:33] + b"".join(chunks) + png[33:]
+
+
 def gif_parts(data: bytes) -> tuple[bytes, bytes]:
     """(header + logical screen + global colour table, the first frame's blocks)."""
     flags = data[10]
@@ -160,6 +190,11 @@ def error(kind: str, case: str, detected: str | None = None) -> dict:
     if detected is not None:
         entry["detected"] = detected
     return entry
+
+
+def refused(kind: str, case: str, pipeline_opens: str) -> dict:
+    """A file dfscan refuses although the pipeline opens it (a limit Pillow lacks)."""
+    return {**error(kind, case), "pipeline_opens": pipeline_opens}
 
 
 def build() -> dict[str, tuple[bytes, dict]]:
@@ -265,7 +300,7 @@ def build() -> dict[str, tuple[bytes, dict]]:
         error("too_many_pixels", "valid IHDR declaring 100000x100000 RGB, tiny IDAT"))
     over = error("too_many_pixels", "IHDR declaring 9459x9460 = 89 482 140 pixels, one row of data")
     # Pillow only warns below 2 * MAX_IMAGE_PIXELS (and leaves rows its zlib stream lacks black)
-    over["pipeline_opens"] = True
+    over["pipeline_opens"] = "opens (with a DecompressionBombWarning)"
     add("png_one_over_limit.png", png_file(9459, 9460, 8, 0, zlib.compress(b"\x00" * 9460)), over)
     add("jpeg_20000x20000.jpg", patch_sof(base_jpeg, 20000, 20000),
         error("too_many_pixels", "JPEG whose SOF declares 20000x20000"))
@@ -283,6 +318,22 @@ def build() -> dict[str, tuple[bytes, dict]]:
     big[desc + 5 : desc + 9] = struct.pack("<HH", 65535, 65535)
     add("gif_bomb_frame.gif", tiny_head + bytes(big) + b";",
         error("too_many_pixels", "GIF whose first frame declares 65535x65535 (1x1 screen)"))
+
+    # --- CPU bombs: small files whose decoding costs far more than their size -------------------
+    # Each progressive scan makes libjpeg walk every block; DC refinement scans need no Huffman
+    # table (one raw bit per block), so a scan is 14 bytes of header and 18 of zero bits here.
+    add("jpeg_5000_scans.jpg", many_scans_jpeg(prog_jpeg, 5000),
+        refused("too_many_scans", "progressive JPEG with 5000 scans (4990 repeated DC refinements)",
+                "opens (Pillow sets no scan limit)"))
+    mib_text = zlib.compress(b"x" * ((1 << 20) - 16), 9)  # ~1 KiB inflating to just under 1 MiB
+    add("png_text_70_mib.png", png_with_text(base_png, [png_ztxt(b"Comment", mib_text)] * 70),
+        error("corrupt", "PNG with 70 zTXt chunks of 1 MiB each (over Pillow's MAX_TEXT_MEMORY)"))
+    add("png_text_discarded_70_mib.png", png_with_text(base_png, [png_ztxt(b"", mib_text)] * 70),
+        refused("corrupt", "PNG with 70 keyword-less zTXt chunks of 1 MiB each, inflated and discarded",
+                "opens (Pillow inflates text without a keyword but does not count it)"))
+    add("tiff_jpeg.tiff", pil_bytes(rgb_image(30, 20, 23), "TIFF", compression="jpeg"),
+        refused("corrupt", "JPEG-compressed TIFF (its decoder bounds neither frame size nor scans)",
+                "opens"))
 
     # --- large but legal: must score, within bounded memory -------------------------------------
     add("jpeg_20000x8.jpg", pil_bytes(rgb_image(20000, 8, 7), "JPEG", quality=85),
@@ -456,7 +507,7 @@ def reference(out: Path, files: dict[str, tuple[bytes, dict]], model: Path | Non
         else:
             if opened and not entry.get("pipeline_opens"):
                 raise RuntimeError(f"{name}: expected a failure, load_image opened it: {info}")
-            entry["pipeline_error"] = why if not opened else "opens (with a DecompressionBombWarning)"
+            entry["pipeline_error"] = why if not opened else entry["pipeline_opens"]
         manifest[name] = entry
     if pixels:
         from safetensors.torch import save_file

@@ -39,6 +39,12 @@ pub struct ModelSettings {
     pub max_image_bytes: u64,
     /// Largest decoded image accepted, in pixels (width × height).
     pub max_image_pixels: u64,
+    /// Most scans a JPEG may have (each progressive scan costs a pass over
+    /// the whole image).
+    pub max_jpeg_scans: u32,
+    /// Longest a TIFF, WebP or BMP decode may run, in milliseconds (the
+    /// other decoders' work is bounded by the file and pixel limits).
+    pub max_decode_ms: u64,
 }
 
 impl Default for ModelSettings {
@@ -57,6 +63,9 @@ impl Default for ModelSettings {
             // Pillow's MAX_IMAGE_PIXELS: the bound past which it warns of a
             // decompression bomb.
             max_image_pixels: 89_478_485,
+            // libjpeg-turbo's own TJFLAG_LIMITSCANS value.
+            max_jpeg_scans: 500,
+            max_decode_ms: 10_000,
         }
     }
 }
@@ -109,6 +118,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_key_is_in_the_readme_table() {
+        let readme = include_str!("../../../README.md");
+        let value = serde_json::to_value(ModelSettings::default()).unwrap();
+        let missing: Vec<&String> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| !readme.contains(&format!("| `{k}` |")))
+            .collect();
+        assert!(missing.is_empty(), "keys missing from README: {missing:?}");
+    }
 
     #[test]
     fn defaults_without_sources() {

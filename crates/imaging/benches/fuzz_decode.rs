@@ -508,6 +508,7 @@ fn error_kind(e: &ImagingError) -> &'static str {
     match e {
         ImagingError::TooManyBytes { .. } => "too many bytes",
         ImagingError::TooManyPixels { .. } => "too many pixels",
+        ImagingError::TooManyScans { .. } => "too many scans",
         ImagingError::ZeroSize { .. } => "zero size",
         ImagingError::Empty => "empty",
         ImagingError::UnsupportedFormat(_) => "unsupported format",

@@ -27,6 +27,14 @@ pub enum ImagingError {
         /// The configured limit.
         limit: u64,
     },
+    /// A JPEG holds more scans than [`crate::DecodeLimits::max_jpeg_scans`].
+    #[error("JPEG has {scans} scans, over the limit of {limit}")]
+    TooManyScans {
+        /// Scans in the file (counted up to its end-of-image marker).
+        scans: u64,
+        /// The configured limit.
+        limit: u32,
+    },
     /// The header declares a width or height of zero.
     #[error("image has zero size ({width}x{height})")]
     ZeroSize {

@@ -6,6 +6,11 @@
 //! value, `6.0` and `12/2` match `6`), then falls back to a regex over XMP.
 //! Reproducing those rules here is what makes rotated uploads come out the
 //! same way round as in Python, including for malformed metadata.
+//!
+//! Only the first IFD is read (no chain is followed), and a directory is
+//! walked entry by entry only as far as its bytes go: a count declared in
+//! the header, even 2^64 in a BigTIFF, costs at most one step per 12 (or
+//! 20) bytes present.
 
 /// What a container (JPEG, PNG, WebP, TIFF) stores under Pillow's
 /// `info["exif"]`, `info["XML:com.adobe.xmp"]` and `info["xmp"]`.
@@ -143,6 +148,25 @@ pub(crate) fn tiff_xmp(file: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// Every inline integer value the first IFD of a TIFF file gives its
+/// `Compression` tag (259), duplicates included: what a decoder may use,
+/// whichever duplicate it believes.
+pub(crate) fn tiff_compressions(file: &[u8]) -> Vec<i64> {
+    let Ok(ifd) = Ifd::from_header(file) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    ifd.walk(file, |tag, typ, field| {
+        if tag == COMPRESSION_TAG {
+            if let Value::Int(v) = ifd.first_value(typ, field) {
+                found.push(v);
+            }
+        }
+    });
+    found
+}
+
+const COMPRESSION_TAG: u16 = 259;
 const ORIENTATION_TAG: u16 = 274;
 const XMP_TAG: u16 = 700;
 
@@ -283,6 +307,31 @@ impl Ifd {
             }
         }
         None
+    }
+
+    /// Calls `visit(tag, type, inline field)` for each entry of the first
+    /// IFD whose type is known, as far as the entries' bytes go.
+    fn walk(&self, data: &[u8], mut visit: impl FnMut(u16, u16, &[u8])) -> Option<()> {
+        let (count_len, entry_len) = if self.big { (8, 20) } else { (2, 12) };
+        let mut pos = usize::try_from(self.first_offset).ok()?;
+        let tag_count = self.uint(data.get(pos..pos.checked_add(count_len)?)?);
+        pos += count_len;
+        for _ in 0..tag_count {
+            let entry = data.get(pos..pos.checked_add(entry_len)?)?;
+            pos += entry_len;
+            let typ = self.uint(&entry[2..4]) as u16;
+            let field = if self.big {
+                &entry[12..20]
+            } else {
+                &entry[8..12]
+            };
+            // `first_value` reads up to 8 bytes: known types only, and the
+            // 8-byte ones only where inline (BigTIFF).
+            if unit_size(typ).is_some_and(|u| u <= field.len() as u64) {
+                visit(self.uint(&entry[0..2]) as u16, typ, field);
+            }
+        }
+        Some(())
     }
 
     /// The value `_setitem` stores for a tag whose spec'd length is 1.
@@ -448,6 +497,24 @@ mod tests {
             ..Metadata::default()
         };
         assert_eq!(m.orientation(&[]).unwrap(), 6);
+    }
+
+    #[test]
+    fn directories_end_with_their_bytes_whatever_they_declare() {
+        // 65535 entries declared, two present: the walk stops after them.
+        let mut t = tiff(
+            false,
+            &[(259, 3, 1, [7, 0, 0, 0]), (259, 3, 1, [1, 0, 0, 0])],
+        );
+        t[8..10].copy_from_slice(&u16::MAX.to_le_bytes());
+        assert_eq!(tiff_compressions(&t), [7, 1]);
+        assert_eq!(meta(t).orientation(&[]).unwrap(), 1);
+        // A BigTIFF declaring 2^64 - 1 entries, none present.
+        let mut big = b"II+\0\x08\0\0\0".to_vec();
+        big.extend(16u64.to_le_bytes());
+        big.extend(u64::MAX.to_le_bytes());
+        assert_eq!(tiff_compressions(&big), Vec::<i64>::new());
+        assert_eq!(tiff_xmp(&big), None);
     }
 
     #[test]

@@ -1,8 +1,21 @@
-//! Caps that keep one hostile upload from exhausting the scanner's memory.
+//! Caps that keep one hostile upload from exhausting the scanner's memory or
+//! its time.
 //!
 //! Dimensions are checked from the header before any pixel buffer exists, and
 //! the decoders' own allocation caps are derived from the same numbers so a
 //! header that lies about its size still cannot allocate without bound.
+//!
+//! Time is bounded by work where the work can be counted: the JPEG, PNG and
+//! GIF decoders here do work proportional to the bytes they read plus the
+//! pixels they write, both capped, except progressive JPEG (every scan
+//! revisits every block, however few bytes it holds), which gets a cap on
+//! its scan count. The `image` crate's TIFF decoder has no such bound (its
+//! strips may all point at the same bytes, and each deflate strip reads on
+//! past its declared length), so it and the other `image` crate decoders
+//! get a wall-clock budget instead, checked on every read they make from
+//! the input: between two reads a decoder inflates at most one buffer of
+//! input into at most one strip of output, so the check really bounds the
+//! time (see `decode/via_image.rs`).
 
 use crate::error::ImagingError;
 
@@ -13,15 +26,30 @@ pub struct DecodeLimits {
     pub max_bytes: u64,
     /// Largest accepted `width * height` (of the canvas, before orientation).
     pub max_pixels: u64,
+    /// Most scans a JPEG may have. A progressive scan costs a pass over the
+    /// whole image whatever its size in bytes, so without this cap a few
+    /// kilobytes of repeated scans buy minutes of decoding.
+    pub max_jpeg_scans: u32,
+    /// Longest a TIFF, WebP or BMP decode (the `image` crate's decoders,
+    /// whose work nothing else bounds) may run, in milliseconds.
+    pub max_decode_ms: u64,
 }
 
 impl Default for DecodeLimits {
-    /// 256 MiB of input and Pillow's `Image.MAX_IMAGE_PIXELS` (89 478 485),
-    /// the size above which Pillow starts warning about decompression bombs.
+    /// 256 MiB of input, Pillow's `Image.MAX_IMAGE_PIXELS` (89 478 485),
+    /// the size above which Pillow starts warning about decompression bombs,
+    /// 500 JPEG scans: the value of libjpeg-turbo's own `TJFLAG_LIMITSCANS`
+    /// and of the `-maxscans` its `djpeg` documentation suggests. Encoders
+    /// write about 10 (libjpeg's default progression; zune-jpeg refuses more
+    /// than 100), and at 81 Mpixels 500 empty scans cost libjpeg-turbo about
+    /// 3.5 s of one core. And 10 s per `image` crate decode: a TIFF at the
+    /// pixel limit decodes in about a second.
     fn default() -> Self {
         Self {
             max_bytes: 256 * 1024 * 1024,
             max_pixels: 89_478_485,
+            max_jpeg_scans: 500,
+            max_decode_ms: 10_000,
         }
     }
 }
@@ -65,6 +93,17 @@ impl DecodeLimits {
         Ok(())
     }
 
+    /// Rejects a JPEG with more than `max_jpeg_scans` scans.
+    pub(crate) fn check_scans(&self, scans: u64) -> Result<(), ImagingError> {
+        if scans > u64::from(self.max_jpeg_scans) {
+            return Err(ImagingError::TooManyScans {
+                scans,
+                limit: self.max_jpeg_scans,
+            });
+        }
+        Ok(())
+    }
+
     /// Allocation budget handed to the underlying decoders.
     pub(crate) fn max_alloc(&self) -> u64 {
         self.max_pixels
@@ -93,6 +132,8 @@ mod tests {
         let small = DecodeLimits {
             max_bytes: 10,
             max_pixels: 4,
+            max_jpeg_scans: 2,
+            max_decode_ms: 1,
         };
         assert_eq!(
             small.check_bytes(11).unwrap_err().to_string(),
@@ -105,5 +146,10 @@ mod tests {
             small.check_dimensions(0, 2),
             Err(ImagingError::ZeroSize { .. })
         ));
+        assert!(small.check_scans(2).is_ok());
+        assert_eq!(
+            small.check_scans(3).unwrap_err().to_string(),
+            "JPEG has 3 scans, over the limit of 2"
+        );
     }
 }

@@ -245,6 +245,7 @@ fn huge_declared_sizes_are_rejected_before_decoding() {
     let small = DecodeLimits {
         max_bytes: u64::MAX,
         max_pixels: 1000,
+        ..limits()
     };
     for format in [
         ImageFormat::Png,
@@ -268,6 +269,7 @@ fn byte_limit_is_checked_before_anything_else() {
     let tight = DecodeLimits {
         max_bytes: 100,
         max_pixels: u64::MAX,
+        ..limits()
     };
     let png = encode(ImageFormat::Png);
     let err = decode_rgb(&png, &tight).unwrap_err();
@@ -341,4 +343,224 @@ fn baseline_sof(jpeg: &[u8]) -> usize {
     jpeg.windows(2)
         .position(|w| w == [0xFF, 0xC0])
         .expect("baseline SOF")
+}
+
+/// A progressive greyscale 8x8 JPEG with `scans` scans: a DC first scan
+/// (the successive-approximation bit 1 and up), then DC refinement scans,
+/// each one byte of data (refinement bits are raw, no Huffman table). The
+/// repeated refinements make libjpeg warn ("inconsistent progression")
+/// and go on, as it does for the files of the scan-count attack.
+fn progressive_jpeg(scans: usize) -> Vec<u8> {
+    let segment = |marker: u8, payload: &[u8]| {
+        let mut out = vec![0xFF, marker];
+        out.extend(((payload.len() + 2) as u16).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    };
+    let mut out = vec![0xFF, 0xD8];
+    let mut dqt = vec![0];
+    dqt.extend([1u8; 64]);
+    out.extend(segment(0xDB, &dqt));
+    // SOF2: 8-bit, 8x8, one component (id 1, 1x1 sampling, table 0).
+    out.extend(segment(0xC2, &[8, 0, 8, 0, 8, 1, 1, 0x11, 0]));
+    // DC table 0: one 1-bit code, for difference category 0.
+    let mut dht = vec![0x00, 1];
+    dht.extend([0u8; 15]);
+    dht.push(0);
+    out.extend(segment(0xC4, &dht));
+    // Scan: component 1 with table 0, Ss = Se = 0, Ah/Al.
+    let scan = |ah_al: u8| segment(0xDA, &[1, 1, 0x00, 0, 0, ah_al]);
+    out.extend(scan(0x01));
+    out.push(0x7F); // code "0" (no difference), padded with ones
+    for _ in 1..scans {
+        out.extend(scan(0x10));
+        out.push(0x7F); // refinement bit 0, padding
+    }
+    out.extend([0xFF, 0xD9]);
+    out
+}
+
+#[test]
+fn jpeg_scans_over_the_limit_are_refused_before_decoding() {
+    // 500 scans decode (and libjpeg-turbo's own scan limit, set to the
+    // same value, lets them through); 501 are refused.
+    let rgb = decode_rgb(&progressive_jpeg(500), &limits()).unwrap();
+    assert_eq!(rgb.dimensions(), (8, 8));
+    let err = decode_rgb(&progressive_jpeg(501), &limits()).unwrap_err();
+    assert!(matches!(
+        err,
+        ImagingError::TooManyScans {
+            scans: 501,
+            limit: 500
+        }
+    ));
+    assert_eq!(err.to_string(), "JPEG has 501 scans, over the limit of 500");
+    // Thousands of scans: the same error, from walking the markers only.
+    assert_eq!(
+        message(&progressive_jpeg(20_000)),
+        "JPEG has 20000 scans, over the limit of 500"
+    );
+    // The limit is a setting; a baseline file has one scan.
+    let two = DecodeLimits {
+        max_jpeg_scans: 2,
+        ..limits()
+    };
+    assert!(decode_rgb(&progressive_jpeg(2), &two).is_ok());
+    assert_eq!(
+        decode_rgb(&progressive_jpeg(3), &two)
+            .unwrap_err()
+            .to_string(),
+        "JPEG has 3 scans, over the limit of 2"
+    );
+    let one = DecodeLimits {
+        max_jpeg_scans: 1,
+        ..limits()
+    };
+    assert!(decode_rgb(&encode(ImageFormat::Jpeg), &one).is_ok());
+}
+
+/// A 1x1 greyscale PNG with `extra` chunks before its image data.
+fn png_with_chunks(extra: &[Vec<u8>]) -> Vec<u8> {
+    let mut ihdr = 1u32.to_be_bytes().to_vec();
+    ihdr.extend(1u32.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(png_chunk(b"IHDR", &ihdr));
+    for chunk in extra {
+        out.extend_from_slice(chunk);
+    }
+    out.extend(png_chunk(b"IDAT", &fdeflate::compress_to_vec(&[0, 0])));
+    out.extend(png_chunk(b"IEND", b""));
+    out
+}
+
+#[test]
+fn png_text_is_bounded_like_pillows_and_so_is_discarded_text() {
+    let mib = vec![b'x'; 1 << 20];
+    let packed = fdeflate::compress_to_vec(&mib[..(1 << 20) - 16]);
+    let ztxt = |key: &[u8], stream: &[u8]| {
+        let mut data = key.to_vec();
+        data.extend([0, 0]);
+        data.extend_from_slice(stream);
+        png_chunk(b"zTXt", &data)
+    };
+    // 60 MiB of text is within Pillow's MAX_TEXT_MEMORY...
+    assert!(decode_rgb(
+        &png_with_chunks(&vec![ztxt(b"Comment", &packed); 60]),
+        &limits()
+    )
+    .is_ok());
+    // ... 70 MiB is over it, as in Pillow.
+    let err = message(&png_with_chunks(&vec![ztxt(b"Comment", &packed); 70]));
+    assert!(
+        err.starts_with("cannot decode image: PNG: too much memory used in text chunks ("),
+        "{err}"
+    );
+    assert!(
+        err.ends_with("over Pillow's MAX_TEXT_MEMORY of 67108864)"),
+        "{err}"
+    );
+    // Text Pillow inflates and throws away counts too: chunks without a
+    // keyword, and streams cut before their checksum (a zlib error).
+    let cut = &packed[..packed.len() - 4];
+    for chunk in [ztxt(b"", &packed), ztxt(b"Comment", cut)] {
+        let err = message(&png_with_chunks(&vec![chunk; 70]));
+        assert!(err.contains("too much memory used in text chunks"), "{err}");
+    }
+}
+
+/// A little-endian TIFF: `entries` (tag, type, count, value) in its first
+/// IFD, then `data` (at offset 8 + 2 + 12 * entries + 4).
+fn tiff_file(entries: &[(u16, u16, u32, u32)], data: &[u8]) -> Vec<u8> {
+    let mut out = b"II*\0".to_vec();
+    out.extend(8u32.to_le_bytes());
+    out.extend((entries.len() as u16).to_le_bytes());
+    for &(tag, typ, count, value) in entries {
+        out.extend(tag.to_le_bytes());
+        out.extend(typ.to_le_bytes());
+        out.extend(count.to_le_bytes());
+        out.extend(value.to_le_bytes());
+    }
+    out.extend(0u32.to_le_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+#[test]
+fn tiff_strips_sharing_their_bytes_run_out_of_time() {
+    let (width, rows) = (16u32, 5000u32);
+    // One zlib stream for every strip: 20 000 empty stored blocks (nothing
+    // out, 5 bytes in each), then the row.
+    let mut stream = vec![0x78, 0x01];
+    for _ in 0..20_000 {
+        stream.extend([0x00, 0x00, 0x00, 0xFF, 0xFF]);
+    }
+    stream.extend([0x01, 16, 0, !16, 0xFF]);
+    stream.extend([0x80; 16]);
+    let adler = {
+        let (a, b) = (0..16).fold((1u32, 0u32), |(a, b), _| {
+            let a = (a + 0x80) % 65521;
+            (a, (b + a) % 65521)
+        });
+        (b << 16) | a
+    };
+    stream.extend(adler.to_be_bytes());
+    let entries = 11u32;
+    let offsets_at = 8 + 2 + 12 * entries + 4;
+    let counts_at = offsets_at + 4 * rows;
+    let data_at = counts_at + 4 * rows;
+    let mut data = Vec::new();
+    data.extend((0..rows).flat_map(|_| data_at.to_le_bytes()));
+    data.extend((0..rows).flat_map(|_| (stream.len() as u32).to_le_bytes()));
+    data.extend_from_slice(&stream);
+    let tags = |compression: u32| {
+        [
+            (256, 4, 1, width),       // ImageWidth
+            (257, 4, 1, rows),        // ImageLength
+            (258, 3, 1, 8),           // BitsPerSample
+            (259, 3, 1, compression), // Compression
+            (262, 3, 1, 1),           // PhotometricInterpretation: BlackIsZero
+            (273, 4, rows, offsets_at),
+            (277, 3, 1, 1), // SamplesPerPixel
+            (278, 4, 1, 1), // RowsPerStrip
+            (279, 4, rows, counts_at),
+            (284, 3, 1, 1), // PlanarConfiguration
+            (339, 3, 1, 1), // SampleFormat: unsigned
+        ]
+    };
+    assert_eq!(tags(8).len(), entries as usize);
+    // Each of the 5000 strips inflates the whole 100 KB (500 MB, seconds
+    // of work even in a release build) to get its 16 bytes: stopped at the
+    // time limit.
+    let quick = DecodeLimits {
+        max_decode_ms: 100,
+        ..limits()
+    };
+    let err = decode_rgb(&tiff_file(&tags(8), &data), &quick)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("cannot decode image: TIFF: ")
+            && err.contains("decoding took longer than the limit of 100 ms"),
+        "{err}"
+    );
+    // The same layout with strips of their own decodes.
+    let mut own = stream.clone();
+    own.truncate(2);
+    own.extend([0x01, 16, 0, !16, 0xFF]);
+    own.extend([0x80; 16]);
+    own.extend(adler.to_be_bytes());
+    let mut data = Vec::new();
+    let own_at = |i: u32| data_at + i * own.len() as u32;
+    data.extend((0..rows).flat_map(|i| own_at(i).to_le_bytes()));
+    data.extend((0..rows).flat_map(|_| (own.len() as u32).to_le_bytes()));
+    data.extend((0..rows).flat_map(|_| own.iter().copied()));
+    let rgb = decode_rgb(&tiff_file(&tags(8), &data), &limits()).unwrap();
+    assert_eq!(rgb.dimensions(), (width, rows));
+    assert!(rgb.pixels().all(|p| p.0 == [0x80; 3]));
+    // JPEG compression is refused before its decoder runs.
+    assert_eq!(
+        message(&tiff_file(&tags(7), &data)),
+        "cannot decode image: TIFF: JPEG-compressed TIFF is not supported"
+    );
 }

@@ -45,5 +45,7 @@ pub fn decode_limits(settings: &ModelSettings) -> DecodeLimits {
     DecodeLimits {
         max_bytes: settings.max_image_bytes,
         max_pixels: settings.max_image_pixels,
+        max_jpeg_scans: settings.max_jpeg_scans,
+        max_decode_ms: settings.max_decode_ms,
     }
 }

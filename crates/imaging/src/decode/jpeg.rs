@@ -14,6 +14,17 @@
 //! and EXIF gathered from the APP1 segments the way Pillow's marker loop does,
 //! including its habit of swallowing broken EXIF when no JFIF density is
 //! present.
+//!
+//! One thing Pillow does not do: scans are counted against
+//! [`DecodeLimits::max_jpeg_scans`] before decoding. Each progressive scan
+//! makes libjpeg walk every block of the image however few bytes the scan
+//! holds, so a small file of repeated scans is a CPU bomb (the second issue
+//! of <https://libjpeg-turbo.org/pmwiki/uploads/About/TwoIssueswiththeJPEGStandard.pdf>).
+//! The count comes from the same walk to the end-of-image marker that the
+//! truncation check makes, so such a file is refused in time proportional
+//! to its size; libjpeg-turbo's own `TJPARAM_SCANLIMIT` is set to the same
+//! value, counting what the library actually decodes, so the bound holds
+//! even where its reading of the markers and this walk's differ.
 
 use std::ffi::{c_int, CStr};
 
@@ -139,30 +150,31 @@ fn read_markers(bytes: &[u8]) -> Markers {
     }
 }
 
-/// Whether an EOI marker follows the scans. Pillow (through libjpeg's
-/// suspending source) fails with "image file is truncated" without one;
-/// TurboJPEG's memory source would instead make one up, warn, and pad the
-/// missing rows.
-fn reaches_eoi(bytes: &[u8], mut pos: usize) -> bool {
+/// The number of scans, counting the first one (whose data starts at
+/// `pos`) and every SOS after it, when an EOI marker follows them; `None`
+/// without one. Pillow (through libjpeg's suspending source) fails with
+/// "image file is truncated" without an EOI; TurboJPEG's memory source would
+/// instead make one up, warn, and pad the missing rows.
+fn scans_to_eoi(bytes: &[u8], mut pos: usize) -> Option<u64> {
+    let mut scans = 1;
     while pos + 1 < bytes.len() {
         if bytes[pos] != 0xFF {
             pos += 1;
             continue;
         }
         match bytes[pos + 1] {
-            EOI => return true,
+            EOI => return Some(scans),
             0xFF => pos += 1,
             0x00 | 0xD0..=0xD7 | 0x01 => pos += 2,
-            _ => {
+            marker => {
                 // DHT, SOS, DQT, DRI, APPn... between progressive scans.
-                let Some(len) = bytes.get(pos + 2..pos + 4) else {
-                    return false;
-                };
+                let len = bytes.get(pos + 2..pos + 4)?;
+                scans += u64::from(marker == SOS);
                 pos += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
             }
         }
     }
-    false
+    None
 }
 
 /// `MULDIV255` from Pillow's `Convert.c`: `a * b / 255` rounded.
@@ -195,20 +207,25 @@ fn cmyk_to_rgb_in_place(samples: &mut Vec<u8>) {
 const PREMATURE_EOF: &str = "Premature end of JPEG file";
 
 /// A TurboJPEG decompressor instance, destroyed on drop.
-struct Decompressor(tj::tjhandle);
+struct Decompressor {
+    handle: tj::tjhandle,
+    /// The `TJPARAM_SCANLIMIT` it was made with, for the probe instance.
+    scan_limit: c_int,
+}
 
 impl Drop for Decompressor {
     fn drop(&mut self) {
         // SAFETY: the handle came from `tj3Init` and is destroyed only here.
-        unsafe { tj::tj3Destroy(self.0) }
+        unsafe { tj::tj3Destroy(self.handle) }
     }
 }
 
 impl Decompressor {
     /// A fresh instance with the decoding settings Pillow's libjpeg has:
     /// accurate integer IDCT and smooth ("fancy") chroma upsampling, which
-    /// are TurboJPEG's defaults too, set here to make the choice visible.
-    fn new(stop_on_warning: bool) -> Result<Self, ImagingError> {
+    /// are TurboJPEG's defaults too, set here to make the choice visible;
+    /// and a limit on the scans it decodes (0: none).
+    fn new(stop_on_warning: bool, scan_limit: c_int) -> Result<Self, ImagingError> {
         // SAFETY: no preconditions; a null handle is checked below.
         let handle = unsafe { tj::tj3Init(tj::TJINIT_TJINIT_DECOMPRESS as c_int) };
         if handle.is_null() {
@@ -217,25 +234,26 @@ impl Decompressor {
                 error_text(handle)
             )));
         }
-        let mut this = Self(handle);
+        let mut this = Self { handle, scan_limit };
         this.set(tj::TJPARAM_TJPARAM_FASTDCT, 0)?;
         this.set(tj::TJPARAM_TJPARAM_FASTUPSAMPLE, 0)?;
         this.set(
             tj::TJPARAM_TJPARAM_STOPONWARNING,
             c_int::from(stop_on_warning),
         )?;
+        this.set(tj::TJPARAM_TJPARAM_SCANLIMIT, scan_limit)?;
         Ok(this)
     }
 
     fn get(&self, param: tj::TJPARAM) -> c_int {
         // SAFETY: valid handle; unknown parameters just return -1.
-        unsafe { tj::tj3Get(self.0, param as c_int) }
+        unsafe { tj::tj3Get(self.handle, param as c_int) }
     }
 
     fn set(&mut self, param: tj::TJPARAM, value: c_int) -> Result<(), ImagingError> {
         // SAFETY: valid handle; bad parameters or values return -1.
-        if unsafe { tj::tj3Set(self.0, param as c_int, value) } != 0 {
-            return Err(err(format!("libjpeg-turbo: {}", error_text(self.0))));
+        if unsafe { tj::tj3Set(self.handle, param as c_int, value) } != 0 {
+            return Err(err(format!("libjpeg-turbo: {}", error_text(self.handle))));
         }
         Ok(())
     }
@@ -244,12 +262,12 @@ impl Decompressor {
     /// failed when libjpeg raised an error, fine when it only warned (Pillow
     /// silences libjpeg's warnings about corrupt but recoverable data).
     fn run(&mut self, call: impl Fn(tj::tjhandle) -> c_int) -> Result<(), String> {
-        if call(self.0) == 0 {
+        if call(self.handle) == 0 {
             return Ok(());
         }
-        let message = error_text(self.0);
+        let message = error_text(self.handle);
         // SAFETY: valid handle.
-        let code = unsafe { tj::tj3GetErrorCode(self.0) };
+        let code = unsafe { tj::tj3GetErrorCode(self.handle) };
         if code != tj::TJERR_TJERR_WARNING as c_int {
             return Err(message);
         }
@@ -260,9 +278,9 @@ impl Decompressor {
         // deterministic, and rows it rewrites get the same values) and
         // compare. A fresh instance, because TurboJPEG does not reset one
         // that stopped while reading a header.
-        let probe = Self::new(true).map_err(|e| e.to_string())?;
-        call(probe.0);
-        let first_warning = error_text(probe.0);
+        let probe = Self::new(true, self.scan_limit).map_err(|e| e.to_string())?;
+        call(probe.handle);
+        let first_warning = error_text(probe.handle);
         if message != first_warning {
             return Err(message);
         }
@@ -312,13 +330,13 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<Frame, Imagi
         return Err(err(format!("cannot handle {}-layer images", frame.layers)));
     }
     limits.check_dimensions(frame.width, frame.height)?;
-    match scan_start {
-        Some(start) if reaches_eoi(bytes, start) => {}
-        _ => return Err(err("image file is truncated (no end-of-image marker)")),
-    }
+    let scans = scan_start.and_then(|start| scans_to_eoi(bytes, start));
+    let scans = scans.ok_or_else(|| err("image file is truncated (no end-of-image marker)"))?;
+    limits.check_scans(scans)?;
 
     let len = tj::size_t::try_from(bytes.len()).map_err(|_| err("file too large"))?;
-    let mut decompressor = Decompressor::new(false)?;
+    let scan_limit = c_int::try_from(limits.max_jpeg_scans).unwrap_or(c_int::MAX);
+    let mut decompressor = Decompressor::new(false, scan_limit)?;
     // SAFETY: `bytes` outlives the call and `len` is its length.
     decompressor
         .run(|h| unsafe { tj::tj3DecompressHeader(h, bytes.as_ptr(), len) })
@@ -399,10 +417,26 @@ mod tests {
             0xFF, 0xD8, 0x12, 0xFF, 0x00, 0xFF, 0xD3, 0xFF, 0xC4, 0x00, 0x04, 0xFF, 0xD9, 0x00,
         ];
         // The FF D9 inside the DHT segment payload is skipped; none follows.
-        assert!(!reaches_eoi(&data, 2));
+        assert_eq!(scans_to_eoi(&data, 2), None);
         let mut ok = data.to_vec();
         ok.extend([0xFF, 0xFF, 0xD9]);
-        assert!(reaches_eoi(&ok, 2));
+        assert_eq!(scans_to_eoi(&ok, 2), Some(1));
+    }
+
+    #[test]
+    fn scans_are_counted_up_to_eoi() {
+        // Entropy data, then two more scans (SOS segments with data), EOI,
+        // and an SOS after it that libjpeg never reads.
+        let sos = [
+            0xFF, 0xDA, 0x00, 0x08, 1, 1, 0, 0, 0x3F, 0, 0x12, 0xFF, 0x00,
+        ];
+        let mut data = vec![0xFF, 0xD8, 0x34, 0x56];
+        data.extend(sos);
+        data.extend([0xFF, 0xC4, 0x00, 0x03, 0xDA]);
+        data.extend(sos);
+        data.extend([0xFF, 0xD9]);
+        data.extend(sos);
+        assert_eq!(scans_to_eoi(&data, 2), Some(3));
     }
 
     #[test]

@@ -8,6 +8,16 @@
 //! compositing, and the `transparency` entry that `convert("RGB")` leaves
 //! behind. Chunks are walked here as Pillow walks them, for its CRC checks
 //! and for EXIF/XMP that may sit before or after the image data.
+//!
+//! Work is bounded by the file and the pixels: walking chunks and checking
+//! CRCs is linear in the bytes, inflating the image data stops after the
+//! last row, and every deflate symbol costs input bits. The exception is
+//! compressed text, where a kilobyte inflates to Pillow's 1 MiB cap per
+//! chunk: Pillow's `MAX_TEXT_MEMORY` (64 MiB of text per file) bounds that,
+//! and here it is also charged with the text Pillow inflates and then
+//! discards (corrupt streams, chunks without a keyword, iTXt that is not
+//! UTF-8), which Pillow does not count and which would otherwise leave
+//! thousands of such chunks free to cost a megabyte of inflation each.
 
 use std::io::Cursor;
 
@@ -22,6 +32,9 @@ const SIGNATURE_LEN: usize = 8;
 
 /// Pillow refuses to inflate more than `MAX_TEXT_CHUNK` bytes of one text.
 const MAX_TEXT_CHUNK: usize = 1024 * 1024;
+
+/// Pillow's `MAX_TEXT_MEMORY`: the most text one file may hold.
+const MAX_TEXT_MEMORY: u64 = 64 * MAX_TEXT_CHUNK as u64;
 
 fn err(msg: impl Into<String>) -> ImagingError {
     ImagingError::Decode(format!("PNG: {}", msg.into()))
@@ -62,6 +75,8 @@ struct Chunks {
     xmp_text: Option<Vec<u8>>,
     xmp: Option<Vec<u8>>,
     animated: bool,
+    /// Pillow's `text_memory`, plus the inflated text it discards.
+    text_memory: u64,
 }
 
 /// One chunk: type, payload, and its stored CRC when present.
@@ -175,18 +190,55 @@ fn split_key(data: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// `_safe_zlib_decompress`: over-long text is an error, corrupt text is empty.
-fn inflate_text(data: &[u8]) -> Result<Vec<u8>, ImagingError> {
-    match fdeflate::decompress_to_vec_bounded(data, MAX_TEXT_CHUNK) {
-        Ok(text) => Ok(text),
-        Err(fdeflate::BoundedDecompressionError::OutputTooLarge { .. }) => {
-            Err(err("text chunk decompresses to more than 1 MiB"))
+/// What `_safe_zlib_decompress` makes of a text chunk's zlib stream.
+enum Inflated {
+    Text(Vec<u8>),
+    /// Not a valid stream (Pillow's `zlib.error`), after `produced` bytes.
+    Corrupt {
+        produced: usize,
+    },
+}
+
+/// `_safe_zlib_decompress`: over-long text is an error, a corrupt stream
+/// [`Inflated::Corrupt`] (what each caller makes of it differs).
+fn inflate_text(data: &[u8]) -> Result<Inflated, ImagingError> {
+    let mut inflater = fdeflate::Decompressor::new();
+    let mut out = vec![0; 1024];
+    let (mut input, mut produced) = (0, 0);
+    loop {
+        match inflater.read(&data[input..], &mut out, produced, true) {
+            Ok((consumed, n)) => {
+                input += consumed;
+                produced += n;
+            }
+            Err(_) => return Ok(Inflated::Corrupt { produced }),
         }
-        Err(_) => Ok(Vec::new()),
+        if inflater.is_done() {
+            out.truncate(produced);
+            return Ok(Inflated::Text(out));
+        }
+        if produced == MAX_TEXT_CHUNK {
+            return Err(err("text chunk decompresses to more than 1 MiB"));
+        }
+        out.resize((produced + 32 * 1024).min(MAX_TEXT_CHUNK), 0);
     }
 }
 
 impl Chunks {
+    /// Pillow's `check_text_memory`, for `len` more bytes (or characters) of
+    /// text.
+    fn charge_text(&mut self, len: usize) -> Result<(), ImagingError> {
+        self.text_memory += len as u64;
+        if self.text_memory > MAX_TEXT_MEMORY {
+            return Err(err(format!(
+                "too much memory used in text chunks ({} bytes, over Pillow's \
+                 MAX_TEXT_MEMORY of {MAX_TEXT_MEMORY})",
+                self.text_memory
+            )));
+        }
+        Ok(())
+    }
+
     /// Records a text value under `key` with Pillow's `im_info` overwrites.
     /// `is_str` is false only for an uncompressed `tEXt` (kept as bytes).
     fn text(&mut self, key: &[u8], value: Vec<u8>, is_str: bool) {
@@ -225,6 +277,7 @@ impl Chunks {
                 let (key, value) = split_key(data);
                 if !key.is_empty() {
                     self.text(key, value.to_vec(), key != b"exif");
+                    self.charge_text(value.len())?;
                 }
             }
             b"zTXt" => {
@@ -235,7 +288,15 @@ impl Chunks {
                         "unknown compression method {method} in zTXt chunk"
                     )));
                 }
-                let text = inflate_text(value.get(1..).unwrap_or_default())?;
+                // Pillow charges the text it keeps; the rest is charged too.
+                let text = match inflate_text(value.get(1..).unwrap_or_default())? {
+                    Inflated::Text(text) => text,
+                    Inflated::Corrupt { produced } => {
+                        self.charge_text(produced)?;
+                        Vec::new()
+                    }
+                };
+                self.charge_text(text.len())?;
                 if !key.is_empty() {
                     self.text(key, text, true);
                 }
@@ -261,24 +322,29 @@ impl Chunks {
         else {
             return Ok(());
         };
-        let value = match (flag, method) {
-            (0, _) => value.to_vec(),
-            (_, 0) => match fdeflate::decompress_to_vec_bounded(value, MAX_TEXT_CHUNK) {
-                Ok(v) => v,
-                Err(fdeflate::BoundedDecompressionError::OutputTooLarge { .. }) => {
-                    return Err(err("text chunk decompresses to more than 1 MiB"))
+        let (value, inflated) = match (flag, method) {
+            (0, _) => (value.to_vec(), 0),
+            (_, 0) => match inflate_text(value)? {
+                Inflated::Text(v) => {
+                    let len = v.len();
+                    (v, len)
                 }
-                Err(_) => return Ok(()),
+                Inflated::Corrupt { produced } => return self.charge_text(produced),
             },
             _ => return Ok(()),
         };
         if key == b"XML:com.adobe.xmp" {
             self.xmp = Some(value.clone());
         }
-        if std::str::from_utf8(&value).is_ok() {
-            self.text(key, value, true);
+        match std::str::from_utf8(&value) {
+            // Pillow counts the characters of the text it keeps.
+            Ok(text) => {
+                let chars = text.chars().count();
+                self.text(key, value, true);
+                self.charge_text(chars)
+            }
+            Err(_) => self.charge_text(inflated),
         }
-        Ok(())
     }
 
     fn into_metadata(self) -> Metadata {
@@ -544,6 +610,9 @@ fn read_pixels(
     // verifies the stream's checksum, in Pillow as here.
     options.set_ignore_crc(true);
     options.set_ignore_adler32(false);
+    // Text was read (and its size bounded) by `walk`; the crate would keep
+    // a second copy of every text chunk.
+    options.set_ignore_text_chunk(true);
     let mut decoder = png::Decoder::new_with_options(Cursor::new(bytes), options);
     decoder.set_limits(png::Limits {
         bytes: limits.max_alloc_usize(),

@@ -5,8 +5,24 @@
 //! alpha dropped without compositing, 16-bit grey clipped like `I;16`, other
 //! 16-bit samples reduced to their high byte. Orientation comes from the
 //! WebP `EXIF`/`XMP ` chunks or the TIFF's own first IFD.
+//!
+//! These decoders offer no hook to stop them, and the TIFF decoder's work
+//! has no bound in the file's size: its strips may all point at the same
+//! bytes, and a deflate strip's stream is read on past the strip's declared
+//! length until the strip is full, so a few megabytes of empty deflate
+//! blocks shared by thousands of strips cost minutes. They therefore read
+//! through [`Deadline`], which fails every read once
+//! [`DecodeLimits::max_decode_ms`] have passed. That bounds the time: the
+//! decoders decode from the stream, and between two reads they consume at
+//! most one buffer of input (flate2's 32 KiB, one LZW or PackBits buffer)
+//! and write at most one strip or tile, itself within the pixel limit. The
+//! one path that decodes a whole strip from memory, JPEG-compressed TIFF
+//! (each strip handed to zune-jpeg with its default limits: frames up to
+//! 16384x16384 whatever the strip's size, 100 progressive scans), is refused
+//! outright; zune-jpeg's samples are not Pillow's anyway.
 
-use std::io::Cursor;
+use std::io::{BufRead, Cursor, Read, Seek, SeekFrom};
+use std::time::{Duration, Instant};
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, RgbImage};
 
@@ -15,12 +31,69 @@ use crate::error::ImagingError;
 use crate::exif::{self, ExifSource, Metadata};
 use crate::limits::DecodeLimits;
 
+/// TIFF `Compression` values of JPEG (old-style and current).
+const TIFF_JPEG: [i64; 2] = [6, 7];
+
+/// The encoded file as a decoder reads it: every read fails once the
+/// decode's time is up.
+struct Deadline<'a> {
+    inner: Cursor<&'a [u8]>,
+    /// `None` for a limit too far away to represent.
+    at: Option<Instant>,
+    limit_ms: u64,
+}
+
+impl Deadline<'_> {
+    fn check(&self) -> std::io::Result<()> {
+        if self.at.is_some_and(|at| Instant::now() > at) {
+            return Err(std::io::Error::other(format!(
+                "decoding took longer than the limit of {} ms",
+                self.limit_ms
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Read for Deadline<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.check()?;
+        self.inner.read(buf)
+    }
+}
+
+impl BufRead for Deadline<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.check()?;
+        self.inner.fill_buf()
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+    }
+}
+
+impl Seek for Deadline<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
 pub(super) fn decode(
     bytes: &[u8],
     format: ImageFormat,
     limits: &DecodeLimits,
 ) -> Result<Frame, ImagingError> {
     let name = format!("{format:?}").to_uppercase();
+    if format == ImageFormat::Tiff
+        && exif::tiff_compressions(bytes)
+            .iter()
+            .any(|c| TIFF_JPEG.contains(c))
+    {
+        return Err(ImagingError::Decode(
+            "TIFF: JPEG-compressed TIFF is not supported".into(),
+        ));
+    }
     // A RIFF container knows its own length: name a cut file as such.
     let declared = bytes
         .get(4..8)
@@ -33,7 +106,12 @@ pub(super) fn decode(
             ImagingError::Decode(format!("{name}: {e}"))
         }
     };
-    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    let input = Deadline {
+        inner: Cursor::new(bytes),
+        at: Instant::now().checked_add(Duration::from_millis(limits.max_decode_ms)),
+        limit_ms: limits.max_decode_ms,
+    };
+    let mut reader = image::ImageReader::with_format(input, format);
     let mut caps = image::Limits::default();
     caps.max_alloc = Some(limits.max_alloc());
     reader.limits(caps);
