@@ -8,6 +8,7 @@ use dfscan_proto::v1::{Job, JobState};
 
 use crate::output::Format;
 use crate::remote::{self, ResultsSink};
+use crate::results_file;
 
 #[derive(Args)]
 pub struct JobsArgs {
@@ -31,11 +32,15 @@ enum JobsCommand {
     Status { job: String },
     /// Cancel a job: its items not yet scored get the error "job cancelled"
     Cancel { job: String },
-    /// Stream a job's results (resuming an existing --output file)
+    /// Stream a job's results (resuming an --output file of this job's)
     Results {
         job: String,
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Replace what --output holds (by default a file holding another
+        /// job's results is refused)
+        #[arg(long, requires = "output")]
+        overwrite: bool,
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
     },
@@ -79,10 +84,14 @@ pub fn run(config: Option<&Path>, args: JobsArgs) -> anyhow::Result<bool> {
             JobsCommand::Results {
                 job,
                 output,
+                overwrite,
                 format,
             } => {
-                let mut sink = ResultsSink::open(output.as_ref(), format)?;
                 let job = client.get_job(&job).await?;
+                if let Some(output) = &output {
+                    results_file::claim(output, &job.job_id, "", overwrite)?;
+                }
+                let mut sink = ResultsSink::open(output.as_ref(), format)?;
                 sink.stream(&client, &job).await?;
                 sink.finish()?;
                 let job = client.get_job(&job.job_id).await?;

@@ -9,6 +9,7 @@ mod jobs;
 mod model_args;
 mod output;
 mod remote;
+mod results_file;
 mod score;
 mod submit;
 mod train;

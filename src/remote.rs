@@ -3,7 +3,8 @@
 //! resumed. A results file holds one line per result in cursor order, so
 //! the number of complete lines in it is the cursor to resume after: an
 //! interrupted run is finished by running again with the same file, with no
-//! duplicate and no missing line.
+//! duplicate and no missing line. That the file is the job's own is
+//! checked before (`results_file`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Seek, Write};

@@ -1,6 +1,7 @@
 //! `dfscan submit`: upload files and folders as a job, then stream its
 //! results into the output as workers produce them. `--attach JOB` (with
-//! the same `--output`) finishes the output of an interrupted run.
+//! the same `--output`) finishes the output of an interrupted run; an
+//! output that holds another job's results is refused (`results_file`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use indicatif::ProgressBar;
 
 use crate::output::Format;
 use crate::remote::{self, ResultsSink};
+use crate::results_file;
 
 #[derive(Args)]
 pub struct SubmitArgs {
@@ -24,6 +26,10 @@ pub struct SubmitArgs {
     /// Write results here (resumable) instead of standard output
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Replace what --output holds (by default a file holding another job's
+    /// results, or `dfscan score`'s, is refused)
+    #[arg(long, requires = "output")]
+    overwrite: bool,
     /// Output format
     #[arg(long, value_enum, default_value = "jsonl")]
     format: Format,
@@ -85,11 +91,18 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 pub fn run(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<bool> {
     dfscan_process::runtime()?.block_on(async {
         let client = remote::connect(config, args.coordinator.clone()).await?;
-        let mut sink = ResultsSink::open(args.output.as_ref(), args.format)?;
+        let key = args.idempotency_key.as_deref().unwrap_or_default();
+        if let (Some(output), None) = (&args.output, &args.attach) {
+            results_file::check_new_job(output, key, args.overwrite)?;
+        }
         let (job, unreadable) = match &args.attach {
             Some(job_id) => (client.get_job(job_id).await?, 0),
             None => upload(&client, &args).await?,
         };
+        if let Some(output) = &args.output {
+            results_file::claim(output, &job.job_id, key, args.overwrite)?;
+        }
+        let mut sink = ResultsSink::open(args.output.as_ref(), args.format)?;
         if let Some(output) = &args.output {
             eprintln!(
                 "job {}: {} items; if interrupted, finish with: dfscan submit --attach {} --output {}",
