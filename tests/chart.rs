@@ -21,7 +21,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::cluster::{read_jsonl, wait_for_port, write_images, Proc};
+use common::cluster::{http_get, read_jsonl, wait_for_port, wait_for_status, write_images, Proc};
 use common::{dfscan, fixtures, repo, tools_python};
 use dfscan_testkit::{free_port, RedisServer};
 use serde_json::{json, Value};
@@ -200,6 +200,16 @@ fn invalid_cases() -> Vec<(&'static str, Value, &'static str)> {
             "password-not-url-safe",
             json!({"secrets": {"redisPassword": "p@ss/word"}}),
             "/secrets/redisPassword",
+        ),
+        (
+            "rolling-update-that-cannot-progress",
+            json!({"worker": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}),
+            "/worker/rollingUpdate",
+        ),
+        (
+            "health-port-zero",
+            json!({"worker": {"healthPort": 0}}),
+            "/worker/healthPort",
         ),
     ]
 }
@@ -426,6 +436,7 @@ fn defaults_render_lint_and_validate() {
         env_of(w, "PYTORCH_CUDA_ALLOC_CONF")["value"],
         "expandable_segments:True"
     );
+    assert_worker_probes(&m);
     assert_eq!(env_of(w, "HF_HOME")["value"], "/var/cache/huggingface");
     assert!(pod["volumes"]
         .as_array()
@@ -581,6 +592,51 @@ fn two_gpus_make_two_workers_per_pod() {
         ids.push(env_of(c, "DFSCAN_WORKER__WORKER_ID")["value"].clone());
     }
     assert_eq!(ids, [json!("$(POD_NAME)-0"), json!("$(POD_NAME)-1")]);
+    assert_worker_probes(&m);
+}
+
+/// Every worker container serves its own health port (they share the pod's
+/// network), named for its probes: startup and readiness on /readyz,
+/// liveness on /livez; and a rolling update never takes a worker down
+/// before its replacement is ready.
+fn assert_worker_probes(m: &Manifests) {
+    let worker = m.worker();
+    assert_eq!(
+        worker["spec"]["strategy"],
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+    );
+    assert_eq!(m.config()["worker"]["liveness_timeout_s"], 120);
+    for (i, c) in containers(worker).iter().enumerate() {
+        let (name, port) = match i {
+            0 => ("health".to_string(), 8081),
+            i => (format!("health-{i}"), 8081 + i as u64),
+        };
+        assert_eq!(
+            env_of(c, "DFSCAN_WORKER__HEALTH_LISTEN")["value"],
+            format!("0.0.0.0:{port}")
+        );
+        assert!(
+            c["ports"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"name": name, "containerPort": port, "protocol": "TCP"})),
+            "{}",
+            c["ports"]
+        );
+        for (probe, path, period, failures) in [
+            ("startupProbe", "/readyz", 10, 180),
+            ("readinessProbe", "/readyz", 5, 2),
+            ("livenessProbe", "/livez", 10, 3),
+        ] {
+            assert_eq!(
+                c[probe],
+                json!({"httpGet": {"path": path, "port": name}, "periodSeconds": period,
+                       "failureThreshold": failures, "timeoutSeconds": 5}),
+                "{probe} of {}",
+                c["name"]
+            );
+        }
+    }
 }
 
 #[test]
@@ -612,6 +668,14 @@ fn network_policies_and_service_monitor() {
         2,
         "the coordinator and worker metrics Services"
     );
+    // Workers take the kubelet's probes (from the node, so from anywhere
+    // by default) on their health ports, and scrapes on their metrics ports.
+    let workers = m.get("NetworkPolicy", &format!("{RELEASE}-dfscan-worker"));
+    let ingress = &workers["spec"]["ingress"];
+    let tcp = |port: u64| json!({"protocol": "TCP", "port": port});
+    assert_eq!(ingress[0], json!({"ports": [tcp(8081), tcp(8082)]}));
+    assert_eq!(ingress[1]["ports"], json!([tcp(9090), tcp(9091)]));
+    assert_eq!(ingress.as_array().unwrap().len(), 2);
     // Only dfscan's pods reach the in-chart Redis.
     let redis = m.get("NetworkPolicy", &format!("{RELEASE}-dfscan-redis"));
     assert_eq!(
@@ -957,7 +1021,7 @@ fn rendered_processes_score_a_job() {
     // local server stands for the external Redis, so no host is
     // rewritten), its password, a free gRPC port, the model from a
     // pre-populated volume, CPU workers, and fast queue timings.
-    let grpc = free_port();
+    let (grpc, health) = (free_port(), free_port());
     let values = json!({
         "redis": {"host": "127.0.0.1", "port": redis.port(), "db": 0},
         "secrets": {"redisPassword": password, "apiTokens": format!("team-a {TOKEN}\n")},
@@ -969,7 +1033,7 @@ fn rendered_processes_score_a_job() {
                        "mountPath": "/models", "readOnly": true},
         },
         "worker": {"gpu": {"count": 0}, "threads": 1, "decodeThreads": 1,
-                   "maxBatch": 8, "drainGraceSeconds": 5},
+                   "maxBatch": 8, "drainGraceSeconds": 5, "healthPort": health},
         "config": {
             "queue": {"visibility_timeout_ms": 2000, "worker_ttl_ms": 3000},
             "worker": {"claim_wait_ms": 200, "heartbeat_ms": 500},
@@ -1006,6 +1070,13 @@ fn rendered_processes_score_a_job() {
         std::fs::read_to_string(secret_file).unwrap(),
         format!("team-a {TOKEN}\n")
     );
+
+    // The worker answers its probes on the port the chart names: ready
+    // once its model is loaded and warmed up, live while it claims.
+    let ready = wait_for_status(health, "/readyz", 200, Duration::from_secs(120));
+    assert_eq!(ready.trim(), "ready");
+    let (status, live) = http_get(health, "/livez", Duration::from_secs(10)).unwrap();
+    assert_eq!(status, 200, "{live}");
 
     let images = write_images(tmp.path(), 24);
     let output = tmp.path().join("results.jsonl");

@@ -3,6 +3,7 @@
 //! direct Redis access for checking what the queue holds afterwards.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -300,6 +301,45 @@ pub fn wait_for_port(port: u16) {
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "nothing listens on port {port}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `GET path` on a loopback port, as a probe does: the status code and the
+/// body, or the error (nothing listening, or no answer within `timeout`).
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    Ok((status, body.to_string()))
+}
+
+/// Polls `GET path` until it answers `status`; its body. Panics after
+/// `timeout` with the last answer.
+pub fn wait_for_status(port: u16, path: &str, status: u16, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = http_get(port, path, Duration::from_secs(10));
+        match &answer {
+            Ok((got, body)) if *got == status => return body.clone(),
+            _ => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{path} on port {port} did not answer {status}: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
