@@ -10,7 +10,7 @@ use crate::CoordinatorError;
 /// Most items per queue task, whatever the settings or a job header ask:
 /// a task is what a worker holds (and a redelivery repeats), so it stays
 /// small.
-pub const MAX_TASK_SIZE: usize = 1024;
+pub const MAX_TASK_SIZE: usize = dfscan_queue::MAX_TASK_ITEMS as usize;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

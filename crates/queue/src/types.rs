@@ -230,6 +230,11 @@ pub fn item_bytes(item: &Item) -> u64 {
     (source + item.id.len()) as u64
 }
 
+/// Most items of one task. Coordinators cut tasks no larger (a task is
+/// what a worker holds and a redelivery repeats); a stored entry that
+/// declares more is not one of theirs and is dead-lettered when claimed.
+pub const MAX_TASK_ITEMS: u64 = 1024;
+
 /// Where a task is in the queue; what workers complete and refresh.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TaskHandle {

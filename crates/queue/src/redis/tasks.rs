@@ -1,17 +1,23 @@
 //! The worker's side of a task: claim (reclaiming idle tasks and
 //! dead-lettering those delivered too often), refresh, release.
+//!
+//! Anyone who can write to Redis can XADD to a task stream, so a claimed
+//! entry is checked before it is handed out: one that is not a task
+//! (fields missing or malformed, counts past what a task holds) is
+//! dead-lettered at once, with error results for its items when it names
+//! a job, instead of failing the claim on every redelivery.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use dfscan_proto::v1::{TaskPayload, VerdictPolicy};
+use dfscan_proto::v1::{Item, TaskPayload, VerdictPolicy};
 use prost::Message;
 use redis::{Cmd, Value};
 use tokio::time::Instant;
 
 use super::keys::GROUP;
 use super::scripts::{evalsha, SCRIPTS};
-use super::value::{array, corrupt, entries, entry, int, read_reply, Entry};
+use super::value::{array, corrupt, entries, entry, int, read_reply, string, Entry};
 use super::RedisQueue;
 use crate::types::*;
 use crate::Result;
@@ -69,13 +75,18 @@ pub(super) async fn claim(
             else {
                 return Err(corrupt("malformed reply from the claim script"));
             };
-            let entry = entry(&Value::Array(vec![id.clone(), fields.clone()]))?;
             let deliveries = int(deliveries).unwrap_or(1).max(1) as u64;
-            let task = claimed_task(model, priority, entry, deliveries);
-            if deliveries > q.settings.max_deliveries {
-                bury(q, task).await;
-            } else {
-                claimed.push(task);
+            let task = match entry(&Value::Array(vec![id.clone(), fields.clone()])) {
+                Ok(entry) => claimed_task(model, priority, entry, deliveries),
+                Err(e) => Err(Foreign {
+                    handle: bare_handle(model, priority, string(id).unwrap_or_default()),
+                    why: e.to_string(),
+                }),
+            };
+            match task {
+                Ok(task) if deliveries > q.settings.max_deliveries => bury(q, task).await,
+                Ok(task) => claimed.push(task),
+                Err(foreign) => bury_foreign(q, model, priority, foreign, deliveries).await,
             }
         }
     }
@@ -107,7 +118,10 @@ pub(super) async fn claim(
                 .iter()
                 .find(|(k, _)| *k == key)
                 .map_or(Priority::Bulk, |(_, p)| *p);
-            claimed.push(claimed_task(model, priority, entry, 1));
+            match claimed_task(model, priority, entry, 1) {
+                Ok(task) => claimed.push(task),
+                Err(foreign) => bury_foreign(q, model, priority, foreign, 1).await,
+            }
         }
         // Both streams may answer at once: online tasks go first.
         claimed.sort_by_key(|task| task.handle.priority != Priority::Online);
@@ -123,29 +137,120 @@ fn entry_ms(entry_id: &str) -> i64 {
         .unwrap_or(0)
 }
 
-fn claimed_task(model: &str, priority: Priority, entry: Entry, deliveries: u64) -> ClaimedTask {
-    let items = match entry.fields.get("p") {
-        Some(payload) => TaskPayload::decode(payload.as_slice())
-            .map(|p| p.items)
-            .map_err(|e| format!("task payload cannot be read: {e}")),
-        None => Err("task entry has no payload".to_string()),
+/// A claimed entry that is not a task: what of it could be read, for its
+/// dead letter.
+struct Foreign {
+    /// Job and items are set only as far as they could be read.
+    handle: TaskHandle,
+    why: String,
+}
+
+/// The task an entry holds, or why it is not one. A payload that does not
+/// decode, or holds another number of items than the entry says, is still
+/// a task (`items` is the error): it goes the way of a task no worker can
+/// finish, redelivered and then dead-lettered by `max_deliveries`.
+fn claimed_task(
+    model: &str,
+    priority: Priority,
+    entry: Entry,
+    deliveries: u64,
+) -> Result<ClaimedTask, Foreign> {
+    let mut handle = bare_handle(model, priority, entry.id.clone());
+    let foreign = |handle, why: &str| Foreign {
+        handle,
+        why: why.to_string(),
     };
-    // Stream entry ids start with the milliseconds they were added at.
-    let enqueued_ms = entry_ms(&entry.id);
-    ClaimedTask {
-        handle: TaskHandle {
-            model: model.to_string(),
-            priority,
-            job_id: entry.text("job").unwrap_or_default(),
-            first_index: entry.number("first").unwrap_or(0),
-            count: entry.number("n").unwrap_or(0),
-            entry_id: entry.id,
-        },
+    let Some(job_id) = entry.text("job").filter(|id| is_job_id(id)) else {
+        return Err(foreign(handle, "its job field is not a job id"));
+    };
+    handle.job_id = job_id;
+    let (Some(first_index), Some(count)) = (entry.number("first"), entry.number("n")) else {
+        return Err(foreign(handle, "its first or n field is not a number"));
+    };
+    if count > MAX_TASK_ITEMS || first_index.checked_add(count).is_none() {
+        return Err(foreign(handle, "it declares more items than a task holds"));
+    }
+    handle.first_index = first_index;
+    handle.count = count;
+    let Some(payload) = entry.fields.get("p") else {
+        return Err(foreign(handle, "it has no payload"));
+    };
+    let items = TaskPayload::decode(payload.as_slice())
+        .map_err(|e| format!("task payload cannot be read: {e}"))
+        .and_then(|p| checked_items(p.items, count));
+    Ok(ClaimedTask {
+        handle,
         items,
         job_cancelled: false,
         deliveries,
         policy: None,
-        enqueued_ms,
+        // Stream entry ids start with the milliseconds they were added at.
+        enqueued_ms: entry_ms(&entry.id),
+    })
+}
+
+/// The handle of entry `entry_id` before anything else of it is known.
+fn bare_handle(model: &str, priority: Priority, entry_id: String) -> TaskHandle {
+    TaskHandle {
+        model: model.to_string(),
+        priority,
+        entry_id,
+        job_id: String::new(),
+        first_index: 0,
+        count: 0,
+    }
+}
+
+/// The job ids `new_job_id` makes: 32 lowercase hex digits. Anything else
+/// would name keys that are no job's.
+fn is_job_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A payload's items if they are as many as its entry says: the job
+/// counts on exactly that many results from the task.
+fn checked_items(items: Vec<Item>, count: u64) -> Result<Vec<Item>, String> {
+    if items.len() as u64 == count {
+        Ok(items)
+    } else {
+        Err(format!(
+            "the task payload holds {} items; its entry says {count}",
+            items.len()
+        ))
+    }
+}
+
+/// Dead-letters an entry that is not a task, with an error result for
+/// each item it declares when it names a job. A failure leaves it pending:
+/// the next claim after the visibility timeout meets it again.
+async fn bury_foreign(
+    q: &RedisQueue,
+    model: &str,
+    priority: Priority,
+    foreign: Foreign,
+    deliveries: u64,
+) {
+    let Foreign { handle, why } = foreign;
+    if handle.entry_id.is_empty() {
+        // Nothing to acknowledge it by: the claim script's reply itself
+        // is damaged.
+        tracing::warn!(model, priority = priority.as_str(), %why, "unreadable task entry");
+        return;
+    }
+    let error = format!("dead-lettered: the task entry is malformed ({why})");
+    let results = error_results(&handle, None, &error);
+    match super::results::complete(q, &handle, results, Some(deliveries)).await {
+        Ok(_) => tracing::warn!(
+            job = %handle.job_id,
+            entry = %handle.entry_id,
+            %why,
+            "foreign task entry dead-lettered"
+        ),
+        Err(e) => tracing::warn!(
+            entry = %handle.entry_id,
+            error = %e,
+            "dead-lettering a foreign task entry failed; a later claim retries"
+        ),
     }
 }
 

@@ -63,7 +63,12 @@ pub(super) fn fields(v: &Value) -> Result<HashMap<String, Vec<u8>>> {
     pairs
         .into_iter()
         .map(|(k, v)| {
-            let key = string(k).ok_or_else(|| corrupt("a field name is not text"))?;
+            // Field names are ours, so one that is not text is someone
+            // else's: kept (lossily) rather than failing the whole reply,
+            // and left for the reader to find missing what it needs.
+            let key = bytes(k)
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .ok_or_else(|| corrupt("a field name is not a string"))?;
             let value = bytes(v).ok_or_else(|| corrupt(format!("field {key} is not a string")))?;
             Ok((key, value))
         })

@@ -17,8 +17,26 @@ local f, kv = {}, entry[1][2]
 for i = 1, #kv, 2 do
   f[kv[i]] = kv[i + 1]
 end
-redis.call('HINCRBY', usage, 'items', -tonumber(f.n or 0))
-redis.call('HINCRBY', usage, 'bytes', -tonumber(f.b or 0))
+-- What an entry gives back is what it declares, but no more than is
+-- counted: an entry XADDed by someone else, with any counts or none,
+-- must neither fail this script (the task would then never be released)
+-- nor drive the usage negative.
+local function held(field, declared)
+  local n = tonumber(declared)
+  local counted = tonumber(redis.call('HGET', usage, field)) or 0
+  if not n or n <= 0 or n > 2^53 or n ~= math.floor(n) or counted <= 0 then
+    return 0
+  end
+  return math.min(math.floor(n), counted)
+end
+-- Only a count above zero is given back: Lua's -0 reaches Redis as "-0",
+-- which HINCRBY refuses.
+for field, declared in pairs({items = f.n, bytes = f.b}) do
+  local give = held(field, declared)
+  if give > 0 then
+    redis.call('HINCRBY', usage, field, -give)
+  end
+end
 if ARGV[2] ~= '' then
   redis.call('XADD', dead, 'MAXLEN', '~', ARGV[3], '*', 'entry', id, 'job', f.job or '',
     'first', f.first or '0', 'n', f.n or '0', 'deliveries', ARGV[2], 'payload', f.p or '',
