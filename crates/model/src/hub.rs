@@ -5,10 +5,27 @@
 //! Python tools are reused and ours are reused by them. `HF_HUB_OFFLINE=1`
 //! never touches the network; when the hub is unreachable a cached snapshot
 //! is used, and with none the error names the ways out.
+//!
+//! Several processes may share one cache (workers on a node mounting the
+//! same `HF_HOME`, or dfscan beside Python tools), so every write is made
+//! safe against the others the way `huggingface_hub` makes it: a blob is
+//! downloaded only under an exclusive `flock` on
+//! `<cache>/.locks/models--org--name/<etag>.lock` (the lock file
+//! `huggingface_hub` takes through the `filelock` package, so the two wait
+//! for each other), into a temporary file of its own in `blobs/`, verified
+//! (its size against `Content-Length`, its sha256 against an LFS etag) and
+//! renamed into place; a process that gets the lock and finds the blob there
+//! uses it. Ref files and snapshot symlinks are written under temporary
+//! names and renamed over the old ones, so a reader sees the old or the new,
+//! never a half-written file or a missing link.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
 
 use crate::checkpoint::{CONFIG_FILE, PREPROCESSOR_FILE, WEIGHTS_FILE, WEIGHTS_INDEX_FILE};
 use crate::error::{io_error, ModelError};
@@ -137,16 +154,47 @@ fn is_repo_id(s: &str) -> bool {
         })
 }
 
-/// The cache folder of one model repository.
+/// The cache folder of one model repository, and its lock folder.
 struct RepoCache {
     root: PathBuf,
+    locks: PathBuf,
 }
 
 impl RepoCache {
     fn new(cache_dir: &Path, repo_id: &str) -> Self {
+        let folder = format!("models--{}", repo_id.replace('/', "--"));
         Self {
-            root: cache_dir.join(format!("models--{}", repo_id.replace('/', "--"))),
+            root: cache_dir.join(&folder),
+            locks: cache_dir.join(".locks").join(folder),
         }
+    }
+
+    /// Holds `huggingface_hub`'s lock for blob `etag` until dropped
+    /// (closing the file releases the `flock`). The file is left in place,
+    /// as `filelock` leaves it, and is group-writable, as
+    /// `huggingface_hub` makes it, for caches shared between users.
+    fn lock_blob(&self, etag: &str) -> Result<File, ModelError> {
+        use std::os::unix::fs::OpenOptionsExt;
+
+        std::fs::create_dir_all(&self.locks).map_err(io_error(&self.locks))?;
+        let path = self.locks.join(format!("{etag}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o664)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                tracing::info!(lock = %path.display(), "waiting for another process's download");
+                file.lock().map_err(io_error(&path))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_error(&path)(e)),
+        }
+        Ok(file)
     }
 
     fn commit_of(&self, revision: &str) -> Option<String> {
@@ -187,6 +235,48 @@ impl From<ModelError> for DownloadError {
 struct Remote {
     commit: String,
     etag: String,
+}
+
+impl Remote {
+    /// The content's sha256 when the etag is an LFS one (64 hex digits;
+    /// small files get a git blob hash of 40 instead, which is no hash of
+    /// the bytes alone).
+    fn sha256(&self) -> Option<&str> {
+        (self.etag.len() == 64 && self.etag.chars().all(|c| c.is_ascii_hexdigit()))
+            .then_some(self.etag.as_str())
+    }
+}
+
+/// A name no other writer in the cache uses at the same time: the process,
+/// the clock and a per-process counter (process ids alone repeat between
+/// hosts sharing a volume).
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{:x}{nanos:08x}{:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Writes `contents` to `path` through a temporary file beside it and a
+/// rename, so readers see the old contents or the new, never a part.
+fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ModelError> {
+    let tmp = temporary_beside(path, "tmp");
+    let written = std::fs::write(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io_error(path))
+}
+
+/// `<dir>/<name>.<unique>.<ext>` for `path` = `<dir>/<name>`.
+fn temporary_beside(path: &Path, ext: &str) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!("{name}.{}.{ext}", unique_suffix()))
 }
 
 /// Fetches the checkpoint files into the cache the way `huggingface_hub`
@@ -283,14 +373,17 @@ fn download(repo: &RepoCache, repo_id: &str, opts: &HubOptions) -> Result<PathBu
         fetch(&downloader, repo, &snapshot, file, remote, &url(file), opts)?;
     }
     if !is_commit_hash(&opts.revision) {
-        let refs = repo.root.join("refs");
-        std::fs::create_dir_all(&refs).map_err(io_error(&refs))?;
-        std::fs::write(refs.join(&opts.revision), &files[0].1.commit).map_err(io_error(&refs))?;
+        let reference = repo.root.join("refs").join(&opts.revision);
+        if let Some(dir) = reference.parent() {
+            std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        }
+        write_atomically(&reference, files[0].1.commit.as_bytes())?;
     }
     Ok(snapshot)
 }
 
-/// Downloads one file into `blobs/<etag>` (unless present) and links it
+/// Downloads one file into `blobs/<etag>` (unless present, or put there by
+/// another process while this one waited for the blob's lock) and links it
 /// from the snapshot.
 fn fetch(
     downloader: &ureq::Agent,
@@ -304,24 +397,11 @@ fn fetch(
     let blobs = repo.root.join("blobs");
     let blob = blobs.join(&remote.etag);
     if !blob.is_file() {
-        std::fs::create_dir_all(&blobs).map_err(io_error(&blobs))?;
-        tracing::info!(%url, "downloading");
-        let mut req = downloader.get(url);
-        if let Some(token) = &opts.token {
-            req = req.set("Authorization", &format!("Bearer {token}"));
+        let _lock = repo.lock_blob(&remote.etag)?;
+        if !blob.is_file() {
+            std::fs::create_dir_all(&blobs).map_err(io_error(&blobs))?;
+            download_blob(downloader, &blob, remote, url, opts)?;
         }
-        let resp = req.call().map_err(|e| match e {
-            ureq::Error::Status(code, _) => {
-                DownloadError::Fatal(ModelError::Hub(format!("{url}: HTTP {code}")))
-            }
-            e => DownloadError::Unreachable(e.to_string()),
-        })?;
-        let partial = blobs.join(format!("{}.incomplete", remote.etag));
-        let mut out = std::fs::File::create(&partial).map_err(io_error(&partial))?;
-        std::io::copy(&mut resp.into_reader(), &mut out)
-            .map_err(|e| DownloadError::Unreachable(format!("{url}: {e}")))?;
-        out.flush().map_err(io_error(&partial))?;
-        std::fs::rename(&partial, &blob).map_err(io_error(&blob))?;
     }
     let link = snapshot.join(file);
     if let Some(parent) = link.parent() {
@@ -331,7 +411,95 @@ fn fetch(
     let target = Path::new(&"../".repeat(depth))
         .join("blobs")
         .join(&remote.etag);
-    let _ = std::fs::remove_file(&link);
-    std::os::unix::fs::symlink(&target, &link).map_err(io_error(&link))?;
+    // A new link under a temporary name renamed over the old one: the path
+    // never goes missing for another process reading the snapshot.
+    let tmp = temporary_beside(&link, "tmp");
+    let linked =
+        std::os::unix::fs::symlink(&target, &tmp).and_then(|()| std::fs::rename(&tmp, &link));
+    if linked.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    linked.map_err(io_error(&link))?;
     Ok(())
+}
+
+/// Downloads `url` to `blob` through `<etag>.<unique>.incomplete` (unique,
+/// as `huggingface_hub` names it, so that even a writer that ignores the
+/// lock cannot interleave with this one), checks it, and renames it into
+/// place. Called with the blob's lock held.
+fn download_blob(
+    downloader: &ureq::Agent,
+    blob: &Path,
+    remote: &Remote,
+    url: &str,
+    opts: &HubOptions,
+) -> Result<(), DownloadError> {
+    tracing::info!(%url, "downloading");
+    let mut req = downloader.get(url);
+    if let Some(token) = &opts.token {
+        req = req.set("Authorization", &format!("Bearer {token}"));
+    }
+    let resp = req.call().map_err(|e| match e {
+        ureq::Error::Status(code, _) => {
+            DownloadError::Fatal(ModelError::Hub(format!("{url}: HTTP {code}")))
+        }
+        e => DownloadError::Unreachable(e.to_string()),
+    })?;
+    let length = resp
+        .header("Content-Length")
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let partial = temporary_beside(blob, "incomplete");
+    let written = write_verified(resp.into_reader(), &partial, length, remote, url)
+        .and_then(|()| std::fs::rename(&partial, blob).map_err(|e| io_error(blob)(e).into()));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
+}
+
+/// Copies `body` into a new file at `path`, hashing as it goes, and checks
+/// its size against `length` and its sha256 against an LFS etag; the file
+/// is synced, so the rename that follows publishes complete bytes.
+fn write_verified(
+    mut body: impl Read,
+    path: &Path,
+    length: Option<u64>,
+    remote: &Remote,
+    url: &str,
+) -> Result<(), DownloadError> {
+    let mut out = File::create(path).map_err(io_error(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(DownloadError::Unreachable(format!("{url}: {e}"))),
+        };
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(io_error(path))?;
+        size += n as u64;
+    }
+    out.sync_all().map_err(io_error(path))?;
+    if let Some(length) = length.filter(|&l| l != size) {
+        // The connection ended early: a network failure, not a bad file.
+        return Err(DownloadError::Unreachable(format!(
+            "{url}: got {size} of {length} bytes"
+        )));
+    }
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    match remote.sha256() {
+        Some(expected) if !expected.eq_ignore_ascii_case(&digest) => {
+            Err(DownloadError::Fatal(ModelError::Hub(format!(
+                "{url}: the download's sha256 is {digest}, the hub's etag says {expected}"
+            ))))
+        }
+        _ => Ok(()),
+    }
 }
