@@ -266,13 +266,21 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
         &["--save-steps", "3", "--resume"],
     ));
 
-    assert_eq!(metrics(&resumed), metrics(&straight));
+    // Separate processes: equal up to float rounding, never compared bit
+    // for bit. A resume that lost or repeated a step, or restored the
+    // wrong optimizer state, moves weights by ~1e-2 (the genuinely
+    // different run of accumulating_two_half_batches_equals_one_full_batch).
+    common::assert_json_close(
+        &Value::from(metrics(&resumed)),
+        &Value::from(metrics(&straight)),
+        common::FLOAT_TOLERANCE,
+        "history",
+    );
     for sub in ["", "checkpoint-last"] {
-        let (a, b) = (weights(&straight.join(sub)), weights(&resumed.join(sub)));
-        assert_eq!(a.len(), b.len());
-        for (name, values) in &a {
-            assert_eq!(values, &b[name], "{sub}/{name} differs");
-        }
+        let (a, b) = (straight.join(sub), resumed.join(sub));
+        assert_eq!(weights(&a).len(), weights(&b).len());
+        let diff = weight_distance(&a, &b);
+        assert!(diff <= 1e-6, "{sub}: weights differ by {diff}");
     }
 }
 

@@ -51,6 +51,37 @@ pub fn run_ok(cmd: &mut Command) -> std::process::Output {
     out
 }
 
+/// How far apart two runs' float32-derived numbers may be: scores from
+/// different processes, batchings or thread schedules differ in their last
+/// bits, so they are never compared exactly.
+pub const FLOAT_TOLERANCE: f64 = 1e-5;
+
+/// `a` equals `b` with every number within `tolerance` (strings, keys and
+/// shapes exactly); `at` names the place in the message.
+pub fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, tolerance: f64, at: &str) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= tolerance, "{at}: {x} vs {y}");
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}: lengths differ");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_json_close(x, y, tolerance, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            let keys = |o: &serde_json::Map<String, Value>| o.keys().cloned().collect::<Vec<_>>();
+            assert_eq!(keys(x), keys(y), "{at}: keys differ");
+            for (key, x) in x {
+                assert_json_close(x, &y[key], tolerance, &format!("{at}.{key}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
 /// `dfscan score --format jsonl` of `inputs` with `model`: its lines.
 pub fn score_jsonl(model: &Path, inputs: &Path) -> Vec<serde_json::Value> {
     let out = run_ok(
