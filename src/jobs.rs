@@ -117,6 +117,7 @@ fn job_json(job: &Job) -> serde_json::Value {
         "finished_unix_ms": job.finished_unix_ms,
         "metadata": job.metadata,
         "idempotency_key": job.idempotency_key,
+        "verdicts": job.verdicts,
     })
 }
 
@@ -131,25 +132,43 @@ pub struct ModelsArgs {
 pub fn models(config: Option<&Path>, args: ModelsArgs) -> anyhow::Result<bool> {
     dfscan_process::runtime()?.block_on(async {
         let client = remote::connect(config, args.coordinator).await?;
-        for model in client.list_models().await? {
+        let models = client.list_models().await?;
+        if models.is_empty() {
             println!(
-                "model {}: {} workers, {} items queued",
-                model.name, model.workers, model.queued_items
+                "no models: the coordinator serves none (coordinator.models) and no worker has registered one"
             );
         }
-        for w in client.list_workers().await? {
+        for model in models {
             println!(
-                "worker {} ({}): model {} on {} {}, {} items in {} batches{}",
+                "model {}: {}, {} queued",
+                model.name,
+                count(model.workers, "worker", "workers"),
+                count(model.queued_items, "item", "items")
+            );
+        }
+        let workers = client.list_workers().await?;
+        if workers.is_empty() {
+            println!("no live workers");
+        }
+        for w in workers {
+            println!(
+                "worker {} ({}): model {} on {} {}, {} in {}{}",
                 w.worker_id,
                 w.host,
                 w.model,
                 w.device,
                 w.dtype,
-                w.items_scored,
-                w.batches,
+                count(w.items_scored, "item", "items"),
+                count(w.batches, "batch", "batches"),
                 if w.draining { ", draining" } else { "" }
             );
         }
         Ok(true)
     })
+}
+
+/// `n` with the noun it takes: "1 worker", "2 workers".
+fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }

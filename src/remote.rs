@@ -172,6 +172,16 @@ pub fn summary(job: &Job) -> String {
         "job {} {state}: {} items, {} scored, {} failed",
         job.job_id, job.total, job.completed, job.failed
     );
+    let left = job.total.saturating_sub(job.completed + job.failed);
+    if !job.finished && left > 0 {
+        // Cancelling returns at once: workers then give what is left the
+        // error "job cancelled", so it is counted as failed later.
+        if JobState::try_from(job.state) == Ok(JobState::Cancelled) {
+            line.push_str(&format!(", {left} still to fail with \"job cancelled\""));
+        } else {
+            line.push_str(&format!(", {left} to go"));
+        }
+    }
     if !job.verdicts.is_empty() {
         let mut verdicts: Vec<_> = job.verdicts.iter().collect();
         verdicts.sort();

@@ -4,8 +4,9 @@ use thiserror::Error;
 pub enum ClientError {
     #[error("cannot connect to the coordinator at {0}")]
     Connect(String),
-    /// The server's answer: shown as the code's name and its message.
-    #[error("{:?}: {}", .0.code(), .0.message())]
+    /// The server's answer: shown as the code's name and its message, with
+    /// how to fix what the client can fix.
+    #[error("{}", describe(.0))]
     Status(tonic::Status),
     /// The server broke the API's promises (a cursor gap or repeat).
     #[error("protocol error: {0}")]
@@ -18,5 +19,62 @@ pub enum ClientError {
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
         Self::Status(status)
+    }
+}
+
+fn describe(status: &tonic::Status) -> String {
+    let mut line = format!("{:?}: {}", status.code(), status.message());
+    if status.code() == tonic::Code::Unauthenticated {
+        line.push_str(
+            " (the client sends the API token from DFSCAN_CLIENT__TOKEN or `client.token` \
+             in the config file; Python: Client(token=...))",
+        );
+    }
+    line
+}
+
+/// An error with the causes under it (a transport error's own message is
+/// only "transport error"; the TLS or connection failure is its source).
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !line.contains(&cause_text) {
+            line.push_str(": ");
+            line.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_token_says_where_the_token_comes_from() {
+        let error = ClientError::from(tonic::Status::unauthenticated("unknown API token"));
+        let text = error.to_string();
+        assert!(
+            text.starts_with("Unauthenticated: unknown API token"),
+            "{text}"
+        );
+        assert!(text.contains("DFSCAN_CLIENT__TOKEN"), "{text}");
+        let other = ClientError::from(tonic::Status::not_found("no such job")).to_string();
+        assert_eq!(other, "NotFound: no such job");
+    }
+
+    #[test]
+    fn causes_are_shown_once() {
+        let io = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        #[derive(Debug, Error)]
+        #[error("transport error")]
+        struct Transport(#[source] std::io::Error);
+        assert_eq!(
+            with_causes(&Transport(io)),
+            "transport error: invalid peer certificate: UnknownIssuer"
+        );
     }
 }

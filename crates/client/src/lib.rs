@@ -19,6 +19,7 @@ use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
+use error::with_causes;
 pub use error::ClientError;
 pub use settings::ClientSettings;
 pub use upload::UploadProgress;
@@ -68,6 +69,18 @@ impl Interceptor for Bearer {
     }
 }
 
+/// The coordinator's URL. A bare `HOST:PORT`, as the Python client takes
+/// it, means `http://HOST:PORT`, or `https://` when client TLS files are
+/// configured.
+fn coordinator_url(settings: &ClientSettings) -> String {
+    let address = settings.coordinator.trim();
+    if address.contains("://") {
+        return address.to_string();
+    }
+    let tls = settings.tls_ca_file.is_some() || settings.tls_cert_file.is_some();
+    format!("{}://{address}", if tls { "https" } else { "http" })
+}
+
 #[derive(Clone)]
 pub struct Client {
     scoring: ScoringClient<InterceptedService<Channel, Bearer>>,
@@ -77,19 +90,19 @@ pub struct Client {
 impl Client {
     /// Connects to the coordinator at `settings.coordinator`.
     pub async fn connect(settings: ClientSettings) -> Result<Self> {
-        let mut endpoint = Endpoint::from_shared(settings.coordinator.clone())
-            .map_err(|e| ClientError::Connect(format!("{}: {e}", settings.coordinator)))?
+        let url = coordinator_url(&settings);
+        let failed =
+            |e: &dyn std::error::Error| ClientError::Connect(format!("{url}: {}", with_causes(e)));
+        let mut endpoint = Endpoint::from_shared(url.clone())
+            .map_err(|e| failed(&e))?
             .connect_timeout(Duration::from_secs(10))
             .http2_keep_alive_interval(Duration::from_secs(30));
-        if settings.coordinator.starts_with("https://") {
+        if url.starts_with("https://") {
             endpoint = endpoint
                 .tls_config(tls_config(&settings)?)
-                .map_err(|e| ClientError::Connect(format!("TLS: {e}")))?;
+                .map_err(|e| ClientError::Connect(format!("TLS: {}", with_causes(&e))))?;
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|e| ClientError::Connect(format!("{}: {e}", settings.coordinator)))?;
+        let channel = endpoint.connect().await.map_err(|e| failed(&e))?;
         let bearer =
             match &settings.token {
                 Some(token) => Some(format!("Bearer {}", token.0).parse().map_err(|_| {
@@ -255,4 +268,22 @@ fn is_transient(code: Code) -> bool {
         code,
         Code::Unavailable | Code::Unknown | Code::Internal | Code::Cancelled | Code::Aborted
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_address_gets_a_scheme() {
+        let mut settings = ClientSettings {
+            coordinator: "127.0.0.1:50051".into(),
+            ..Default::default()
+        };
+        assert_eq!(coordinator_url(&settings), "http://127.0.0.1:50051");
+        settings.tls_ca_file = Some("ca.pem".into());
+        assert_eq!(coordinator_url(&settings), "https://127.0.0.1:50051");
+        settings.coordinator = "http://h:1".into();
+        assert_eq!(coordinator_url(&settings), "http://h:1");
+    }
 }
