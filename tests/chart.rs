@@ -707,6 +707,18 @@ fn prepopulated_volume_and_model_cache_pvc() {
 }
 
 #[test]
+fn overlapping_health_and_metrics_ports_are_refused() {
+    let values = json!({"metrics": {"enabled": true, "port": 8082},
+                        "worker": {"gpu": {"count": 2}}});
+    let report = run_chart_tool(&[("ports-overlap", values)]);
+    let error = report["cases"][0]["render_error"].to_string();
+    assert!(
+        error.contains("worker.healthPort (8081) and metrics.port (8082) overlap"),
+        "{error}"
+    );
+}
+
+#[test]
 fn invalid_values_are_rejected_by_the_schema() {
     for (name, _, path) in invalid_cases() {
         let c = case(name);
