@@ -141,6 +141,9 @@ pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
     overrides.push(("redis", args.redis.clone()));
     let mut cfg = ClusterConfig::load(config, &overrides)?;
     args.worker.apply_lists(&mut cfg);
+    // Before the model loads: a missing tokens file is found in a second,
+    // not after minutes of loading.
+    dfscan_coordinator::check_auth_settings(&cfg.coordinator.auth)?;
     let noop = args.worker.bench_noop_scorer;
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
@@ -168,6 +171,9 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
     overrides.extend(args.auth.overrides());
     let mut cfg = ClusterConfig::load(config, &overrides)?;
     args.worker.apply_lists(&mut cfg);
+    // Before the model loads: a missing tokens file is found in a second,
+    // not after minutes of loading.
+    dfscan_coordinator::check_auth_settings(&cfg.coordinator.auth)?;
     let noop = args.worker.bench_noop_scorer;
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();

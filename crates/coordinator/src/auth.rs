@@ -31,23 +31,38 @@ pub(crate) struct Auth {
     tokens: Option<Arc<Vec<Token>>>,
 }
 
+/// Checks the authentication settings (a tokens file that reads, or
+/// authentication turned off) without serving anything: `dfscan serve`
+/// calls it before it spends minutes loading a model.
+pub fn check_auth_settings(settings: &AuthSettings) -> Result<(), CoordinatorError> {
+    tokens(settings).map(drop)
+}
+
+/// The tokens the settings name; `None` when authentication is off.
+fn tokens(settings: &AuthSettings) -> Result<Option<Vec<Token>>, CoordinatorError> {
+    if settings.disabled {
+        return Ok(None);
+    }
+    let file = settings.tokens_file.as_deref().ok_or_else(|| {
+        CoordinatorError::Settings(
+            "authentication needs a tokens file, lines of `TENANT TOKEN` (--tokens-file FILE, \
+             or coordinator.auth.tokens_file); to run without authentication, say so with \
+             --no-auth (coordinator.auth.disabled = true)"
+                .into(),
+        )
+    })?;
+    read_tokens(file).map(Some)
+}
+
 impl Auth {
     pub(crate) fn from_settings(settings: &AuthSettings) -> Result<Self, CoordinatorError> {
-        if settings.disabled {
+        let Some(tokens) = tokens(settings)? else {
             tracing::warn!(
                 "authentication is OFF (coordinator.auth.disabled = true): any client can submit, \
                  read and cancel every job"
             );
             return Ok(Self { tokens: None });
-        }
-        let file = settings.tokens_file.as_deref().ok_or_else(|| {
-            CoordinatorError::Settings(
-                "authentication needs coordinator.auth.tokens_file (lines of `TENANT TOKEN`); \
-                 to run without it, set coordinator.auth.disabled = true"
-                    .into(),
-            )
-        })?;
-        let tokens = read_tokens(file)?;
+        };
         let mut tenants: Vec<&str> = tokens.iter().map(|(_, t)| t.as_str()).collect();
         tenants.sort_unstable();
         tenants.dedup();

@@ -22,6 +22,7 @@ mod server;
 mod service;
 mod settings;
 
+pub use auth::check_auth_settings;
 pub use error::CoordinatorError;
 pub use kserve::KserveService;
 pub use metrics::CoordinatorMetrics;
