@@ -22,9 +22,11 @@ pub struct EvalArgs {
 
 pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
     let settings = args.model.settings(config)?;
+    // The folder is checked before the model spends its time loading.
+    let folders = label_folders(&args.dir)?;
     let scorer = crate::score::load_scorer(&settings)?;
     let info = scorer.engine().info();
-    let (paths, truth) = labelled_images(&args.dir, &info.labels)?;
+    let (paths, truth) = labelled_images(&args.dir, folders, &info.labels)?;
     let progress = crate::score::progress_bar(paths.len() as u64);
     let (mut kept_truth, mut predicted, mut fake_scores, mut failed) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
@@ -69,14 +71,32 @@ pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
     Ok(failed == 0)
 }
 
+/// The label folders of `dir` with their images; none with an image is an
+/// error that says what `dir` should look like.
+fn label_folders(dir: &Path) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
+    let folders =
+        dfscan_imaging::label_folders(dir).with_context(|| format!("reading {}", dir.display()))?;
+    anyhow::ensure!(
+        folders.iter().any(|(_, images)| !images.is_empty()),
+        "no images in label folders under {}: eval expects one subfolder per label of \
+         the model, named after it, e.g. {}/Real/ and {}/Fake/",
+        dir.display(),
+        dir.display(),
+        dir.display()
+    );
+    Ok(folders)
+}
+
 /// Images under each label's subfolder and their class indices. Folder
 /// names match labels case-insensitively; a folder naming no label is an
 /// error, so a typo cannot silently drop a class.
-fn labelled_images(dir: &Path, labels: &[String]) -> anyhow::Result<(Vec<PathBuf>, Vec<usize>)> {
+fn labelled_images(
+    dir: &Path,
+    folders: Vec<(String, Vec<PathBuf>)>,
+    labels: &[String],
+) -> anyhow::Result<(Vec<PathBuf>, Vec<usize>)> {
     let mut paths = Vec::new();
     let mut truth = Vec::new();
-    let folders =
-        dfscan_imaging::label_folders(dir).with_context(|| format!("reading {}", dir.display()))?;
     for (name, images) in folders {
         let Some(class) = labels.iter().position(|l| l.eq_ignore_ascii_case(&name)) else {
             bail!(
@@ -88,10 +108,5 @@ fn labelled_images(dir: &Path, labels: &[String]) -> anyhow::Result<(Vec<PathBuf
         truth.extend(std::iter::repeat_n(class, images.len()));
         paths.extend(images);
     }
-    anyhow::ensure!(
-        !paths.is_empty(),
-        "no images in label folders under {}",
-        dir.display()
-    );
     Ok((paths, truth))
 }

@@ -22,6 +22,16 @@ pub fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The error for PATH arguments that hold no image.
+pub fn none_found(paths: &[PathBuf]) -> String {
+    let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    format!(
+        "no images found under {} (looked for files ending in {})",
+        named.join(", "),
+        dfscan_imaging::IMAGE_EXTENSIONS.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

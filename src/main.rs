@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     match result {
         Ok(all_ok) => ExitCode::from(if all_ok { EXIT_OK } else { EXIT_SOME_FAILED }),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", dfscan_core::error::with_causes(e.as_ref()));
             ExitCode::from(EXIT_FATAL)
         }
     }

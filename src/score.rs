@@ -32,7 +32,11 @@ pub struct ScoreArgs {
 pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
     let settings = args.model.settings(config)?;
     let inputs = crate::inputs::collect(&args.paths)?;
-    anyhow::ensure!(!inputs.is_empty(), "no images found under {:?}", args.paths);
+    anyhow::ensure!(
+        !inputs.is_empty(),
+        "{}",
+        crate::inputs::none_found(&args.paths)
+    );
     let scorer = load_scorer(&settings)?;
     let info = scorer.engine().info();
     let out: Box<dyn Write> = match &args.output {

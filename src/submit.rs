@@ -126,7 +126,11 @@ async fn upload(
     args: &SubmitArgs,
 ) -> anyhow::Result<(dfscan_proto::v1::Job, u64)> {
     let inputs = crate::inputs::collect(&args.paths)?;
-    anyhow::ensure!(!inputs.is_empty(), "no images found under {:?}", args.paths);
+    anyhow::ensure!(
+        !inputs.is_empty(),
+        "{}",
+        crate::inputs::none_found(&args.paths)
+    );
     let header = JobHeader {
         model: args.model.clone().unwrap_or_default(),
         idempotency_key: args.idempotency_key.clone().unwrap_or_default(),

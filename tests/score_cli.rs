@@ -315,3 +315,67 @@ fn logs_are_json_when_configured() {
     assert_eq!(loaded["level"], "INFO");
     assert_eq!(loaded["fields"]["model"], "tiny-a");
 }
+
+#[test]
+fn fatal_errors_say_what_to_do_and_say_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_checkpoint = dir.path().join("notes");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&not_a_checkpoint).unwrap();
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::write(not_a_checkpoint.join("readme.txt"), "x").unwrap();
+    let images = common::fixtures().join("images");
+    let fatal = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let line = stderr.lines().last().unwrap_or_default().to_string();
+        assert!(line.starts_with("error: "), "{stderr}");
+        line
+    };
+    let model = common::model_dir("tiny-a");
+
+    let line = fatal(
+        common::dfscan()
+            .args(["score", "--model"])
+            .arg(&not_a_checkpoint)
+            .arg(&images),
+    );
+    assert!(
+        line.contains("not a checkpoint: it has no config.json"),
+        "{line}"
+    );
+
+    let line = fatal(
+        common::dfscan()
+            .args(["score", "--model"])
+            .arg(&model)
+            .arg(&empty),
+    );
+    assert!(
+        line.contains(&format!("no images found under {}", empty.display())),
+        "{line}"
+    );
+    assert!(!line.contains("[\""), "a debug list: {line}");
+
+    let missing = dir.path().join("missing.toml");
+    let line = fatal(
+        common::dfscan()
+            .arg("--config")
+            .arg(&missing)
+            .args(["score", "--model"])
+            .arg(&model)
+            .arg(&images),
+    );
+    assert_eq!(line.matches("not found").count(), 1, "said twice: {line}");
+
+    // eval checks the folder before loading the model: a model that does
+    // not exist is not what it reports.
+    let line = fatal(
+        common::dfscan()
+            .args(["eval", "--model"])
+            .arg(&not_a_checkpoint)
+            .arg(&empty),
+    );
+    assert!(line.contains("Real/") && line.contains("Fake/"), "{line}");
+}

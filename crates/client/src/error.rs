@@ -33,22 +33,6 @@ fn describe(status: &tonic::Status) -> String {
     line
 }
 
-/// An error with the causes under it (a transport error's own message is
-/// only "transport error"; the TLS or connection failure is its source).
-pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !line.contains(&cause_text) {
-            line.push_str(": ");
-            line.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,17 +48,5 @@ mod tests {
         assert!(text.contains("DFSCAN_CLIENT__TOKEN"), "{text}");
         let other = ClientError::from(tonic::Status::not_found("no such job")).to_string();
         assert_eq!(other, "NotFound: no such job");
-    }
-
-    #[test]
-    fn causes_are_shown_once() {
-        let io = std::io::Error::other("invalid peer certificate: UnknownIssuer");
-        #[derive(Debug, Error)]
-        #[error("transport error")]
-        struct Transport(#[source] std::io::Error);
-        assert_eq!(
-            with_causes(&Transport(io)),
-            "transport error: invalid peer certificate: UnknownIssuer"
-        );
     }
 }

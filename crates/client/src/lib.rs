@@ -10,6 +10,7 @@ mod upload;
 
 use std::time::{Duration, Instant};
 
+use dfscan_core::error::with_causes;
 use dfscan_core::Backoff;
 use dfscan_proto::v1::scoring_client::ScoringClient;
 use dfscan_proto::v1::*;
@@ -19,7 +20,6 @@ use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
-use error::with_causes;
 pub use error::ClientError;
 pub use settings::ClientSettings;
 pub use upload::UploadProgress;
@@ -91,8 +91,9 @@ impl Client {
     /// Connects to the coordinator at `settings.coordinator`.
     pub async fn connect(settings: ClientSettings) -> Result<Self> {
         let url = coordinator_url(&settings);
-        let failed =
-            |e: &dyn std::error::Error| ClientError::Connect(format!("{url}: {}", with_causes(e)));
+        let failed = |e: &(dyn std::error::Error + 'static)| {
+            ClientError::Connect(format!("{url}: {}", with_causes(e)))
+        };
         let mut endpoint = Endpoint::from_shared(url.clone())
             .map_err(|e| failed(&e))?
             .connect_timeout(Duration::from_secs(10))

@@ -1,4 +1,5 @@
-//! The error type at the `dfscan-core` boundary.
+//! The error type at the `dfscan-core` boundary, and how every dfscan
+//! program prints an error.
 
 use thiserror::Error;
 
@@ -12,4 +13,53 @@ pub enum CoreError {
     },
     #[error("configuration: {0}")]
     Config(#[from] config::ConfigError),
+}
+
+/// An error and the causes under it, each said once, as the programs print
+/// a fatal error: a transport error's own message is only "transport
+/// error" (the TLS or connection failure is its source), while errors that
+/// quote their source in their message would otherwise say it twice.
+pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = cause.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Error)]
+    #[error("transport error")]
+    struct Transport(#[source] std::io::Error);
+
+    #[derive(Debug, Error)]
+    #[error("{path}: {source}")]
+    struct Quoting {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let tls = std::io::Error::other("invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            with_causes(&Transport(tls)),
+            "transport error: invalid peer certificate: UnknownIssuer"
+        );
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let quoting = Quoting {
+            path: "/m/config.json",
+            source: missing,
+        };
+        assert_eq!(with_causes(&quoting), quoting.to_string());
+    }
 }

@@ -5,7 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"];
+/// What a folder walk takes for an image, by extension (any case).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"];
 
 /// The image files under `dir`, recursively, sorted, hidden entries skipped.
 pub fn images_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {

@@ -48,7 +48,15 @@ impl Checkpoint {
         if !dir.is_dir() {
             return Err(invalid("not a directory".into()));
         }
-        let config = VitConfig::from_file(&dir.join(CONFIG_FILE))?;
+        let config_path = dir.join(CONFIG_FILE);
+        if !config_path.is_file() {
+            return Err(invalid(format!(
+                "not a checkpoint: it has no {CONFIG_FILE} (a Hugging Face \
+                 ViTForImageClassification folder holds {CONFIG_FILE}, {PREPROCESSOR_FILE} \
+                 and {WEIGHTS_FILE})"
+            )));
+        }
+        let config = VitConfig::from_file(&config_path)?;
         let pre_path = dir.join(PREPROCESSOR_FILE);
         let pre_text = std::fs::read_to_string(&pre_path).map_err(io_error(&pre_path))?;
         let preprocessor = PreprocessorConfig::from_json(&pre_text)
