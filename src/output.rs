@@ -3,9 +3,14 @@
 //! fake_score, the model identity and the per-item error; results that came
 //! through the cluster also carry the item's `id`.
 //!
+//! A JSON line is the result record of `docs/result-record.schema.json`,
+//! which the Python client's `ItemResult.to_json()` writes byte for byte
+//! too: keep the two in step (tests/python_client.rs compares them).
+//!
 //! One result is one line in every format (CSV fields have their line
 //! breaks replaced), so a results file can be resumed by counting lines.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use clap::ValueEnum;
@@ -45,8 +50,10 @@ struct JsonLine<'a> {
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     verdict: Option<&'a str>,
+    /// Sorted by key, so that the same metadata makes the same line (the
+    /// API's map has no order).
     #[serde(skip_serializing_if = "Option::is_none")]
-    metadata: Option<&'a std::collections::HashMap<String, String>>,
+    metadata: Option<BTreeMap<&'a str, &'a str>>,
 }
 
 pub struct ResultWriter<W: Write> {
@@ -117,7 +124,10 @@ impl<W: Write> ResultWriter<W> {
                     model: row.model,
                     error,
                     verdict: row.verdict.filter(|v| !v.is_empty()),
-                    metadata: row.metadata.filter(|m| !m.is_empty()),
+                    metadata: row
+                        .metadata
+                        .filter(|m| !m.is_empty())
+                        .map(|m| m.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()),
                 };
                 serde_json::to_writer(&mut self.out, &line)?;
                 writeln!(self.out)?;

@@ -82,7 +82,8 @@ impl ResultsSink {
         let writer = &mut self.writer;
         let last = client
             .stream_results(&job.job_id, self.after, |results| {
-                write_results(writer, &results).map_err(|e| ClientError::Sink(e.to_string()))?;
+                write_results(writer, &results, &job.model)
+                    .map_err(|e| ClientError::Sink(e.to_string()))?;
                 if let Some(r) = results.last() {
                     bar.set_position(r.cursor);
                 }
@@ -99,15 +100,25 @@ impl ResultsSink {
     }
 }
 
+/// Writes `results`, of a job for `job_model`. A result without a model
+/// identity (an error the worker or queue recorded before any weights saw
+/// the item) is written with the job's model and an empty sha256, as the
+/// result record's schema says and the Python client does.
 fn write_results(
     writer: &mut ResultWriter<Box<dyn Write + Send>>,
     results: &[ItemResult],
+    job_model: &str,
 ) -> std::io::Result<()> {
     for r in results {
-        let model = r.model.clone().unwrap_or_default();
-        let model = ModelIdentity {
-            name: model.name,
-            sha256: model.sha256,
+        let model = match r.model.clone() {
+            Some(m) => ModelIdentity {
+                name: m.name,
+                sha256: m.sha256,
+            },
+            None => ModelIdentity {
+                name: job_model.to_string(),
+                sha256: String::new(),
+            },
         };
         let prediction = r.error.is_empty().then(|| Prediction {
             label: r.label.clone(),

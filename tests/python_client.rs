@@ -6,9 +6,11 @@
 //! This test provides what the suite needs (see its `conftest.py`): a
 //! folder of images (nested, with a hidden image and a non-image that must
 //! be skipped), `dfscan score`'s JSON Lines for it as the reference the
-//! client's scores must match within 1e-5, and a server with a second model
+//! client's scores must match within 1e-5, a server with a second model
 //! that no worker serves and a small queue limit, for cancellation and
-//! back-pressure cases.
+//! back-pressure cases, and the `dfscan` binary, whose `submit` and `jobs
+//! results` lines the client's records must equal (one record shape,
+//! `docs/result-record.schema.json`, checked in `test_server.py`).
 
 mod common;
 
@@ -79,6 +81,7 @@ fn python_client_suite_against_dfscan_serve() {
         .env("DFSCAN_TEST_REFERENCE", &reference)
         .env("DFSCAN_TEST_PARKED_MODEL", PARKED_MODEL)
         .env("DFSCAN_TEST_MAX_QUEUED_ITEMS", MAX_QUEUED_ITEMS)
+        .env("DFSCAN_TEST_DFSCAN", env!("CARGO_BIN_EXE_dfscan"))
         .output()
         .expect("running pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);

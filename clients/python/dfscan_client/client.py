@@ -135,8 +135,10 @@ class Client:
         the upload is complete); read its results with :meth:`results`.
 
         ``source`` is a folder (searched recursively for images; ids are the
-        paths relative to it), or an iterable of file paths (ids as given),
-        ``(id, bytes)`` pairs or ``Item`` messages (:func:`dfscan_client.item`),
+        folder as given joined with the path under it, ``photos/sub/a.png``,
+        as ``dfscan submit`` names them), or an iterable of file paths (ids
+        as given; folders among them are searched too), ``(id, bytes)``
+        pairs or ``Item`` messages (:func:`dfscan_client.item`),
         consumed lazily as the upload proceeds. Unreadable files raise
         OSError (the upload is abandoned and nothing is created), unless
         ``on_unreadable(id, error)`` is given: they are then skipped.
@@ -263,6 +265,8 @@ class Client:
         """
         patience = self.resume_for_s if resume_for_s is None else resume_for_s
         after = after_cursor
+        # Fetched for the first result without a model identity.
+        job_model: Optional[str] = None
         last_progress = time.monotonic()
         backoff = 0.1
         while True:
@@ -276,10 +280,18 @@ class Client:
                             raise errors.ProtocolError(
                                 f"job {job_id}: expected result cursor {after + 1}, got {result.cursor}"
                             )
+                        if job_model is None and not result.HasField("model"):
+                            # An error recorded before any weights saw the
+                            # item: its record names the job's model, as
+                            # dfscan submit's does. Asked before the cursor
+                            # moves on, so a failure resumes like the stream.
+                            job_model = self.stub.GetJob(
+                                pb.GetJobRequest(job_id=job_id), timeout=self.timeout, metadata=self.call_metadata
+                            ).model
                         after = result.cursor
                         last_progress = time.monotonic()
                         backoff = 0.1
-                        yield ItemResult.from_pb(result)
+                        yield ItemResult.from_pb(result, job_model or "")
                 return
             except grpc.RpcError as e:
                 code = e.code() if isinstance(e, grpc.Call) else None

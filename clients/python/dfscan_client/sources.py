@@ -73,10 +73,11 @@ def read_file(path: Path, max_bytes: int) -> bytes:
 def iter_items(source: Source, max_file_bytes: int, on_unreadable: Optional[OnUnreadable] = None) -> Iterator[pb.Item]:
     """The items of ``source``, read as they are reached.
 
-    A folder's images get their path relative to it as id (``sub/a.png``);
-    paths given one by one keep the path as given as id, and folders among
-    them are searched, their images getting ``FOLDER/sub/a.png``. Unreadable
-    files raise OSError, or are passed to ``on_unreadable`` and skipped.
+    A file's id is its path as given; a folder (given alone or among the
+    paths) is searched, its images getting the folder as given joined with
+    their path under it (``photos/sub/a.png`` for ``"photos/"``), the ids
+    ``dfscan submit`` gives the same paths. Unreadable files raise OSError,
+    or are passed to ``on_unreadable`` and skipped.
     """
 
     def from_file(path: Path, id: str) -> Iterator[pb.Item]:
@@ -89,18 +90,21 @@ def iter_items(source: Source, max_file_bytes: int, on_unreadable: Optional[OnUn
             return
         yield pb.Item(id=id, data=data)
 
-    def from_path(path: Path, folder_ids_relative: bool) -> Iterator[pb.Item]:
+    def from_path(given: PathLike) -> Iterator[pb.Item]:
+        # The name as given, not as pathlib normalises it ("./a" stays
+        # "./a"), joined as Rust's Path::join does.
+        name = os.fspath(given)
+        path = Path(name)
         if path.is_dir():
             for file in images_under(path):
-                id = file.relative_to(path).as_posix() if folder_ids_relative else str(file)
-                yield from from_file(file, id)
+                yield from from_file(file, os.path.join(name, file.relative_to(path).as_posix()))
         else:
             # Named explicitly: sent whatever its extension (a missing file
             # is unreadable, reported like any other).
-            yield from from_file(path, str(path))
+            yield from from_file(path, name)
 
     if isinstance(source, (str, os.PathLike)):
-        yield from from_path(Path(source), folder_ids_relative=True)
+        yield from from_path(source)
         return
     if isinstance(source, (bytes, bytearray, memoryview)):
         raise TypeError("submit() takes an iterable of (id, bytes) pairs, not bytes")
@@ -108,7 +112,7 @@ def iter_items(source: Source, max_file_bytes: int, on_unreadable: Optional[OnUn
         if isinstance(entry, pb.Item):
             yield entry
         elif isinstance(entry, (str, os.PathLike)):
-            yield from from_path(Path(entry), folder_ids_relative=False)
+            yield from from_path(entry)
         elif isinstance(entry, tuple) and len(entry) == 2:
             id, data = entry
             if not isinstance(data, (bytes, bytearray, memoryview)):

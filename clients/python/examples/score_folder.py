@@ -3,17 +3,18 @@
 
     python examples/score_folder.py --coordinator 127.0.0.1:50051 DIR [--output results.jsonl]
 
-Every image under DIR (recursively) gets one line: the JSON line of
-``dfscan submit`` (id = the path relative to DIR, label, scores, fake_score,
-model, error). If the run is interrupted after the upload, finish the same
-file without duplicates or gaps with ``--attach JOB --output FILE``: the
-lines already written are counted and the results resume after them.
+Every image under DIR (recursively) gets one line: the line ``dfscan submit
+DIR`` writes for it, byte for byte (the result record of
+docs/result-record.schema.json: id = DIR as given joined with the image's
+path under it, label, scores, fake_score, model, error). If the run is
+interrupted after the upload, finish the same file without duplicates or
+gaps with ``--attach JOB --output FILE``: the lines already written are
+counted and the results resume after them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +27,8 @@ except ImportError:  # run from a checkout without installing the package
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Score a folder of images on a dfscan cluster.")
-    parser.add_argument("folder", type=Path, nargs="?", help="images to score (searched recursively)")
+    # A str, not a Path: the ids keep the folder as given ("./photos/...").
+    parser.add_argument("folder", nargs="?", help="images to score (searched recursively)")
     parser.add_argument("--coordinator", default="127.0.0.1:50051", help="the coordinator's address")
     parser.add_argument("--model", help="model name (default: the coordinator's default)")
     parser.add_argument("--output", "-o", type=Path, help="JSONL file (default: standard output)")
@@ -55,14 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         # resume after.
         done = 0
         if args.attach:
-            text = args.output.read_text() if args.output.exists() else ""
+            text = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
             complete = text[: text.rfind("\n") + 1]  # drop a torn last line
             done = complete.count("\n")
-            args.output.write_text(complete)
-        out = args.output.open("a") if args.output else sys.stdout
+            args.output.write_text(complete, encoding="utf-8")
+        # UTF-8, as dfscan writes it: the lines do not escape non-ASCII.
+        out = args.output.open("a", encoding="utf-8") if args.output else sys.stdout
         try:
             for result in client.results(job.job_id, after_cursor=done):
-                out.write(json.dumps(result.to_dict()) + "\n")
+                out.write(result.to_json() + "\n")
                 out.flush()
         finally:
             if out is not sys.stdout:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -16,7 +17,8 @@ import pytest
 
 import dfscan_client
 from dfscan_client import Client, ItemResult
-from conftest import assert_matches_reference, png
+from conftest import assert_matches_reference, assert_record, assert_same_records, png
+from dfscan_client.records import f32_text
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "score_folder.py"
 
@@ -44,13 +46,13 @@ def test_folder_round_trip(client: Client, images_dir: Path, reference: Dict[str
     assert job.job_id in [j.job_id for j in client.list_jobs(state="completed")]
 
 
-def test_iterable_of_bytes_with_an_invalid_image(client: Client, images_dir: Path, reference: Dict[str, dict]) -> None:
+def test_iterable_of_bytes_with_an_invalid_image(client: Client, reference: Dict[str, dict]) -> None:
     names = sorted(reference)[:5]
 
     def items():
         yield ("broken", b"this is not an image")
         for name in names:
-            yield (name, (images_dir / name).read_bytes())
+            yield (name, Path(name).read_bytes())
 
     job = client.submit(items())
     assert job.total == 6
@@ -65,7 +67,7 @@ def test_iterable_of_bytes_with_an_invalid_image(client: Client, images_dir: Pat
     assert done.finished and (done.completed, done.failed) == (5, 1)
 
 
-def test_policy_and_item_metadata_round_trip(client: Client, images_dir: Path, reference: Dict[str, dict]) -> None:
+def test_policy_and_item_metadata_round_trip(client: Client, reference: Dict[str, dict]) -> None:
     names = sorted(reference)[:6]
     scores = sorted(reference[n]["fake_score"] for n in names)
     # A threshold between the scores: both verdicts occur.
@@ -75,7 +77,7 @@ def test_policy_and_item_metadata_round_trip(client: Client, images_dir: Path, r
         otherwise="pass",
     )
     items = (
-        dfscan_client.item(name, data=(images_dir / name).read_bytes(), metadata={"name": name})
+        dfscan_client.item(name, data=Path(name).read_bytes(), metadata={"name": name})
         for name in names
     )
     job = client.submit(items, policy=policy)
@@ -193,8 +195,8 @@ def assert_nothing_queued(client: Client, model: str) -> None:
         time.sleep(0.05)
 
 
-def test_idempotency_key(client: Client, images_dir: Path, reference: Dict[str, dict]) -> None:
-    first_file = images_dir / sorted(reference)[0]
+def test_idempotency_key(client: Client, reference: Dict[str, dict]) -> None:
+    first_file = Path(sorted(reference)[0])
     first = client.submit([first_file], idempotency_key="python-client-test")
     again = client.submit([first_file, first_file], idempotency_key="python-client-test")
     assert again.deduplicated and again.job_id == first.job_id and again.total == 1
@@ -210,7 +212,92 @@ def test_models_and_workers(client: Client, parked_model: str) -> None:
     assert workers[0].identity == served.identities[0] and workers[0].pid > 0
 
 
-def test_example_script(coordinator: str, images_dir: Path, reference: Dict[str, dict], tmp_path: Path) -> None:
+def dfscan(dfscan_bin: str, coordinator: str, *args: str) -> subprocess.CompletedProcess:
+    """Runs ``dfscan ARGS`` against the server (without the suite's own
+    DFSCAN_ variables, which are no settings of dfscan's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DFSCAN_")}
+    return subprocess.run(
+        [dfscan_bin, *args, "--coordinator", f"http://{coordinator}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def read_lines(path: Path) -> List[str]:
+    # Not splitlines(): JSON leaves U+2028 and the like unescaped.
+    return path.read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def test_score_records_follow_the_schema(reference_file: Path) -> None:
+    for line in read_lines(reference_file):
+        record = assert_record(line)
+        assert "id" not in record and record["error"] is None
+
+
+def test_one_record_shape_with_dfscan_submit(
+    client: Client, coordinator: str, dfscan_bin: str, reference: Dict[str, dict], tmp_path: Path
+) -> None:
+    """The same folder submitted by ``dfscan submit`` and by this client to
+    the same server, an undecodable image and a verdict policy included:
+    the same ids and the same records, key for key."""
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    names = sorted(reference)[:6]
+    for i, name in enumerate(names):
+        shutil.copy(name, folder / ("sub" if i % 2 else "") / Path(name).name)
+    (folder / "sub" / "broken.png").write_bytes(b"not a png")
+    scores = sorted(reference[n]["fake_score"] for n in names)
+    # A threshold between the scores (both verdicts occur), the same
+    # float32 for both clients.
+    threshold = f32_text((scores[2] + scores[3]) / 2)
+
+    cli = tmp_path / "cli.jsonl"
+    verdicts = f"flag={threshold},pass"
+    run = dfscan(dfscan_bin, coordinator, "submit", "--verdicts", verdicts, "--output", str(cli), str(folder))
+    assert run.returncode == 3, run.stderr  # finished, an item has an error
+    policy = dfscan_client.pb.VerdictPolicy(
+        thresholds=[dfscan_client.pb.VerdictThreshold(verdict="flag", min_fake_score=float(threshold))],
+        otherwise="pass",
+    )
+    job = client.submit(str(folder), policy=policy)
+    results = list(client.results(job.job_id))
+    for r in results:
+        assert json.loads(r.to_json()) == r.to_dict()
+    ours = [r.to_json() for r in results]
+    assert_same_records(ours, read_lines(cli))
+    records = [json.loads(l) for l in ours]
+    assert {r["verdict"] for r in records if "verdict" in r} == {"flag", "pass"}
+    (broken,) = [r for r in records if r["error"]]
+    assert broken["id"] == f"{folder}/sub/broken.png"
+    assert broken["model"] == {"name": job.model, "sha256": ""}
+
+
+def test_one_record_shape_with_dfscan_jobs_results(
+    client: Client, coordinator: str, dfscan_bin: str, reference: Dict[str, dict], tmp_path: Path
+) -> None:
+    """A job of this client's, item metadata included, read by ``dfscan jobs
+    results`` and by this client: the same lines, byte for byte."""
+    names = sorted(reference)[:4]
+    items = [
+        dfscan_client.item(name, data=Path(name).read_bytes(), metadata={"name": name, "batch": "7", "é": "\n\x01"})
+        for name in names
+    ]
+    items.append(dfscan_client.item("broken", data=b"not an image", metadata={"z": "1", "a": "2"}))
+    job = client.submit(items)
+    ours = [r.to_json() for r in client.results(job.job_id)]
+    cli = tmp_path / "cli.jsonl"
+    run = dfscan(dfscan_bin, coordinator, "jobs", "results", job.job_id, "--output", str(cli))
+    assert run.returncode == 3, run.stderr  # finished, an item has an error
+    assert ours == read_lines(cli)
+    for line in ours:
+        assert_record(line)
+
+
+def test_example_script(
+    coordinator: str, dfscan_bin: str, images_dir: Path, reference: Dict[str, dict], tmp_path: Path
+) -> None:
     output = tmp_path / "results.jsonl"
     env = {**os.environ, "PYTHONPATH": str(EXAMPLE.parent.parent)}
     run = subprocess.run(
@@ -221,11 +308,16 @@ def test_example_script(coordinator: str, images_dir: Path, reference: Dict[str,
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    lines = [json.loads(l) for l in output.read_text().splitlines()]
+    lines = [json.loads(l) for l in read_lines(output)]
     assert sorted(l["id"] for l in lines) == sorted(reference)
     for line in lines:
         assert_matches_reference(line, reference[line["id"]])
     job_id = re.search(r"job ([0-9a-f]{32}):", run.stderr).group(1)
+    # The lines dfscan submit writes for the same folder.
+    cli = tmp_path / "cli.jsonl"
+    submit = dfscan(dfscan_bin, coordinator, "submit", "--output", str(cli), str(images_dir))
+    assert submit.returncode == 0, submit.stderr
+    assert_same_records(read_lines(output), read_lines(cli))
 
     # Interrupted after 5 lines and part of the 6th: --attach finishes the
     # same file, every item once.

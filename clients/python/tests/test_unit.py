@@ -4,6 +4,8 @@ mapping. No dfscan server needed."""
 
 from __future__ import annotations
 
+import json
+import struct
 import threading
 import time
 from concurrent import futures
@@ -16,7 +18,9 @@ import pytest
 import dfscan_client
 from dfscan_client import Client, pb, pb_grpc
 from dfscan_client.client import _target
+from dfscan_client.records import f32_text
 from dfscan_client.sources import batches, images_under, iter_items
+from conftest import assert_record
 
 JOB_ID = "ab" * 16
 
@@ -41,6 +45,7 @@ class FakeScoring(pb_grpc.ScoringServicer):
         #: with UNAVAILABLE (None: all of them, then end).
         self.breaks: List[Optional[int]] = []
         self.stream_requests: List[int] = []
+        self.get_jobs = 0
         self.headers: List[pb.JobHeader] = []
         self.batch_sizes: List[int] = []
         self.items: List[pb.Item] = []
@@ -89,9 +94,10 @@ class FakeScoring(pb_grpc.ScoringServicer):
         return pb.SubmitJobResponse(job=job)
 
     def GetJob(self, request, context):
+        self.get_jobs += 1
         if request.job_id != JOB_ID:
             context.abort(grpc.StatusCode.NOT_FOUND, "no such job")
-        return pb.Job(job_id=JOB_ID, state=pb.JOB_STATE_COMPLETED, finished=True, metadata={"k": "v"})
+        return pb.Job(job_id=JOB_ID, state=pb.JOB_STATE_COMPLETED, model="m", finished=True, metadata={"k": "v"})
 
     def CancelJob(self, request, context):
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the job is finished")
@@ -165,18 +171,85 @@ def test_results_unknown_job(fake: FakeScoring) -> None:
 
 def test_error_results() -> None:
     message = pb.ItemResult(id="x", index=3, cursor=4, error="unsupported image format")
-    r = dfscan_client.ItemResult.from_pb(message)
+    r = dfscan_client.ItemResult.from_pb(message, job_model="m")
     assert not r.ok
-    assert (r.label, r.fake_score, r.scores, r.model) == (None, None, {}, None)
-    assert r.to_dict() == {
-        "id": "x",
-        "path": "x",
-        "label": None,
-        "scores": None,
-        "fake_score": None,
-        "model": None,
-        "error": "unsupported image format",
-    }
+    assert (r.label, r.fake_score, r.scores) == (None, None, {})
+    # No weights saw the item: the job's model, no sha256.
+    assert r.model == dfscan_client.ModelIdentity("m", "")
+    assert r.to_json() == (
+        '{"id":"x","path":"x","label":null,"scores":null,"fake_score":null,'
+        '"model":{"name":"m","sha256":""},"error":"unsupported image format"}'
+    )
+    assert assert_record(r.to_json()) == r.to_dict()
+
+
+def test_records_as_dfscan_writes_them() -> None:
+    """Float32 scores as their shortest decimal, metadata sorted, strings
+    escaped as serde_json escapes them; the line dfscan submit writes."""
+    message = pb.ItemResult(
+        id="dir/é.png",
+        label="Fake",
+        scores=[pb.LabelScore(label="Real", score=0.1), pb.LabelScore(label="Fake", score=0.9)],
+        fake_score=0.9,
+        model=pb.ModelIdentity(name="m", sha256="ab" * 32),
+        verdict="flag",
+        metadata={"z": "last", "a": 'quote " and \\ \x01\n'},
+    )
+    r = dfscan_client.ItemResult.from_pb(message)
+    # The float32 0.1 is 0.10000000149011612 as a Python float.
+    assert message.scores[0].score != 0.1 and r.scores == {"Real": 0.1, "Fake": 0.9} and r.fake_score == 0.9
+    assert r.to_json() == (
+        '{"id":"dir/é.png","path":"dir/é.png","label":"Fake","scores":{"Real":0.1,"Fake":0.9},"fake_score":0.9,'
+        f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"error":null,"verdict":"flag",'
+        '"metadata":{"a":"quote \\" and \\\\ \\u0001\\n","z":"last"}}'
+    )
+    assert json.loads(r.to_json()) == r.to_dict()
+    assert list(assert_record(r.to_json())) == list(r.to_dict())
+
+
+def f32_bits(bits: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+def test_float32_text_is_serde_jsons() -> None:
+    # What Rust's serde_json (Ryu) writes for these float32s.
+    cases = [
+        (0.1, "0.1"),
+        (0.10000000149011612, "0.1"),
+        (1.0, "1.0"),
+        (0.25, "0.25"),
+        (0.0, "0.0"),
+        (-0.0, "-0.0"),
+        (0.000032, "0.000032"),
+        (1e-6, "0.000001"),
+        (1e-7, "1e-7"),
+        (1.5e-7, "1.5e-7"),
+        (123456.0, "123456.0"),
+        (1e13, "1e13"),
+        (0.3333333333, "0.33333334"),
+        (f32_bits(1), "1e-45"),
+        (f32_bits(0x7F7FFFFF), "3.4028235e38"),
+        # 2^-96: the float32s below a power of two are closer together
+        # than those above, and the shortest decimal is not the rounded one.
+        (f32_bits(260046848), "1.2621775e-29"),
+    ]
+    for value, text in cases:
+        assert f32_text(value) == text, value
+        assert struct.pack("<f", float(text)) == struct.pack("<f", value), value
+
+
+def test_error_records_name_the_jobs_model(fake: FakeScoring) -> None:
+    fake.results = [result(0), pb.ItemResult(id="bad", index=1, cursor=2, error="unsupported image format")]
+    fake.results += [pb.ItemResult(id="bad2", index=2, cursor=3, error="job cancelled")]
+    with connect(fake) as client:
+        got = list(client.results(JOB_ID))
+        # Asked once, at the first result without a model identity.
+        assert fake.get_jobs == 1
+        asked = dfscan_client.ModelIdentity("m", "")
+        assert [r.model for r in got] == [dfscan_client.ModelIdentity("m", "00"), asked, asked]
+        # Not asked where every result has its model.
+        fake.results = fake.results[:1]
+        assert len(list(client.results(JOB_ID))) == 1 and fake.get_jobs == 1
 
 
 def test_undeclared_fields_come_from_the_message() -> None:
@@ -321,10 +394,23 @@ def test_folders_are_searched_like_dfscan(tmp_path: Path) -> None:
     expected = ["a.jpg", "b.PNG", "sub/c.webp", "z.tiff"]
     assert [p.relative_to(tmp_path).as_posix() for p in images_under(tmp_path)] == expected
     items = list(iter_items(tmp_path, 1 << 20))
-    assert [i.id for i in items] == expected and items[0].data == b"a.jpg"
-    # Folders in a list of paths keep their path in the ids.
+    assert [i.id for i in items] == [f"{tmp_path}/{e}" for e in expected] and items[0].data == b"a.jpg"
+    # Folders in a list of paths too.
     ids = [i.id for i in iter_items([tmp_path / "sub", str(tmp_path / "sub/notes.txt")], 1 << 20)]
     assert ids == [str(tmp_path / "sub/c.webp"), str(tmp_path / "sub/notes.txt")]
+
+
+def test_ids_are_paths_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As dfscan submit names them: the folder as given (not normalised)
+    joined with the path under it."""
+    (tmp_path / "photos/sub").mkdir(parents=True)
+    for name in ["photos/a.png", "photos/sub/b.png"]:
+        (tmp_path / name).write_bytes(b"png")
+    monkeypatch.chdir(tmp_path)
+    ids = lambda source: [i.id for i in iter_items(source, 1 << 20)]  # noqa: E731
+    assert ids("photos") == ids("photos/") == ["photos/a.png", "photos/sub/b.png"]
+    assert ids("./photos") == ["./photos/a.png", "./photos/sub/b.png"]
+    assert ids(["./photos/sub", "photos//a.png"]) == ["./photos/sub/b.png", "photos//a.png"]
 
 
 def test_batches() -> None:
