@@ -11,12 +11,13 @@ use clap::Args;
 use dfscan_client::ClientSettings;
 use dfscan_coordinator::CoordinatorMetrics;
 use dfscan_coordinator::CoordinatorSettings;
-use dfscan_core::settings::{self, ModelSettings};
+use dfscan_core::settings::ModelSettings;
 use dfscan_process::coordinator::{
     listen_and_serve, run as run_coordinator, scrape, AuthArgs, CoordinatorArgs, CoordinatorConfig,
 };
 use dfscan_process::health::{self, Probes};
 use dfscan_process::metrics::{self, MetricsSettings, Scrape};
+use dfscan_process::settings;
 use dfscan_process::{connect_queue, runtime, shutdown_on_signals};
 use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings};
 use dfscan_worker::{Health, Scoring, Worker, WorkerSettings};

@@ -7,12 +7,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dfscan_core::metrics::EvalReport;
 
-use crate::model_args::ModelArgs;
+use crate::model_args::ScoringArgs;
 
 #[derive(Args)]
 pub struct EvalArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    model: ScoringArgs,
     /// Print the report as JSON instead of text
     #[arg(long)]
     json: bool,

@@ -1,10 +1,13 @@
-//! The flags every model-running subcommand shares. Each one is optional so
-//! that an absent flag leaves the config file or environment value in force.
+//! The flags every model-running subcommand shares, and `--batch-size` of
+//! those that score in their own process (a worker's batch is
+//! `worker.max_batch`). Each one is optional so that an absent flag leaves
+//! the config file or environment value in force.
 
 use std::path::Path;
 
 use clap::Args;
-use dfscan_core::settings::{self, ModelSettings};
+use dfscan_core::settings::ModelSettings;
+use dfscan_process::settings;
 
 #[derive(Args, Debug, Default)]
 pub struct ModelArgs {
@@ -16,9 +19,6 @@ pub struct ModelArgs {
     /// f32, bf16 or f16 [default: f32]
     #[arg(long)]
     dtype: Option<String>,
-    /// Images per forward pass [default: 32]
-    #[arg(long)]
-    batch_size: Option<usize>,
     /// Comma-separated label names in class order, replacing the checkpoint's id2label
     #[arg(long)]
     labels: Option<String>,
@@ -31,19 +31,11 @@ pub struct ModelArgs {
 }
 
 impl ModelArgs {
-    /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags.
-    pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<ModelSettings> {
-        let mut settings: ModelSettings = settings::load(config, &self.overrides())?;
-        self.apply_lists(&mut settings);
-        Ok(settings)
-    }
-
     /// The flags given, as (settings key, value) overrides.
     pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
         let mut overrides = vec![
             ("model", self.model.clone()),
             ("dtype", self.dtype.clone()),
-            ("batch_size", self.batch_size.map(|v| v.to_string())),
             (
                 "max_image_bytes",
                 self.max_image_bytes.map(|v| v.to_string()),
@@ -62,6 +54,27 @@ impl ModelArgs {
         if let Some(labels) = &self.labels {
             settings.labels = Some(labels.split(',').map(|l| l.trim().to_string()).collect());
         }
+    }
+}
+
+/// The flags of `score` and `eval`, which batch the images themselves.
+#[derive(Args, Debug, Default)]
+pub struct ScoringArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Images per forward pass [default: 32]
+    #[arg(long)]
+    batch_size: Option<usize>,
+}
+
+impl ScoringArgs {
+    /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags.
+    pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<ModelSettings> {
+        let mut overrides = self.model.overrides();
+        overrides.push(("batch_size", self.batch_size.map(|v| v.to_string())));
+        let mut settings: ModelSettings = settings::load(config, &overrides)?;
+        self.model.apply_lists(&mut settings);
+        Ok(settings)
     }
 }
 

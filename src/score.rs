@@ -10,13 +10,13 @@ use clap::Args;
 use dfscan_model::Scorer;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::model_args::ModelArgs;
+use crate::model_args::ScoringArgs;
 use crate::output::{Format, ResultWriter, Row};
 
 #[derive(Args)]
 pub struct ScoreArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    model: ScoringArgs,
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     format: Format,

@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::Args;
-use dfscan_core::settings::{self, ModelSettings};
+use dfscan_core::settings::ModelSettings;
+use dfscan_process::settings;
 use dfscan_train::{BestMetric, EpochRecord, Observer, StepStats, TrainJob, TrainSettings};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;

@@ -288,10 +288,12 @@ fn an_interrupted_run_resumes_to_the_uninterrupted_result() {
 fn refuses_what_it_cannot_do_before_training() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out");
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 4] = [
         (&["--dtype", "f16"], "needs a CUDA device"),
         (&["--resume"], "no saved training state"),
         (&["--val-fraction", "1.5"], "val_fraction"),
+        // The set has a val split: a share to hold out would go unused.
+        (&["--val-fraction", "0.2"], "has a validation split"),
     ];
     for (flags, message) in cases {
         let out = train_command(&output, 1, flags).output().unwrap();
@@ -299,6 +301,17 @@ fn refuses_what_it_cannot_do_before_training() {
         assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
         assert!(stderr.contains(message), "{flags:?}: {stderr}");
     }
+    // Given in the environment, the same.
+    let out = train_command(&output, 1, &[])
+        .env("DFSCAN_TRAIN__VAL_FRACTION", "0.1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("has a validation split") && stderr.contains("0.1"),
+        "{stderr}"
+    );
     // The default base from the hub, offline with an empty cache: the
     // error names the ways out in training's own terms.
     let out = train_command(&output, 1, &["--base", dfscan_train::DEFAULT_BASE])

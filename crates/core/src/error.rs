@@ -13,6 +13,18 @@ pub enum CoreError {
     },
     #[error("configuration: {0}")]
     Config(#[from] config::ConfigError),
+    #[error("unknown configuration {}", unknown_keys(.0))]
+    UnknownKeys(Vec<crate::settings::UnknownKey>),
+    #[error("configuration: environment variable {0} is not valid Unicode")]
+    NotUnicode(String),
+}
+
+fn unknown_keys(keys: &[crate::settings::UnknownKey]) -> String {
+    let list: Vec<String> = keys.iter().map(ToString::to_string).collect();
+    match list.len() {
+        1 => format!("key {}", list[0]),
+        _ => format!("keys: {}", list.join("; ")),
+    }
 }
 
 /// An error and the causes under it, each said once, as the programs print

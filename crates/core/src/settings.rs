@@ -1,14 +1,46 @@
 //! Layered configuration: built-in defaults ← config file ← `DFSCAN_*`
 //! environment ← command-line flags. Every knob is documented once, with its
-//! default, in the README's configuration table.
+//! default, in the README's configuration table. A key that no settings type
+//! has (a typo, a section that does not exist) is refused, naming the key,
+//! where it came from and the nearest known key: ignored, it would leave the
+//! default in force without a word. The keys known are those of every
+//! process, so that one file serves all of them (the Helm chart's ConfigMap).
 
-use std::path::Path;
+pub mod train;
+pub mod worker;
 
-use config::{Config, Environment, File};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use config::{Config, Environment, File, Source, Value, ValueKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, DType, DeviceRequest};
+
+/// What every settings variable's name starts with.
+const PREFIX: &str = "DFSCAN_";
+
+/// The `DFSCAN_` variables that are not settings: the config file's path and
+/// the log filter (read by dfscan itself), and those of its scripts, tests
+/// and docker-compose file. The README names them beside the settings; any
+/// other `DFSCAN_` variable is a setting, or an error.
+pub const NOT_SETTINGS: &[&str] = &[
+    "DFSCAN_CONFIG",
+    "DFSCAN_LOG",
+    "DFSCAN_CACHE_DIR",
+    "DFSCAN_PYTHON",
+    "DFSCAN_BIN_DIR",
+    "DFSCAN_ADVISORY_DB",
+    "DFSCAN_ADVISORY_DBS",
+    "DFSCAN_REDIS_SERVER",
+    "DFSCAN_VERSION",
+    "DFSCAN_PORT",
+];
+
+/// Prefix of the variables tests hand to their tools, none of them settings.
+pub const TEST_VARIABLES: &str = "DFSCAN_TEST_";
 
 /// The hub model scored when none is configured.
 pub const DEFAULT_MODEL: &str = "prithivMLmods/Deep-Fake-Detector-Model";
@@ -82,20 +114,168 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Every key some dfscan process reads (`section.key` inside sections):
+/// the leaves of the settings types' defaults, serialized. A field added to
+/// a settings type is known with nothing else to update.
+#[derive(Debug, Clone, Default)]
+pub struct KnownKeys {
+    keys: BTreeSet<String>,
+    sections: BTreeSet<String>,
+}
+
+impl KnownKeys {
+    /// The keys of `defaults`, a value whose sections serialize to maps.
+    pub fn of<T: Serialize>(defaults: &T) -> Self {
+        let mut known = Self::default();
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(defaults) {
+            known.add("", &map);
+        }
+        known
+    }
+
+    fn add(&mut self, prefix: &str, map: &serde_json::Map<String, serde_json::Value>) {
+        for (name, value) in map {
+            let key = format!("{prefix}{name}");
+            match value {
+                serde_json::Value::Object(inner) => {
+                    self.add(&format!("{key}."), inner);
+                    self.sections.insert(key);
+                }
+                _ => {
+                    self.keys.insert(key);
+                }
+            }
+        }
+    }
+
+    /// The keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(String::as_str)
+    }
+
+    /// A section given a scalar is left to deserialization, which says
+    /// what it expected.
+    fn knows(&self, key: &str) -> bool {
+        self.keys.contains(key) || self.sections.contains(key)
+    }
+
+    /// The known keys `key` was most likely meant as: the nearest by edit
+    /// distance (a transposition counts one) when it is near, or else those
+    /// of the same name in other sections.
+    fn nearest(&self, key: &str) -> Vec<String> {
+        let closest = self
+            .keys
+            .iter()
+            .map(|known| (known, strsim::osa_distance(key, known)))
+            .min_by_key(|(_, distance)| *distance);
+        if let Some((known, distance)) = closest {
+            if distance <= (key.len() / 4).max(2) {
+                return vec![known.clone()];
+            }
+        }
+        let name = key.rsplit('.').next().unwrap_or(key);
+        self.keys()
+            .filter(|known| known.rsplit('.').next() == Some(name))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Where a configured key was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    File(PathBuf),
+    /// The environment variable's name.
+    Env(String),
+    /// A command-line flag.
+    Flag,
+}
+
+/// A key no settings type has, where it was given and the keys it may
+/// have been meant as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    pub key: String,
+    pub origin: Origin,
+    pub nearest: Vec<String>,
+}
+
+impl std::fmt::Display for UnknownKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = &self.key;
+        match &self.origin {
+            Origin::File(path) => write!(f, "`{key}` in {}", path.display())?,
+            Origin::Env(variable) => write!(f, "`{key}` from environment variable {variable}")?,
+            Origin::Flag => write!(f, "`{key}` set by a command-line flag")?,
+        }
+        let quoted: Vec<String> = match &self.origin {
+            Origin::Env(_) => self.nearest.iter().map(|k| env_name(k)).collect(),
+            _ => self.nearest.iter().map(|k| format!("`{k}`")).collect(),
+        };
+        match (&self.origin, quoted.is_empty()) {
+            (Origin::Env(_), true) => write!(
+                f,
+                " (the README's configuration section lists the settings and the DFSCAN_ \
+                 variables that are not settings)"
+            ),
+            (_, true) => Ok(()),
+            (_, false) => write!(f, " (did you mean {}?)", quoted.join(" or ")),
+        }
+    }
+}
+
+/// The variable that sets `key`.
+fn env_name(key: &str) -> String {
+    format!("{PREFIX}{}", key.to_uppercase().replace('.', "__"))
+}
+
 /// Loads settings of type `T` from the optional `file`, then `DFSCAN_*`
 /// variables, then `overrides` (flag name → value, for the flags that were
 /// given). Keys are the serde field names (`section.key` inside sections,
 /// `DFSCAN_SECTION__KEY` in the environment); the list-valued keys
 /// (`labels`, `coordinator.models`, `coordinator.callback_hosts`, `worker.uri_roots`) are comma-separated
-/// in the environment.
-pub fn load<T>(file: Option<&Path>, overrides: &[(&str, Option<String>)]) -> Result<T, CoreError>
+/// in the environment. A key given anywhere that is not among `known`
+/// (every process's keys, not only `T`'s) is an error.
+pub fn load<T>(
+    file: Option<&Path>,
+    overrides: &[(&str, Option<String>)],
+    known: &KnownKeys,
+) -> Result<T, CoreError>
 where
     T: DeserializeOwned,
 {
+    layered(file, std::env::vars_os(), overrides, known)
+}
+
+/// [`load`] with `environment` for the process's own.
+fn layered<T>(
+    file: Option<&Path>,
+    environment: impl IntoIterator<Item = (OsString, OsString)>,
+    overrides: &[(&str, Option<String>)],
+    known: &KnownKeys,
+) -> Result<T, CoreError>
+where
+    T: DeserializeOwned,
+{
+    let mut given: Vec<(String, Origin)> = Vec::new();
     let mut builder = Config::builder();
     if let Some(file) = file {
-        builder = builder.add_source(File::from(file));
+        let source = File::from(file);
+        let mut keys = Vec::new();
+        leaf_keys("", source.collect()?, &mut keys);
+        keys.sort();
+        given.extend(
+            keys.into_iter()
+                .map(|k| (k, Origin::File(file.to_path_buf()))),
+        );
+        builder = builder.add_source(source);
     }
+    let mut variables = setting_variables(environment)?;
+    variables.sort();
+    given.extend(variables.iter().map(|(name, _)| {
+        let key = name[PREFIX.len()..].to_lowercase().replace("__", ".");
+        (key, Origin::Env(name.clone()))
+    }));
     builder = builder.add_source(
         Environment::with_prefix("DFSCAN")
             .prefix_separator("_")
@@ -105,53 +285,140 @@ where
             .with_list_parse_key("coordinator.models")
             .with_list_parse_key("coordinator.callback_hosts")
             .with_list_parse_key("worker.uri_roots")
-            .try_parsing(true),
+            .try_parsing(true)
+            .source(Some(variables.into_iter().collect())),
     );
     for (key, value) in overrides {
         if let Some(value) = value {
+            given.push((key.to_string(), Origin::Flag));
             builder = builder.set_override(*key, value.as_str())?;
         }
     }
+    let unknown: Vec<UnknownKey> = given
+        .into_iter()
+        .filter(|(key, _)| !known.knows(key))
+        .map(|(key, origin)| UnknownKey {
+            nearest: known.nearest(&key),
+            key,
+            origin,
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(CoreError::UnknownKeys(unknown));
+    }
     Ok(builder.build()?.try_deserialize()?)
+}
+
+/// The `DFSCAN_` variables of `environment` that are settings (matched
+/// without regard to case, as the config crate does), by name.
+fn setting_variables(
+    environment: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<Vec<(String, String)>, CoreError> {
+    let mut variables = Vec::new();
+    for (name, value) in environment {
+        // A name that is not Unicode cannot spell a key.
+        let Ok(name) = name.into_string() else {
+            continue;
+        };
+        let upper = name.to_ascii_uppercase();
+        if !upper.starts_with(PREFIX)
+            || upper.starts_with(TEST_VARIABLES)
+            || NOT_SETTINGS.contains(&upper.as_str())
+        {
+            continue;
+        }
+        let value = value
+            .into_string()
+            .map_err(|_| CoreError::NotUnicode(name.clone()))?;
+        variables.push((name, value));
+    }
+    Ok(variables)
+}
+
+/// The keys of `table` and the tables in it, as `section.key`.
+fn leaf_keys(prefix: &str, table: config::Map<String, Value>, keys: &mut Vec<String>) {
+    for (name, value) in table {
+        let key = format!("{prefix}{name}");
+        match value.kind {
+            // An empty section still names itself (a misspelt one is refused).
+            ValueKind::Table(inner) if !inner.is_empty() => {
+                leaf_keys(&format!("{key}."), inner, keys)
+            }
+            _ => keys.push(key),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A file shared by the model's settings, the workers' and training's.
+    #[derive(Default, Serialize)]
+    struct Shared {
+        #[serde(flatten)]
+        model: ModelSettings,
+        worker: worker::WorkerSettings,
+        train: train::TrainSettings,
+    }
+
+    fn known() -> KnownKeys {
+        KnownKeys::of(&Shared::default())
+    }
+
+    fn env(vars: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        vars.iter()
+            .map(|(name, value)| (name.into(), value.into()))
+            .collect()
+    }
+
+    fn config_file(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let file = dir.path().join("dfscan.toml");
+        std::fs::write(&file, text).unwrap();
+        file
+    }
+
+    fn unknown(error: CoreError) -> Vec<UnknownKey> {
+        match error {
+            CoreError::UnknownKeys(keys) => keys,
+            other => panic!("not an unknown key: {other}"),
+        }
+    }
+
     #[test]
-    fn every_key_is_in_the_readme_table() {
-        let readme = include_str!("../../../README.md");
-        let value = serde_json::to_value(ModelSettings::default()).unwrap();
-        let missing: Vec<&String> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .filter(|k| !readme.contains(&format!("| `{k}` |")))
-            .collect();
-        assert!(missing.is_empty(), "keys missing from README: {missing:?}");
+    fn known_keys_are_the_leaves_of_the_defaults() {
+        let known = known();
+        let keys: Vec<&str> = known.keys().collect();
+        for key in [
+            "model",
+            "labels",
+            "fake_label",
+            "worker.max_batch",
+            "worker.uri_roots",
+        ] {
+            assert!(keys.contains(&key), "{key} not in {keys:?}");
+        }
+        assert!(!keys.contains(&"worker"), "{keys:?}");
     }
 
     #[test]
     fn defaults_without_sources() {
-        let s: ModelSettings = load(None, &[]).unwrap();
+        let s: ModelSettings = load(None, &[], &known()).unwrap();
         assert_eq!(s.model, DEFAULT_MODEL);
         assert_eq!(s.batch_size, 32);
     }
 
     #[test]
     fn flags_override_file() {
-        let dir = std::env::temp_dir().join(format!("dfscan-settings-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("dfscan.toml");
-        std::fs::write(
-            &file,
+        let dir = tempfile::tempdir().unwrap();
+        let file = config_file(
+            &dir,
             "model = \"/models/vit\"\nbatch_size = 8\ndtype = \"bf16\"\nlabels = [\"Real\", \"Fake\"]\n",
-        )
-        .unwrap();
+        );
         let s: ModelSettings = load(
             Some(&file),
             &[("batch_size", Some("4".into())), ("device", None)],
+            &known(),
         )
         .unwrap();
         assert_eq!(s.model, "/models/vit");
@@ -162,12 +429,108 @@ mod tests {
             s.labels.as_deref(),
             Some(&["Real".to_string(), "Fake".to_string()][..])
         );
-        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn bad_values_are_errors() {
-        let err = load::<ModelSettings>(None, &[("dtype", Some("int4".into()))]).unwrap_err();
+        let err =
+            load::<ModelSettings>(None, &[("dtype", Some("int4".into()))], &known()).unwrap_err();
         assert!(err.to_string().contains("int4"), "{err}");
+    }
+
+    #[test]
+    fn a_misspelt_key_in_the_file_is_refused_with_the_nearest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = config_file(&dir, "modle = \"/models/vit\"\n[wroker]\nmax_batch = 2\n");
+        let err = layered::<ModelSettings>(Some(&file), env(&[]), &[], &known()).unwrap_err();
+        let message = err.to_string();
+        let keys = unknown(err);
+        let origin = Origin::File(file.clone());
+        assert_eq!(
+            keys,
+            [
+                UnknownKey {
+                    key: "modle".into(),
+                    origin: origin.clone(),
+                    nearest: vec!["model".into()],
+                },
+                UnknownKey {
+                    key: "wroker.max_batch".into(),
+                    origin,
+                    nearest: vec!["worker.max_batch".into()],
+                },
+            ]
+        );
+        assert!(
+            message.contains(&format!("`modle` in {}", file.display()))
+                && message.contains("did you mean `model`?"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_key_in_the_wrong_section_points_to_the_right_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = config_file(&dir, "[worker]\nbatch_size = 4\n");
+        let err = layered::<ModelSettings>(Some(&file), env(&[]), &[], &known()).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(unknown(err)[0].nearest, ["batch_size", "train.batch_size"]);
+        assert!(
+            message.contains("(did you mean `batch_size` or `train.batch_size`?)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_misspelt_variable_is_refused_with_the_nearest_variable() {
+        let environment = env(&[("DFSCAN_WORKER__MAX_BTACH", "8"), ("PATH", "/bin")]);
+        let err = layered::<ModelSettings>(None, environment, &[], &known()).unwrap_err();
+        let message = err.to_string();
+        assert_eq!(
+            unknown(err),
+            [UnknownKey {
+                key: "worker.max_btach".into(),
+                origin: Origin::Env("DFSCAN_WORKER__MAX_BTACH".into()),
+                nearest: vec!["worker.max_batch".into()],
+            }]
+        );
+        assert!(
+            message.contains("DFSCAN_WORKER__MAX_BTACH")
+                && message.contains("did you mean DFSCAN_WORKER__MAX_BATCH?"),
+            "{message}"
+        );
+        let err = layered::<ModelSettings>(None, env(&[("DFSCAN_FOO", "1")]), &[], &known())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("DFSCAN_FOO") && err.contains("README"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn variables_that_are_not_settings_and_unused_sections_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = config_file(&dir, "model = \"/m\"\n[worker]\nmax_batch = 2\n");
+        let mut vars: Vec<(&str, &str)> = NOT_SETTINGS.iter().map(|name| (*name, "x")).collect();
+        vars.extend([
+            ("DFSCAN_TEST_COORDINATOR", "127.0.0.1:1"),
+            ("dfscan_log", "debug"),
+            ("DFSCAN_BATCH_SIZE", "3"),
+            ("DFSCAN_WORKER__MAX_WAIT_MS", "9"),
+        ]);
+        let s: ModelSettings = layered(Some(&file), env(&vars), &[], &known()).unwrap();
+        assert_eq!((s.model.as_str(), s.batch_size), ("/m", 3));
+    }
+
+    #[test]
+    fn a_misspelt_override_is_refused() {
+        let err = load::<ModelSettings>(None, &[("batch_sise", Some("2".into()))], &known())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("command-line flag") && err.contains("batch_size"),
+            "{err}"
+        );
     }
 }

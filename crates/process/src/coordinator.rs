@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::settings;
 use clap::Args;
 use dfscan_coordinator::{CoordinatorMetrics, CoordinatorSettings};
-use dfscan_core::settings;
 use dfscan_queue::{JobQueue, QueueSettings};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;

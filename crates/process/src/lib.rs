@@ -1,7 +1,8 @@
 //! How dfscan's long-running processes start and stop: logging, the tokio
 //! runtime, one [`CancellationToken`] that SIGTERM and Ctrl-C cancel, the
 //! connection to the Redis queue, the HTTP endpoints (metrics, a worker's
-//! health), and the coordinator process itself.
+//! health), the coordinator process itself, and the configuration every
+//! process loads (`settings`: all sections, unknown keys refused).
 //!
 //! It exists apart from the CLI so that `dfscan-coordinator` can be built
 //! without libtorch: nothing here or below it links tch, which keeps the
@@ -12,13 +13,13 @@ pub mod coordinator;
 pub mod health;
 mod http;
 pub mod metrics;
+pub mod settings;
 
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
-use dfscan_core::settings;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use dfscan_queue::{JobQueue, QueueError, QueueSettings, RedisQueue};
 use thiserror::Error;
@@ -48,7 +49,7 @@ pub enum ProcessError {
 }
 
 /// How logs are written (config key `log_format`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -58,7 +59,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 struct LogSettings {
     log_format: LogFormat,

@@ -7,13 +7,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::http::header::CONTENT_TYPE;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::ProcessError;
 
 /// Config section `metrics`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MetricsSettings {
     /// `host:port` of the `/metrics` endpoint; none: no endpoint.

@@ -1,7 +1,9 @@
 //! What to train on: `DATA/train/` (and optionally `DATA/val/`) with one
 //! subfolder per label, or `DATA/train.csv|jsonl` (and `val.csv|jsonl`)
 //! manifests of `path,label` rows, paths relative to the manifest. Without
-//! a validation split, `val_fraction` of each class is held out (seeded).
+//! a validation split, `val_fraction` of each class is held out (seeded);
+//! with one, a `val_fraction` is refused: it would be ignored, and a run
+//! validated on other images than its author meant.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -61,8 +63,9 @@ impl Splits {
 /// Unlabelled rows of a split, before label names become indices.
 type Rows = Vec<(PathBuf, String)>;
 
-/// Reads the splits under `data`.
-pub fn discover(data: &Path, val_fraction: f64, seed: u64) -> Result<Splits, TrainError> {
+/// Reads the splits under `data`; `val_fraction` is the share held out
+/// when there is no validation split, and an error when there is one.
+pub fn discover(data: &Path, val_fraction: Option<f64>, seed: u64) -> Result<Splits, TrainError> {
     let bad = |reason: String| TrainError::Data {
         path: data.to_path_buf(),
         reason,
@@ -100,9 +103,17 @@ pub fn discover(data: &Path, val_fraction: f64, seed: u64) -> Result<Splits, Tra
             .collect()
     };
     let train = index(train, "train")?;
-    let (train, val) = match read_split(data, "val")? {
-        Some(rows) => (train, index(rows, "val")?),
-        None => hold_out(train, labels.len(), val_fraction, seed),
+    let (train, val) = match (read_split(data, "val")?, val_fraction) {
+        (Some(_), Some(fraction)) => {
+            return Err(bad(format!(
+                "it has a validation split (val/, val.csv or val.jsonl), and val_fraction is \
+                 {fraction} (--val-fraction, DFSCAN_TRAIN__VAL_FRACTION or train.val_fraction): \
+                 the split would be used and nothing held out; leave val_fraction unset, or \
+                 remove the split to hold out a share of train"
+            )))
+        }
+        (Some(rows), None) => (train, index(rows, "val")?),
+        (None, fraction) => hold_out(train, labels.len(), fraction.unwrap_or(0.0), seed),
     };
     Ok(Splits { labels, train, val })
 }
@@ -222,14 +233,21 @@ mod tests {
                 "val/fake/d.png",
             ],
         );
-        let s = discover(dir.path(), 0.0, 0).unwrap();
+        let s = discover(dir.path(), None, 0).unwrap();
         assert_eq!(s.labels, ["Fake", "Real"]);
         assert_eq!(s.class_counts(), [2, 1]);
         assert_eq!(s.val.len(), 1);
         assert_eq!(s.val[0].label, 0);
 
+        // A share to hold out beside a val split would be ignored.
+        let err = discover(dir.path(), Some(0.2), 0).unwrap_err().to_string();
+        assert!(
+            err.contains("validation split") && err.contains("0.2"),
+            "{err}"
+        );
+
         touch(dir.path(), &["val/Unsure/e.png"]);
-        let err = discover(dir.path(), 0.0, 0).unwrap_err().to_string();
+        let err = discover(dir.path(), None, 0).unwrap_err().to_string();
         assert!(err.contains("\"Unsure\" is not among"), "{err}");
     }
 
@@ -246,14 +264,14 @@ mod tests {
             "{\"path\":\"c.png\",\"label\":\"Real\"}\n\n",
         )
         .unwrap();
-        let s = discover(dir.path(), 0.0, 0).unwrap();
+        let s = discover(dir.path(), None, 0).unwrap();
         assert_eq!(s.train[0].path, dir.path().join("imgs/a.png"));
         assert_eq!(s.train[1].path, PathBuf::from("/abs/b.png"));
         assert_eq!(s.val[0].path, dir.path().join("c.png"));
         assert_eq!(s.val[0].label, 1);
 
         std::fs::write(dir.path().join("val.jsonl"), "{\"path\":\"c.png\"}\n").unwrap();
-        let err = discover(dir.path(), 0.0, 0).unwrap_err().to_string();
+        let err = discover(dir.path(), None, 0).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("label"), "{err}");
     }
 
@@ -267,22 +285,22 @@ mod tests {
             dir.path(),
             &files.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
         );
-        let a = discover(dir.path(), 0.2, 7).unwrap();
+        let a = discover(dir.path(), Some(0.2), 7).unwrap();
         assert_eq!(a.val.iter().filter(|s| s.label == 1).count(), 3);
         assert_eq!(a.val.iter().filter(|s| s.label == 0).count(), 1);
         assert_eq!(a.train.len(), 16);
-        assert_eq!(discover(dir.path(), 0.2, 7).unwrap().val, a.val);
-        assert!(discover(dir.path(), 0.0, 7).unwrap().val.is_empty());
+        assert_eq!(discover(dir.path(), Some(0.2), 7).unwrap().val, a.val);
+        assert!(discover(dir.path(), Some(0.0), 7).unwrap().val.is_empty());
     }
 
     #[test]
     fn one_label_is_not_a_classifier() {
         let dir = tempfile::tempdir().unwrap();
         touch(dir.path(), &["train/Real/a.png"]);
-        let err = discover(dir.path(), 0.0, 0).unwrap_err().to_string();
+        let err = discover(dir.path(), None, 0).unwrap_err().to_string();
         assert!(err.contains("at least two"), "{err}");
         let empty = tempfile::tempdir().unwrap();
-        assert!(discover(empty.path(), 0.0, 0)
+        assert!(discover(empty.path(), None, 0)
             .unwrap_err()
             .to_string()
             .contains("train/"));

@@ -9,11 +9,12 @@ mod loader;
 mod model;
 mod optim;
 mod pixels;
-mod settings;
 mod state;
 mod trainer;
 
+pub use dfscan_core::settings::train::{
+    BestMetric, ClassWeights, Schedule, TrainSettings, DEFAULT_BASE,
+};
 pub use error::TrainError;
-pub use settings::{BestMetric, ClassWeights, Schedule, TrainSettings, DEFAULT_BASE};
 pub use state::EpochRecord;
 pub use trainer::{train, Observer, StepStats, TrainJob, TrainSummary};

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::settings::{Schedule, TrainSettings};
+use crate::{Schedule, TrainSettings};
 
 struct Param {
     name: String,

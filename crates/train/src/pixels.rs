@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tch::{Device, Kind, Tensor};
 
-use crate::settings::TrainSettings;
+use crate::TrainSettings;
 
 /// The augmentations in force (all off when `no_augment`).
 #[derive(Debug, Clone, Copy)]

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::WorkerError;
-use crate::settings::WorkerSettings;
+use crate::settings::{self, WorkerSettings};
 
 /// The worker's state as the probes see it; clones share it.
 #[derive(Clone)]
@@ -81,7 +81,7 @@ impl Health {
     /// The settings are checked here, the first thing a worker does, so
     /// that a bad value fails the start before a model is downloaded.
     pub fn new(settings: &WorkerSettings) -> Result<Self, WorkerError> {
-        settings.validate()?;
+        settings::validate(settings)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 timeout: Duration::from_secs(settings.liveness_timeout_s),

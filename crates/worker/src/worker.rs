@@ -21,7 +21,7 @@ use crate::health::Health;
 use crate::keepalive;
 use crate::metrics::WorkerMetrics;
 use crate::scoring::{Runner, Scoring};
-use crate::settings::{host_name, WorkerSettings};
+use crate::settings::{host_name, worker_id, WorkerSettings};
 use crate::task::{Counters, Finisher, InHand};
 use crate::uri::UriRoots;
 
@@ -75,7 +75,7 @@ impl Worker {
         }
         let uris = UriRoots::new(&settings.uri_roots)?;
         let runner = Arc::new(Runner::new(scoring, uris)?);
-        let worker_id = settings.worker_id();
+        let worker_id = worker_id(&settings);
         let metrics = WorkerMetrics::new(&model_name, &worker_id, runner.device());
         Ok(Self {
             queue,

@@ -12,8 +12,8 @@ use super::Run;
 use crate::error::{io_error, TrainError};
 use crate::loader::Loader;
 use crate::model::Classifier;
-use crate::settings::BestMetric;
 use crate::state::{EpochRecord, TrainerState};
+use crate::BestMetric;
 
 impl Run<'_> {
     /// Evaluates, keeps the best weights and builds the epoch's record.

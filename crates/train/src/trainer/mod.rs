@@ -27,8 +27,8 @@ use crate::loader::{Batch, ImageSpec, Loader};
 use crate::model::{Classifier, Head};
 use crate::optim::{learning_rate, AdamW};
 use crate::pixels::{mix, Augment, PixelPipeline};
-use crate::settings::{BestMetric, ClassWeights, TrainSettings};
 use crate::state::{self, EpochRecord, TrainerState};
+use crate::{BestMetric, ClassWeights, TrainSettings};
 
 mod evaluation;
 
