@@ -46,21 +46,6 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-/// The tiny test checkpoint, generated with the test tools if missing.
-fn ensure_model(dir: &std::path::Path) -> anyhow::Result<()> {
-    if dir.join("config.json").exists() {
-        return Ok(());
-    }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = std::process::Command::new(repo.join(".venv/bin/python"))
-        .arg(repo.join("tests/tools/make_checkpoint.py"))
-        .arg(dir)
-        .args(["--preset", "tiny-a"])
-        .status()?;
-    anyhow::ensure!(status.success(), "make_checkpoint.py failed");
-    Ok(())
-}
-
 /// One 224x224 PNG, the size the model takes.
 fn image() -> Vec<u8> {
     let img = image::RgbImage::from_fn(224, 224, |x, y| {
@@ -178,7 +163,7 @@ async fn measure(
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    ensure_model(&args.model)?;
+    common::ensure_tiny_model(&args.model)?;
     let model_dir = args.model.to_str().context("model path is not UTF-8")?;
     let model_name = args
         .model

@@ -52,24 +52,9 @@ fn parse_args() -> anyhow::Result<Args> {
     Ok(args)
 }
 
-/// The tiny test checkpoint, generated with the test tools if missing.
-fn ensure_model(dir: &std::path::Path) -> anyhow::Result<()> {
-    if dir.join("config.json").exists() {
-        return Ok(());
-    }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = std::process::Command::new(repo.join(".venv/bin/python"))
-        .arg(repo.join("tests/tools/make_checkpoint.py"))
-        .arg(dir)
-        .args(["--preset", "tiny-a"])
-        .status()?;
-    ensure!(status.success(), "make_checkpoint.py failed");
-    Ok(())
-}
-
 fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    ensure_model(&args.model)?;
+    common::ensure_tiny_model(&args.model)?;
     let model_name = args
         .model
         .file_name()

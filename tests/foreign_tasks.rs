@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dfscan_proto::v1::{item::Source, Item, ItemResult};
+use dfscan_queue::testing::{finished_results, sealed_job};
 use dfscan_queue::{
     Created, JobQueue, JobRecord, JobSpec, JobState, NewTask, QueueSettings, QueueStats, RedisQueue,
 };
@@ -31,53 +32,15 @@ fn queue_settings() -> QueueSettings {
     }
 }
 
-fn items(first: u64, n: u64) -> Vec<Item> {
-    (first..first + n)
-        .map(|i| Item {
-            id: format!("item-{i}"),
-            source: Some(Source::Data(b"not decoded by noop".to_vec().into())),
-            ..Default::default()
-        })
-        .collect()
-}
-
 async fn job(queue: &RedisQueue, sizes: &[u64]) -> JobRecord {
-    let spec = JobSpec {
-        model: MODEL.into(),
-        ..Default::default()
-    };
-    let Created::New(job) = queue.create_job(spec).await.unwrap() else {
-        panic!("a new job was expected");
-    };
-    let mut first = 0;
-    let mut tasks = Vec::new();
-    for &n in sizes {
-        tasks.push(NewTask {
-            first_index: first,
-            items: items(first, n),
-        });
-        first += n;
-    }
-    queue.enqueue(&job, tasks).await.unwrap();
-    queue.seal_job(&job.id).await.unwrap()
+    sealed_job(queue, MODEL, sizes).await
 }
 
-/// Every result of a job once it is finished.
+/// Every result of a job once it is finished, in item order.
 async fn results(queue: &RedisQueue, job_id: &str) -> Vec<ItemResult> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut all = Vec::new();
-    loop {
-        assert!(Instant::now() < deadline, "job {job_id} did not finish");
-        let page = queue
-            .read_results(job_id, all.len() as u64, 1000, Duration::from_millis(200))
-            .await
-            .unwrap();
-        all.extend(page.results);
-        if page.finished {
-            all.sort_by_key(|r| r.index);
-            return all;
-        }
-    }
+    let mut all = finished_results(queue, job_id, Duration::from_secs(30)).await;
+    all.sort_by_key(|r| r.index);
+    all
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -50,3 +50,19 @@ pub fn coordinator(redis: &RedisServer, port: u16, models: &str) -> anyhow::Resu
         ],
     ))
 }
+
+/// The tiny test checkpoint in `dir`, generated with the test tools if
+/// missing.
+pub fn ensure_tiny_model(dir: &std::path::Path) -> anyhow::Result<()> {
+    if dir.join("config.json").exists() {
+        return Ok(());
+    }
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new(repo.join(".venv/bin/python"))
+        .arg(repo.join("tests/tools/make_checkpoint.py"))
+        .arg(dir)
+        .args(["--preset", "tiny-a"])
+        .status()?;
+    anyhow::ensure!(status.success(), "make_checkpoint.py failed");
+    Ok(())
+}

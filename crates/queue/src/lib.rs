@@ -18,6 +18,8 @@ mod error;
 pub mod memory;
 pub mod redis;
 mod settings;
+#[cfg(feature = "test-support")]
+pub mod testing;
 mod types;
 
 use std::time::Duration;

@@ -318,9 +318,8 @@ mod tests {
     use std::time::Instant;
 
     use dfscan_process::health::{self, Probes};
-    use dfscan_proto::v1::item::Source;
-    use dfscan_proto::v1::Item;
-    use dfscan_queue::{Created, JobSpec, MemoryQueue, NewTask};
+    use dfscan_queue::testing::sealed_job;
+    use dfscan_queue::MemoryQueue;
 
     use super::*;
     use crate::scoring::stall::Gate;
@@ -422,27 +421,7 @@ mod tests {
         // The model hangs on the next batch. The queue stays empty, so
         // claims go on returning: only the batch's own clock can tell.
         gate.close();
-        let Created::New(job) = queue
-            .create_job(JobSpec {
-                model: MODEL.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-        else {
-            panic!("a new job was expected");
-        };
-        let item = Item {
-            id: "only".into(),
-            source: Some(Source::Data(b"not decoded".to_vec().into())),
-            metadata: Default::default(),
-        };
-        let task = NewTask {
-            first_index: 0,
-            items: vec![item],
-        };
-        queue.enqueue(&job, vec![task]).await.unwrap();
-        queue.seal_job(&job.id).await.unwrap();
+        let job = sealed_job(queue.as_ref(), MODEL, &[1]).await;
         let stale = wait_for(address, "/livez", 503).await;
         assert!(stale.contains("running one batch for"), "{stale}");
         let seconds: u64 = stale

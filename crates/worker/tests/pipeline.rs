@@ -9,9 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use dfscan_proto::v1::item::Source;
-use dfscan_proto::v1::{Item, ItemResult, Worker as WorkerEntry};
+use dfscan_proto::v1::{ItemResult, Worker as WorkerEntry};
+use dfscan_queue::testing::{finished_results, sealed_job};
 use dfscan_queue::{
     ClaimedTask, Completion, Created, JobQueue, JobRecord, JobSpec, JobState, ListQuery,
     MemoryQueue, NewTask, QueueError, QueueSettings, QueueStats, ResultPage, TaskHandle,
@@ -184,52 +183,13 @@ fn settings() -> WorkerSettings {
 }
 
 /// A sealed job with tasks of the given sizes; item `i` is named `item-i`.
-async fn submit(queue: &dyn JobQueue, task_sizes: &[usize]) -> JobRecord {
-    let Created::New(job) = queue
-        .create_job(JobSpec {
-            model: MODEL.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-    else {
-        panic!("a new job was expected");
-    };
-    let mut first = 0u64;
-    let mut tasks = Vec::new();
-    for &size in task_sizes {
-        let items = (first..first + size as u64)
-            .map(|i| Item {
-                id: format!("item-{i}"),
-                source: Some(Source::Data(Bytes::from_static(b"not decoded by noop"))),
-                metadata: Default::default(),
-            })
-            .collect();
-        tasks.push(NewTask {
-            first_index: first,
-            items,
-        });
-        first += size as u64;
-    }
-    queue.enqueue(&job, tasks).await.unwrap();
-    queue.seal_job(&job.id).await.unwrap()
+async fn submit(queue: &dyn JobQueue, task_sizes: &[u64]) -> JobRecord {
+    sealed_job(queue, MODEL, task_sizes).await
 }
 
 /// Every result of a job, waiting until it is finished.
 async fn results(queue: &dyn JobQueue, job_id: &str) -> Vec<ItemResult> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut all = Vec::new();
-    loop {
-        assert!(Instant::now() < deadline, "job {job_id} did not finish");
-        let page = queue
-            .read_results(job_id, all.len() as u64, 1000, Duration::from_millis(200))
-            .await
-            .unwrap();
-        all.extend(page.results);
-        if page.finished {
-            return all;
-        }
-    }
+    finished_results(queue, job_id, Duration::from_secs(20)).await
 }
 
 fn start(
@@ -292,7 +252,7 @@ fn assert_scored_once(results: &[ItemResult], total: u64) {
 async fn a_job_of_many_tasks_is_completed_exactly_once() {
     let queue = Arc::new(Wrapped::new(queue_settings()));
     let sizes = [1, 10, 3, 7, 1, 1, 25, 4, 2];
-    let total: u64 = sizes.iter().map(|&s| s as u64).sum();
+    let total: u64 = sizes.iter().sum();
     let job = submit(&*queue, &sizes).await;
     // Two workers share the queue: still one result per item.
     let a = start(queue.clone(), settings());
