@@ -50,7 +50,7 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
     let mut failed = 0usize;
     let mut io_error = None;
     let started = Instant::now();
-    scorer.score_files(&inputs, |i, result| {
+    let times = scorer.score_files(&inputs, |i, result| {
         progress.inc(1);
         if result.is_err() {
             failed += 1;
@@ -75,6 +75,9 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
         failed,
         seconds = format!("{seconds:.3}"),
         images_per_s = format!("{:.2}", inputs.len() as f64 / seconds),
+        // Which side bounds the rate (scripts/gpu-check.sh reports their shares).
+        decode_s = format!("{:.3}", times.decoding.as_secs_f64()),
+        model_wait_s = format!("{:.3}", times.waiting_for_model.as_secs_f64()),
         "scored"
     );
     if let Some(e) = io_error {

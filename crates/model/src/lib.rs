@@ -18,7 +18,7 @@ use dfscan_imaging::DecodeLimits;
 pub use checkpoint::Checkpoint;
 pub use engine::{Engine, EngineOptions, ModelInfo};
 pub use error::ModelError;
-pub use scorer::{read_limited, Scorer};
+pub use scorer::{read_limited, ScoreTimes, Scorer};
 
 /// Resolves, opens and loads the model that `settings` names.
 pub fn load_engine(settings: &ModelSettings) -> Result<Engine, ModelError> {

@@ -6,6 +6,7 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use dfscan_core::prediction::softmax;
 use dfscan_core::Prediction;
@@ -20,6 +21,17 @@ pub struct Scorer {
     pool: rayon::ThreadPool,
     limits: DecodeLimits,
     batch_size: usize,
+}
+
+/// Where the calling thread's time in [`Scorer::score_files`] went: reading
+/// and preprocessing each chunk (while the model runs the previous one),
+/// and waiting for the model beyond that. Their shares of the wall time
+/// say which side bounds the rate: a run whose decoding share is small is
+/// bound by the forward pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScoreTimes {
+    pub decoding: Duration,
+    pub waiting_for_model: Duration,
 }
 
 /// One chunk of inputs on its way through the model.
@@ -60,21 +72,24 @@ impl Scorer {
         &self,
         paths: &[PathBuf],
         mut emit: impl FnMut(usize, Result<Prediction, String>),
-    ) {
+    ) -> ScoreTimes {
+        let mut times = ScoreTimes::default();
         let mut in_flight: Option<InFlight> = None;
         for (n, chunk) in paths.chunks(self.batch_size).enumerate() {
-            let next = self.start(n * self.batch_size, chunk);
+            let next = self.start(n * self.batch_size, chunk, &mut times);
             if let Some(done) = in_flight.replace(next) {
-                self.finish(done, &mut emit);
+                self.finish(done, &mut emit, &mut times);
             }
         }
         if let Some(done) = in_flight {
-            self.finish(done, &mut emit);
+            self.finish(done, &mut emit, &mut times);
         }
+        times
     }
 
     /// Preprocesses a chunk in parallel and hands the good images to the model.
-    fn start(&self, first: usize, chunk: &[PathBuf]) -> InFlight {
+    fn start(&self, first: usize, chunk: &[PathBuf], times: &mut ScoreTimes) -> InFlight {
+        let started = Instant::now();
         let cfg = &self.engine.info().preprocessor;
         let decoded: Vec<Result<Vec<f32>, String>> = self.pool.install(|| {
             chunk
@@ -97,7 +112,11 @@ impl Scorer {
                 })
             })
             .collect();
+        times.decoding += started.elapsed();
+        // A full engine queue blocks here: that is waiting for the model.
+        let submitted = Instant::now();
         let logits = (rows > 0).then(|| self.engine.submit_blocking(pixels, rows));
+        times.waiting_for_model += submitted.elapsed();
         let logits = match logits.transpose() {
             Ok(l) => l,
             Err(e) => return failed(first, chunk.len(), &e),
@@ -109,13 +128,20 @@ impl Scorer {
         }
     }
 
-    fn finish(&self, chunk: InFlight, emit: &mut impl FnMut(usize, Result<Prediction, String>)) {
+    fn finish(
+        &self,
+        chunk: InFlight,
+        emit: &mut impl FnMut(usize, Result<Prediction, String>),
+        times: &mut ScoreTimes,
+    ) {
         let info = self.engine.info();
         let labels = info.labels.len();
+        let waiting = Instant::now();
         let logits = chunk
             .logits
             .map(|rx| rx.blocking_recv().unwrap_or(Err(ModelError::EngineStopped)))
             .transpose();
+        times.waiting_for_model += waiting.elapsed();
         for (i, slot) in chunk.slots.into_iter().enumerate() {
             let result = match (&logits, slot) {
                 (_, Err(e)) => Err(e),
