@@ -159,28 +159,130 @@ fn half_precisions_stay_close_to_f32() {
     }
 }
 
-/// Run on a GPU host with `cargo test --test parity -- --ignored`.
+/// The device of the CUDA cases: `cuda:0`, or `DFSCAN_TEST_DEVICE`
+/// (`scripts/gpu-check.sh --dry-run` points them at `cpu` to exercise
+/// them where there is no GPU).
+fn device_under_test() -> DeviceRequest {
+    let device =
+        std::env::var("DFSCAN_TEST_DEVICE").map_or(DeviceRequest::Cuda(0), |d| d.parse().unwrap());
+    assert_ne!(
+        device,
+        DeviceRequest::Auto,
+        "DFSCAN_TEST_DEVICE names a device"
+    );
+    device
+}
+
+/// Each dtype's logit bound against transformers' float32 logits: the CPU
+/// bound for f32; for the half precisions, the drift of
+/// `half_precisions_stay_close_to_f32` (bf16 keeps 8 mantissa bits, f16 11).
+const DTYPE_BOUNDS: [(DType, f32); 3] =
+    [(DType::F32, 1e-4), (DType::BF16, 0.15), (DType::F16, 0.02)];
+
+fn engine_on(model: &str, device: DeviceRequest, dtype: DType) -> Engine {
+    let settings = ModelSettings {
+        model: common::model_dir(model).to_string_lossy().into_owned(),
+        device,
+        dtype,
+        ..Default::default()
+    };
+    let engine = load_engine(&settings).unwrap();
+    // Never `auto`: the device asked for is the device used.
+    assert_eq!(engine.info().device, device.to_string());
+    assert_eq!(engine.info().dtype, dtype);
+    engine
+}
+
+/// One measured difference, printed for the GPU check's report (run with
+/// `--nocapture`), then held to its bound.
+fn check(device: &str, dtype: DType, what: &str, diff: f32, bound: f32) {
+    println!("parity: device={device} dtype={dtype} check={what} max_abs_diff={diff:.3e} bound={bound:e}");
+    assert!(
+        diff < bound,
+        "{device} {dtype} {what}: differs by {diff} (bound {bound})"
+    );
+}
+
+/// Run on a GPU host with `cargo test --test parity -- --ignored`
+/// (scripts/gpu-check.sh runs them with the rest of the GPU check).
 #[test]
 #[ignore = "needs a CUDA device"]
 fn cuda_matches_the_reference_in_every_dtype() {
-    let model = "tiny-a";
-    let pixels = reference_tensors("pixels", model);
-    let logits = reference_tensors("logits", model);
-    for (dtype, tolerance) in [(DType::F32, 1e-3), (DType::BF16, 0.15), (DType::F16, 0.02)] {
-        let settings = ModelSettings {
-            model: common::model_dir(model).to_string_lossy().into_owned(),
-            device: DeviceRequest::Cuda(0),
-            dtype,
-            ..Default::default()
-        };
-        let engine = load_engine(&settings).unwrap();
-        assert_eq!(engine.info().device, "cuda:0");
-        for (name, values) in &pixels {
-            let got = engine.logits_blocking(values.clone(), 1).unwrap();
-            let diff = max_abs_diff(&got, &logits[name]);
-            assert!(
-                diff < tolerance,
-                "cuda {dtype} {name}: logits differ by {diff}"
+    let device = device_under_test();
+    for model in MODELS {
+        let pixels = reference_tensors("pixels", model);
+        let logits = reference_tensors("logits", model);
+        let mut names: Vec<&String> = pixels.keys().collect();
+        names.sort();
+        for (dtype, bound) in DTYPE_BOUNDS {
+            let engine = engine_on(model, device, dtype);
+            let on = engine.info().device.clone();
+            let mut worst = 0f32;
+            let mut batch = Vec::new();
+            for name in &names {
+                let got = engine.logits_blocking(pixels[*name].clone(), 1).unwrap();
+                worst = worst.max(max_abs_diff(&got, &logits[*name]));
+                batch.extend_from_slice(&pixels[*name]);
+            }
+            check(&on, dtype, &format!("{model}/logits"), worst, bound);
+            let batched = engine.logits_blocking(batch, names.len()).unwrap();
+            let expected: Vec<f32> = names.iter().flat_map(|n| logits[*n].clone()).collect();
+            let diff = max_abs_diff(&batched, &expected);
+            check(&on, dtype, &format!("{model}/batched-logits"), diff, bound);
+        }
+    }
+}
+
+/// The files through the scorer on the device against the pipeline's
+/// probabilities: f32 within the CPU bound (1e-3), the half precisions
+/// within half their logit bound (softmax moves no probability by more
+/// than half the largest logit change); labels agree wherever the
+/// reference's top two are further apart than twice the bound.
+#[test]
+#[ignore = "needs a CUDA device"]
+fn cuda_probabilities_from_files_match_the_pipeline() {
+    let device = device_under_test();
+    for model in MODELS {
+        let refs = references(model);
+        let names: Vec<&String> = refs.keys().collect();
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .map(|n| common::fixtures().join("images").join(n))
+            .collect();
+        for (dtype, logit_bound) in DTYPE_BOUNDS {
+            let bound = if dtype == DType::F32 {
+                1e-3
+            } else {
+                logit_bound / 2.0
+            };
+            let engine = engine_on(model, device, dtype);
+            let on = engine.info().device.clone();
+            let limits = dfscan_model::decode_limits(&ModelSettings::default());
+            let scorer = Scorer::new(engine, 2, limits, 4).unwrap();
+            let (mut worst, mut seen) = (0f32, 0);
+            scorer.score_files(&paths, |i, result| {
+                let reference = &refs[names[i]];
+                let got = result.unwrap_or_else(|e| panic!("{model}/{}: {e}", names[i]));
+                let probs: Vec<f32> = got.scores.iter().map(|(_, p)| *p).collect();
+                worst = worst.max(max_abs_diff(&probs, &reference.probs));
+                let mut sorted = reference.probs.clone();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                if sorted[0] - sorted[1] > 2.0 * bound {
+                    assert_eq!(
+                        got.label, reference.label,
+                        "{on} {dtype} {model}/{}",
+                        names[i]
+                    );
+                }
+                seen += 1;
+            });
+            assert_eq!(seen, refs.len());
+            check(
+                &on,
+                dtype,
+                &format!("{model}/file-probabilities"),
+                worst,
+                bound,
             );
         }
     }

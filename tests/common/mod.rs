@@ -134,10 +134,15 @@ pub fn run_tool(script: &str, args: &[&str]) {
 }
 
 /// The fixture directory, generated on first use and cached under the
-/// target directory, keyed by the generator scripts' contents.
+/// target directory, keyed by the generator scripts' contents, or the
+/// prebuilt one `DFSCAN_TEST_FIXTURES` names (a GPU host running a carried
+/// test binary has no setup to generate them: scripts/gpu-check.sh).
 pub fn fixtures() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("DFSCAN_TEST_FIXTURES") {
+            return PathBuf::from(dir);
+        }
         let mut hash = Sha256::new();
         for tool in ["make_fixtures.py", "make_checkpoint.py"] {
             hash.update(std::fs::read(repo().join("tests/tools").join(tool)).unwrap());
