@@ -208,12 +208,24 @@ fn job_body(job: &JobRecord) -> serde_json::Value {
     })
 }
 
+/// A float32 score as the number its shortest decimal names, as the result
+/// records write it (`0.1`, where widening to f64 would give
+/// `0.10000000149011612`): docs/result-record.schema.json.
+fn score_value(score: f32) -> serde_json::Value {
+    json!(score.to_string().parse::<f64>().unwrap_or(f64::NAN))
+}
+
 fn item_body(job: &JobRecord, result: &ItemResult) -> serde_json::Value {
     let scores: serde_json::Map<String, serde_json::Value> = result
         .scores
         .iter()
-        .map(|s| (s.label.clone(), json!(s.score)))
+        .map(|s| (s.label.clone(), score_value(s.score)))
         .collect();
+    // The record schema's rule: an error result names the job's model.
+    let model = match &result.model {
+        Some(m) => json!({"name": m.name, "sha256": m.sha256}),
+        None => json!({"name": job.model, "sha256": ""}),
+    };
     json!({
         "event": "item",
         "job_id": job.id,
@@ -223,9 +235,56 @@ fn item_body(job: &JobRecord, result: &ItemResult) -> serde_json::Value {
         "cursor": result.cursor,
         "label": result.label,
         "scores": scores,
-        "fake_score": result.fake_score,
+        "fake_score": result.fake_score.map(score_value),
         "verdict": result.verdict,
         "metadata": result.metadata,
-        "model": result.model.as_ref().map(|m| json!({"name": m.name, "sha256": m.sha256})),
+        "model": model,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use dfscan_proto::v1::{LabelScore, ModelIdentity};
+    use dfscan_queue::JobSpec;
+
+    use super::*;
+
+    #[test]
+    fn item_bodies_are_result_records() {
+        let job = JobRecord::new(JobSpec {
+            model: "tiny-a".into(),
+            ..Default::default()
+        });
+        let scored = ItemResult {
+            id: "a.png".into(),
+            label: "Real".into(),
+            scores: vec![
+                LabelScore {
+                    label: "Real".into(),
+                    score: 0.9,
+                },
+                LabelScore {
+                    label: "Fake".into(),
+                    score: 0.1,
+                },
+            ],
+            fake_score: Some(0.1),
+            model: Some(ModelIdentity {
+                name: "tiny-a".into(),
+                sha256: "ab".into(),
+            }),
+            ..Default::default()
+        };
+        let body = item_body(&job, &scored).to_string();
+        assert!(body.contains(r#""fake_score":0.1,"#), "{body}");
+        assert!(body.contains(r#""Fake":0.1"#), "{body}");
+        let failed = ItemResult {
+            id: "b.png".into(),
+            error: "not an image".into(),
+            ..Default::default()
+        };
+        let body = item_body(&job, &failed);
+        assert_eq!(body["model"], json!({"name": "tiny-a", "sha256": ""}));
+        assert!(body["fake_score"].is_null());
+    }
 }
