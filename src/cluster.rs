@@ -142,9 +142,8 @@ pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
     overrides.push(("redis", args.redis.clone()));
     let mut cfg = ClusterConfig::load(config, &overrides)?;
     args.worker.apply_lists(&mut cfg);
-    // Before the model loads: a missing tokens file is found in a second,
-    // not after minutes of loading.
-    dfscan_coordinator::check_auth_settings(&cfg.coordinator.auth)?;
+    // The coordinator's section (its tokens file, say) is not checked: a
+    // worker serves no API, and reads a shared file's worker part only.
     let noop = args.worker.bench_noop_scorer;
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();

@@ -190,13 +190,15 @@ fn a_file_with_every_section_is_accepted_by_every_process() {
             "{name}: {stderr}"
         );
     }
-    // The docker-compose deployment's file, shared by its processes.
+    // The docker-compose deployment's file, shared by its processes. Its
+    // tokens file is the coordinator's: a worker, which has none, does not
+    // look for it.
     let deploy = common::repo().join("deploy/config.toml");
-    for mut cmd in [common::dfscan_coordinator(), {
-        let mut worker = common::dfscan();
-        worker.arg("worker");
-        worker
-    }] {
+    let mut worker = common::dfscan();
+    worker
+        .arg("worker")
+        .env_remove("DFSCAN_COORDINATOR__AUTH__DISABLED");
+    for mut cmd in [common::dfscan_coordinator(), worker] {
         let stderr = fails("deploy/config.toml", cmd.arg("--config").arg(&deploy));
         assert!(stderr.contains(no_redis), "{stderr}");
     }
