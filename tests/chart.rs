@@ -11,7 +11,8 @@
 //! coordinator's and the worker's command, args and environment (secret and
 //! config map references resolved from the rendered Secret and ConfigMap,
 //! config files written where their volumes are mounted) as local processes
-//! against a local redis-server, and scores a job through them.
+//! against a local redis-server, and scores a job through them with the
+//! API token the chart generated (none is given in the values).
 
 mod common;
 
@@ -31,8 +32,8 @@ const KUBE_VERSION: &str = "1.30.0";
 const RELEASE: &str = "rel";
 const NAMESPACE: &str = "dfscan";
 const HUB_MODEL: &str = "prithivMLmods/Deep-Fake-Detector-Model";
-/// The API token the rendered-processes test gives the chart and the client.
-const TOKEN: &str = "chart-test-token-0123456789";
+/// The tenant of the token the chart generates when given none.
+const GENERATED_TENANT: &str = "default";
 
 /// Renders, lints and validates the chart once per case (one Python run).
 fn run_chart_tool(cases: &[(&str, Value)]) -> Value {
@@ -121,6 +122,11 @@ fn valid_cases() -> Vec<(&'static str, Value)> {
             json!({"model": {"volume": {"type": "persistentVolumeClaim"}},
                    "worker": {"dtype": "bf16"}}),
         ),
+        (
+            "api-tokens-given",
+            json!({"secrets": {"apiTokens": "team-a aaaaaaaaaaaaaaaaaaaa\nteam-b bbbbbbbbbbbbbbbbbbbb\n"}}),
+        ),
+        ("auth-disabled", json!({"auth": {"disabled": true}})),
     ]
 }
 
@@ -450,6 +456,86 @@ fn defaults_render_lint_and_validate() {
     );
     assert!(
         m.notes.contains("dfscan submit --coordinator"),
+        "{}",
+        m.notes
+    );
+}
+
+/// The Secret's `api-tokens` as the coordinator reads it.
+fn api_tokens(m: &Manifests) -> String {
+    let secret = m.get("Secret", &format!("{RELEASE}-dfscan"));
+    String::from_utf8(base64_decode(
+        secret["data"]["api-tokens"].as_str().unwrap(),
+    ))
+    .unwrap()
+}
+
+/// The coordinator's `secrets` volume (the tokens file).
+fn secrets_volume(m: &Manifests) -> &Value {
+    m.coordinator()["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "secrets")
+        .unwrap()
+}
+
+/// The generated token: `TENANT TOKEN`, 32 letters and digits.
+fn generated_token(tokens: &str) -> &str {
+    let token = tokens
+        .strip_prefix(&format!("{GENERATED_TENANT} "))
+        .and_then(|t| t.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("not a generated tokens file: {tokens:?}"));
+    assert!(
+        token.len() == 32 && token.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{token:?}"
+    );
+    token
+}
+
+#[test]
+fn api_tokens_are_generated_when_none_are_given() {
+    // Defaults: a coordinator refuses an empty tokens file, so the chart
+    // makes a token (helm template cannot look up a kept one: a fresh one
+    // each render), and the notes say how to read it and pass it.
+    let m = rendered("defaults");
+    generated_token(&api_tokens(&m));
+    assert_eq!(secrets_volume(&m)["secret"]["optional"], false);
+    for needle in [
+        "export DFSCAN_CLIENT__TOKEN=$(kubectl --namespace dfscan get secret rel-dfscan \
+         -o jsonpath='{.data.api-tokens}' | base64 -d | awk '$1 == \"default\" {print $2}')",
+        "scripts/install.sh",
+    ] {
+        assert!(m.notes.contains(needle), "{needle} not in\n{}", m.notes);
+    }
+    let again = run_chart_tool(&[("defaults-again", json!({}))]);
+    let again = Manifests::new(&again["cases"][0]);
+    assert_ne!(api_tokens(&again), api_tokens(&m), "a fixed token");
+
+    // Given tokens are written as they are; the notes say where they are.
+    let m = rendered("api-tokens-given");
+    assert_eq!(
+        api_tokens(&m),
+        "team-a aaaaaaaaaaaaaaaaaaaa\nteam-b bbbbbbbbbbbbbbbbbbbb\n"
+    );
+    assert!(
+        m.notes.contains("awk '$1 == \"TENANT\" {print $2}'") && !m.notes.contains("generated"),
+        "{}",
+        m.notes
+    );
+
+    // An existing Secret must hold the tokens: the pod waits for the key
+    // instead of the coordinator exiting on a missing file.
+    let m = rendered("external-redis-existing-secret");
+    assert_eq!(secrets_volume(&m)["secret"]["optional"], false);
+
+    // Authentication off: nothing generated, nothing needed.
+    let m = rendered("auth-disabled");
+    assert_eq!(api_tokens(&m), "");
+    assert_eq!(m.config()["coordinator"]["auth"], json!({"disabled": true}));
+    assert_eq!(secrets_volume(&m)["secret"]["optional"], true);
+    assert!(
+        m.notes.contains("Authentication is off") && !m.notes.contains("DFSCAN_CLIENT__TOKEN"),
         "{}",
         m.notes
     );
@@ -1032,11 +1118,12 @@ fn rendered_processes_score_a_job() {
     // Only what a user would set for this cluster: where Redis is (the
     // local server stands for the external Redis, so no host is
     // rewritten), its password, a free gRPC port, the model from a
-    // pre-populated volume, CPU workers, and fast queue timings.
+    // pre-populated volume, CPU workers, and fast queue timings. No API
+    // tokens: the chart's own is used, as its notes tell.
     let (grpc, health) = (free_port(), free_port());
     let values = json!({
         "redis": {"host": "127.0.0.1", "port": redis.port(), "db": 0},
-        "secrets": {"redisPassword": password, "apiTokens": format!("team-a {TOKEN}\n")},
+        "secrets": {"redisPassword": password},
         "coordinator": {"port": grpc, "replicas": 1},
         "model": {
             "localDir": "tiny-a",
@@ -1077,11 +1164,12 @@ fn rendered_processes_score_a_job() {
             wait_for_port(grpc);
         }
     }
+    // The token the notes read from the Secret is the one the coordinator
+    // was given.
+    let tokens = api_tokens(&m);
+    let token = generated_token(&tokens);
     let secret_file = tmp.path().join("coordinator/secrets/api-tokens");
-    assert_eq!(
-        std::fs::read_to_string(secret_file).unwrap(),
-        format!("team-a {TOKEN}\n")
-    );
+    assert_eq!(std::fs::read_to_string(secret_file).unwrap(), tokens);
 
     // The worker answers its probes on the port the chart names: ready
     // once its model is loaded and warmed up, live while it claims.
@@ -1110,7 +1198,7 @@ fn rendered_processes_score_a_job() {
         String::from_utf8_lossy(&refused.stderr)
     );
     let out = submit()
-        .env("DFSCAN_CLIENT__TOKEN", TOKEN)
+        .env("DFSCAN_CLIENT__TOKEN", token)
         .output()
         .unwrap();
     assert!(
@@ -1130,7 +1218,7 @@ fn rendered_processes_score_a_job() {
     // downward API), on the CPU the values asked for.
     let models = dfscan()
         .args(["models", "--coordinator", &url])
-        .env("DFSCAN_CLIENT__TOKEN", TOKEN)
+        .env("DFSCAN_CLIENT__TOKEN", token)
         .output()
         .unwrap();
     let models = String::from_utf8(models.stdout).unwrap();
