@@ -84,7 +84,7 @@ pub struct TrainArgs {
     /// Cross-entropy label smoothing [default: 0]
     #[arg(long)]
     label_smoothing: Option<f64>,
-    /// Fraction of train/ held out for validation when there is no val split [default: 0]
+    /// Fraction of train/ held out for validation when there is no val split (beside one, an error) [default: none]
     #[arg(long)]
     val_fraction: Option<f64>,
     /// accuracy, macro_f1, roc_auc or loss: picks the best epoch [default: accuracy]
