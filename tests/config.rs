@@ -4,7 +4,8 @@
 //! it would leave a default in force without a word). One file holding
 //! every section, as the Helm chart writes one for all its processes, is
 //! accepted by each of them, the libtorch-free coordinator included, and so
-//! are the `DFSCAN_` variables that are not settings.
+//! are the `DFSCAN_` variables that are not settings. Flags that would do
+//! nothing are not accepted either.
 
 mod common;
 
@@ -201,5 +202,20 @@ fn a_file_with_every_section_is_accepted_by_every_process() {
     for mut cmd in [common::dfscan_coordinator(), worker] {
         let stderr = fails("deploy/config.toml", cmd.arg("--config").arg(&deploy));
         assert!(stderr.contains(no_redis), "{stderr}");
+    }
+}
+
+#[test]
+fn workers_take_no_batch_size_flag() {
+    // A worker's batch is worker.max_batch (--max-batch); a --batch-size
+    // would be accepted and do nothing.
+    for command in ["worker", "serve"] {
+        let out = common::dfscan()
+            .args([command, "--batch-size", "4"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("'--batch-size'"), "{command}: {stderr}");
     }
 }
