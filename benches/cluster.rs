@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use clap::Parser;
 use dfscan_client::{Client, ClientSettings};
 use dfscan_proto::v1::{item::Source, Item, JobHeader};
 use dfscan_testkit::{free_port, RedisServer};
@@ -24,38 +25,28 @@ use dfscan_testkit::{free_port, RedisServer};
 mod common;
 use common::{coordinator, dfscan, spawn};
 
+/// Flags after `cargo bench --bench cluster --`.
+#[derive(Parser)]
 struct Args {
+    /// Items in the job.
+    #[arg(long, default_value_t = 1_000_000)]
     items: u64,
+    /// Bytes of each (no-op scored) item.
+    #[arg(long, default_value_t = 64)]
     item_bytes: usize,
+    /// A checkpoint for the real-model run (with --images).
+    #[arg(long)]
     model: Option<PathBuf>,
+    /// Images for the real-model run (with --model).
+    #[arg(long)]
     images: Option<PathBuf>,
+    #[arg(long, default_value = "f32")]
     dtype: String,
+    #[arg(long, default_value_t = 32)]
     batch: usize,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        items: 1_000_000,
-        item_bytes: 64,
-        model: None,
-        images: None,
-        dtype: "f32".into(),
-        batch: 32,
-    };
-    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--items" => args.items = value()?.parse()?,
-            "--item-bytes" => args.item_bytes = value()?.parse()?,
-            "--model" => args.model = Some(value()?.into()),
-            "--images" => args.images = Some(value()?.into()),
-            "--dtype" => args.dtype = value()?,
-            "--batch" => args.batch = value()?.parse()?,
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(args)
+    /// Passed by `cargo bench` itself.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// A memory figure of a live process from /proc (`VmHWM`: peak resident
@@ -232,7 +223,7 @@ fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

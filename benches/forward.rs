@@ -6,33 +6,41 @@
 
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use dfscan_core::settings::ModelSettings;
 use dfscan_core::{DType, DeviceRequest};
 use dfscan_model::vit_config::VitConfig;
 use tch::{Kind, Tensor};
 
+/// Flags after `cargo bench --bench forward --`.
+#[derive(Parser)]
+struct Args {
+    /// The checkpoint whose forward pass is timed.
+    model: String,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value = "f32")]
+    dtype: DType,
+    #[arg(long, default_value = "cpu")]
+    device: DeviceRequest,
+    /// Timed passes (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    iters: u64,
+    /// Passed by `cargo bench` itself.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
-    let model = args
-        .first()
-        .filter(|a| !a.starts_with("--"))
-        .cloned()
-        .ok_or_else(|| {
-            anyhow::anyhow!("usage: forward MODEL_DIR [--batch N] [--dtype f32|bf16] [--iters N]")
-        })?;
-    let batch: usize = flag("--batch").map_or(Ok(32), |v| v.parse())?;
-    let iters: usize = flag("--iters").map_or(Ok(5), |v| v.parse())?.max(1);
-    let dtype: DType = flag("--dtype").map_or(Ok(DType::F32), |v| v.parse())?;
-    let device: DeviceRequest = flag("--device").map_or(Ok(DeviceRequest::Cpu), |v| v.parse())?;
+    let Args {
+        model,
+        batch,
+        dtype,
+        device,
+        iters,
+        ..
+    } = Args::parse();
+    let iters = iters as usize;
     let config = VitConfig::from_file(&std::path::Path::new(&model).join("config.json"))?;
 
     let settings = ModelSettings {

@@ -11,7 +11,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
+use clap::Parser;
 use dfscan_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use dfscan_proto::inference::model_infer_request::InferInputTensor;
 use dfscan_proto::inference::{InferTensorContents, ModelInferRequest, ModelReadyRequest};
@@ -21,29 +22,21 @@ use tonic::transport::Channel;
 mod common;
 use common::{coordinator, dfscan, spawn, Proc};
 
+/// Flags after `cargo bench --bench kserve --`.
+#[derive(Parser)]
 struct Args {
+    /// ModelInfer calls per measurement.
+    #[arg(long, default_value_t = 400)]
     calls: usize,
+    /// Concurrent callers for the throughput figure.
+    #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// The checkpoint served (generated on first use).
+    #[arg(long, default_value_os_t = common::bench_model("tiny-a"))]
     model: PathBuf,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        calls: 400,
-        concurrency: 16,
-        model: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/tiny-a"),
-    };
-    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--calls" => args.calls = value()?.parse()?,
-            "--concurrency" => args.concurrency = value()?.parse()?,
-            "--model" => args.model = value()?.into(),
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(args)
+    /// Passed by `cargo bench` itself.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 /// One 224x224 PNG, the size the model takes.
@@ -162,7 +155,7 @@ async fn measure(
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     common::ensure_tiny_model(&args.model)?;
     let model_dir = args.model.to_str().context("model path is not UTF-8")?;
     let model_name = args

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _};
+use clap::Parser;
 use dfscan_testkit::{free_port, RedisServer};
 
 mod common;
@@ -24,36 +25,28 @@ use common::{coordinator, dfscan, spawn};
 use fuzz::gen::Context;
 use fuzz::run;
 
+/// Flags after `cargo bench --bench protocol_fuzz --`.
+#[derive(Parser)]
 struct Args {
+    /// Requests in all, the named cases first.
+    #[arg(long, default_value_t = 100_000)]
     requests: u64,
+    /// Seed of the random requests.
+    #[arg(long, default_value_t = 13)]
     seed: u64,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// The checkpoint the worker serves (generated on first use).
+    #[arg(long, default_value_os_t = common::bench_model("tiny-a"))]
     model: PathBuf,
-}
-
-fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        requests: 100_000,
-        seed: 13,
-        concurrency: 16,
-        model: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench/tiny-a"),
-    };
-    let mut it = std::env::args().skip(1).filter(|a| a != "--bench");
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--requests" => args.requests = value()?.parse()?,
-            "--seed" => args.seed = value()?.parse()?,
-            "--concurrency" => args.concurrency = value()?.parse()?,
-            "--model" => args.model = value()?.into(),
-            other => bail!("unknown flag {other}"),
-        }
-    }
-    Ok(args)
+    /// Passed by `cargo bench` itself.
+    #[arg(long, hide = true)]
+    bench: bool,
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let args = Args::parse();
     common::ensure_tiny_model(&args.model)?;
     let model_name = args
         .model

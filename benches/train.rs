@@ -11,24 +11,35 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{ensure, Context};
+use clap::Parser;
 use serde_json::Value;
 
+/// Flags after `cargo bench --bench train --`.
+#[derive(Parser)]
+struct Args {
+    /// Presets of tests/tools/make_checkpoint.py, comma-separated.
+    #[arg(long, default_value = "tiny-a,base")]
+    presets: String,
+    /// Training images (half per class).
+    #[arg(long, default_value_t = 64)]
+    images: usize,
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Passed by `cargo bench` itself.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    let flag = |name: &str, default: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
-    };
-    let presets = flag("--presets", "tiny-a,base");
-    let images: usize = flag("--images", "64").parse()?;
-    let batch: usize = flag("--batch", "16").parse()?;
-    let device = flag("--device", "cpu");
+    let Args {
+        presets,
+        images,
+        batch,
+        device,
+        ..
+    } = Args::parse();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = repo.join(".venv/bin/python");
     let work = tempfile::tempdir()?;

@@ -51,6 +51,13 @@ pub fn coordinator(redis: &RedisServer, port: u16, models: &str) -> anyhow::Resu
     ))
 }
 
+/// Where the benchmarks keep a generated checkpoint of `preset`.
+pub fn bench_model(preset: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/bench")
+        .join(preset)
+}
+
 /// The tiny test checkpoint in `dir`, generated with the test tools if
 /// missing.
 pub fn ensure_tiny_model(dir: &std::path::Path) -> anyhow::Result<()> {
