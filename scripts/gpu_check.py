@@ -139,7 +139,8 @@ class GpuSampler:
         self.samples = []
         if self.source == "none":
             return self
-        self.baseline = self._read()[1]
+        first = self._read()
+        self.baseline = first[1] if first else 0.0
         self._stop.clear()
 
         def loop():
