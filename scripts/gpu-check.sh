@@ -26,8 +26,8 @@
 # ends it. A second window reruns only what failed or was cut (--steps). Exit status 0
 # when every step passed, 1 when one failed (the report says which and why).
 #
-# What travels to the GPU host (one carried path, target/gpu-check, about 50 MB; --pack
-# makes it and prints its size):
+# What travels to the GPU host (one carried path, target/gpu-check, 38 MB; --pack makes
+# it and prints its size):
 #   bin/dfscan        release build of the `dfscan` binary (stripped)
 #   bin/parity        release build of tests/parity.rs (stripped)
 #   fixtures/         tests/parity.rs's fixtures (tiny checkpoints, images, transformers'
@@ -39,24 +39,30 @@
 # What the GPU host must have (the workplace's CUDA image has all of it):
 #   - a python3 with the same torch wheel the binaries were built against (2.11.0; a
 #     CUDA 13 build) and transformers, numpy and Pillow; nvidia-ml-py (pynvml) for the
-#     GPU samples, else nvidia-smi on PATH. Where it lacks transformers, carry wheels:
-#     /work/.library/device/README.md's notes; point GPU_CHECK_PYTHON at it.
+#     GPU samples, else nvidia-smi on PATH. The workplace image's transformers (5.17)
+#     is not the setup's (5.24); the report records both sides' versions. Where a host
+#     lacks transformers, or the same version is wanted, carry its wheel as
+#     /work/.library/device/README.md's notes say (pip download --no-deps into .whl,
+#     pip install --target there, PYTHONPATH), or point GPU_CHECK_PYTHON at a python.
 #   - glibc >= the build machine's (2.36; Debian 12).
 # How the binaries find libtorch there: build.rs bakes an rpath (RUNPATH) to the build
 # machine's virtualenv, which does not exist on the GPU host, so this script asks that
 # python3 where its torch/lib is and puts it first on LD_LIBRARY_PATH (searched before
 # RUNPATH). libtorch_cuda.so finds the CUDA libraries of the nvidia-* wheels through its
-# own RUNPATH. A torch of another version than MANIFEST.json's is refused: libtorch has no
-# stable ABI.
+# own rpath ($ORIGIN/../../nvidia/...). A torch of another version than MANIFEST.json's is
+# refused: libtorch has no stable ABI.
 #
 # The device tool's call (one command, well under 2,000 characters):
 #   run(command='scripts/gpu-check.sh --out "$OUT"', carry=["target/gpu-check"],
 #       timeout_s=480)
 # $OUT gets report.json, report.md, nvidia-smi-q.txt and worker-metrics.txt (4 files).
 #
-# Overrides (the dry run of tests/gpu_check.rs uses them): GPU_CHECK_DFSCAN, GPU_CHECK_PARITY,
-# GPU_CHECK_FIXTURES, GPU_CHECK_REDIS_SERVER, GPU_CHECK_PYTHON,
-# GPU_CHECK_BUNDLE (default target/gpu-check).
+# Each input is the override, else the bundle's, else this checkout's own build (a dry run
+# on a development machine): GPU_CHECK_DFSCAN (target/release/dfscan), GPU_CHECK_PARITY
+# (the newest target/release/deps/parity-*), GPU_CHECK_FIXTURES (target/tmp/fixtures-*),
+# GPU_CHECK_REDIS_SERVER (redis-server on PATH), GPU_CHECK_PYTHON (.venv, else python3),
+# GPU_CHECK_BUNDLE (target/gpu-check). tests/gpu_check.rs sets the first four. They are
+# not DFSCAN_ names: dfscan refuses DFSCAN_ variables that are not its settings.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -3,7 +3,7 @@
 Python with torch and the libtorch they load; read its header first).
 
     gpu_check.py run --mode gpu|dry --out DIR --work DIR --dfscan BIN --parity BIN
-                     --fixtures DIR --redis-server BIN [--deadline-s 450]
+                     --fixtures DIR --redis-server BIN [--deadline-s 420] [--steps S]
     gpu_check.py pipeline ...   (internal: the transformers side, in its own process)
 
 Steps, each recorded in DIR/report.json and DIR/report.md as it finishes (a run cut short
@@ -48,8 +48,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "tests" / "tools"), str(REPO / "benches")]
 
-# What each mode runs. The GPU sizes fit the 8-minute window on one H200 with room
-# to spare; the dry run's exercise every step on 2 CPU cores in well under a minute.
+# What each mode runs. The GPU sizes are meant to fit the 8-minute window on one
+# H200 with room to spare (an estimate until a GPU run); the dry run's exercise every step
+# on 2 CPU cores in under a minute or so.
 MODES = {
     "gpu": dict(
         device="cuda", preset="base", image_size=256, distinct_images=1024, score_images=24576,
