@@ -8,11 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dfscan_proto::v1::{item::Source, Item, ItemResult};
+use dfscan_proto::v1::ItemResult;
 use dfscan_queue::testing::{finished_results, sealed_job};
-use dfscan_queue::{
-    Created, JobQueue, JobRecord, JobSpec, JobState, NewTask, QueueSettings, QueueStats, RedisQueue,
-};
+use dfscan_queue::{JobQueue, JobRecord, JobState, QueueSettings, QueueStats, RedisQueue};
 use dfscan_testkit::RedisServer;
 use dfscan_worker::{Scoring, Worker, WorkerSettings};
 use redis::AsyncCommands;
