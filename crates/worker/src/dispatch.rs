@@ -1,7 +1,9 @@
-//! Turns claimed tasks into work: cancelled jobs are answered at once,
-//! unreadable payloads are left to the queue, and the items of the rest go
-//! to the decoders, each taking a share of the decoded-image budget so
-//! that decoding never runs far ahead of the model.
+//! Turns claimed tasks into work: cancelled jobs are answered at once (and
+//! a job cancelled while its task is being handed out gets its remaining
+//! items answered, see `cancel`), unreadable payloads are left to the
+//! queue, and the items of the rest go to the decoders, each taking a share
+//! of the decoded-image budget so that decoding never runs far ahead of the
+//! model.
 
 use std::sync::Arc;
 
@@ -9,6 +11,7 @@ use dfscan_queue::{error_result, error_results, ClaimedTask, CANCELLED_ERROR};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::batcher::Decoded;
+use crate::cancel::Cancelled;
 use crate::claim::Claimed;
 use crate::metrics::WorkerMetrics;
 use crate::scoring::Runner;
@@ -21,6 +24,8 @@ pub(crate) struct Dispatcher {
     pub finisher: Finisher,
     pub in_hand: Arc<InHand>,
     pub metrics: Arc<WorkerMetrics>,
+    /// Jobs cancelled since their tasks were claimed.
+    pub cancelled: Arc<Cancelled>,
 }
 
 impl Dispatcher {
@@ -46,7 +51,7 @@ impl Dispatcher {
             policy,
             enqueued_ms,
         } = task;
-        if job_cancelled {
+        if job_cancelled || self.cancelled.contains(&handle.job_id) {
             let results = error_results(&handle, items.as_deref().ok(), CANCELLED_ERROR);
             self.finisher.finish(Finished {
                 handle,
@@ -80,12 +85,23 @@ impl Dispatcher {
             });
             return;
         }
+        let job_id = handle.job_id.clone();
         let slot = TaskSlot::new(handle, enqueued_ms, &items, policy);
-        for (position, item) in items.into_iter().enumerate() {
+        let mut items = items.into_iter().enumerate();
+        while let Some((position, item)) = items.next() {
             let Ok(permit) = Arc::clone(&self.images).acquire_owned().await else {
                 // The semaphore is never closed.
                 return;
             };
+            if self.cancelled.contains(&job_id) {
+                drop(permit);
+                for (position, item) in std::iter::once((position, item)).chain(items) {
+                    let index = slot.index(position);
+                    let result = error_result(&item.id, index, CANCELLED_ERROR);
+                    self.finisher.record(&slot, position, result);
+                }
+                return;
+            }
             let slot = Arc::clone(&slot);
             let finisher = self.finisher.clone();
             let decoded = decoded.clone();

@@ -15,6 +15,7 @@
 
 mod backoff;
 mod batcher;
+mod cancel;
 mod claim;
 mod complete;
 mod dispatch;

@@ -346,6 +346,11 @@ pub mod stall {
             }
         }
 
+        /// Batches waiting for an answer.
+        pub(crate) fn held(&self) -> usize {
+            self.held.lock().unwrap().as_ref().map_or(0, Vec::len)
+        }
+
         pub(crate) fn submit(&self) -> LogitsReceiver {
             let (reply, logits) = oneshot::channel();
             match self.held.lock().unwrap().as_mut() {

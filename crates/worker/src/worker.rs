@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::batcher::Batcher;
+use crate::cancel::Cancelled;
 use crate::claim::Claimer;
 use crate::complete::Completer;
 use crate::dispatch::Dispatcher;
@@ -171,6 +172,7 @@ impl Worker {
             claimer.run(claimed_tx, claim_shutdown).await;
             Ok(())
         });
+        let cancelled = Arc::new(Cancelled::default());
         let dispatcher = Dispatcher {
             runner: Arc::clone(&self.runner),
             // Two batches' worth: one being gathered, one decoding behind it.
@@ -180,6 +182,7 @@ impl Worker {
             finisher: finisher.clone(),
             in_hand: Arc::clone(&in_hand),
             metrics: Arc::clone(&self.metrics),
+            cancelled: Arc::clone(&cancelled),
         };
         stages.spawn(async move {
             dispatcher.run(claimed_rx, decoded_tx).await;
@@ -216,6 +219,11 @@ impl Worker {
             Arc::clone(&counters),
             heartbeat_every,
             shutdown.clone(),
+            halt.clone(),
+        ));
+        keepalive.spawn(cancelled.watch(
+            Arc::clone(&self.queue),
+            Arc::clone(&in_hand),
             halt.clone(),
         ));
         keepalive.spawn(keepalive::refresh(
@@ -459,5 +467,77 @@ mod tests {
             (status, body.trim()),
             (503, "not ready: the worker has stopped")
         );
+    }
+
+    /// A job cancelled after its tasks were claimed: what the worker holds
+    /// is not scored to the end, only what was already decoded or at the
+    /// model, and every item still gets exactly one result.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_job_cancelled_while_in_hand_is_not_scored_to_the_end() {
+        use crate::cancel::POLL;
+        use dfscan_queue::testing::finished_results;
+        use dfscan_queue::CANCELLED_ERROR;
+
+        let settings = WorkerSettings {
+            max_batch: 2,
+            max_wait_ms: 1,
+            claim_wait_ms: 50,
+            heartbeat_ms: 50,
+            ..Default::default()
+        };
+        let queue = Arc::new(MemoryQueue::new(QueueSettings::default()));
+        let gate = Arc::new(Gate::default());
+        let scoring = Scoring::Stalling {
+            model: MODEL.into(),
+            gate: Arc::clone(&gate),
+        };
+        let worker = Worker::new(
+            queue.clone(),
+            scoring,
+            MODEL.into(),
+            settings,
+            &QueueSettings::default(),
+        )
+        .unwrap();
+        let shutdown = CancellationToken::new();
+        let running = tokio::spawn(worker.run(shutdown.clone()));
+        // Listed once warmed up (with the gate open).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while queue.list_workers().await.unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the worker never registered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // The model hangs on the first batch, so the first task is in hand
+        // with most of its items not yet handed to the decoders (the image
+        // budget is two batches). Then the job is cancelled.
+        gate.close();
+        let job = sealed_job(queue.as_ref(), MODEL, &[8, 8, 8, 8]).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while gate.held() == 0 {
+            assert!(Instant::now() < deadline, "no batch reached the model");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        queue.cancel_job(&job.id).await.unwrap();
+        tokio::time::sleep(POLL * 3).await;
+        gate.open();
+
+        let results = finished_results(queue.as_ref(), &job.id, Duration::from_secs(60)).await;
+        assert_eq!(results.len(), 32, "one result per item");
+        let scored = results.iter().filter(|r| r.error.is_empty()).count();
+        let cancelled = results
+            .iter()
+            .filter(|r| r.error == CANCELLED_ERROR)
+            .count();
+        assert_eq!(scored + cancelled, 32);
+        // At most the image budget (two batches) decoded ahead plus the
+        // batches at the model: a handful, not the job.
+        assert!(scored <= 8, "{scored} of 32 scored after the cancel");
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(60), running)
+            .await
+            .expect("the worker stops")
+            .unwrap()
+            .unwrap();
     }
 }
