@@ -95,16 +95,27 @@ impl ScoringService {
         } else if known.contains(requested) {
             return Ok(requested.to_string());
         }
-        let listed = if known.is_empty() {
-            "none (no configured models and no live workers)".to_string()
-        } else {
-            Vec::from_iter(known).join(", ")
-        };
-        Err(invalid(if requested.is_empty() {
-            format!("the job names no model and there is no default; known models: {listed}")
-        } else {
-            format!("unknown model {}; known models: {listed}", shown(requested))
-        }))
+        Err(invalid(unresolved_model(requested, &known)))
+    }
+}
+
+/// Why a job for `requested` (empty: none) has no model, given the `known`
+/// ones. With none known, it says when workers appear: a worker registers
+/// only once its model is loaded and warmed up, so a submit right after
+/// starting one is refused without that being anything to fix.
+fn unresolved_model(requested: &str, known: &BTreeSet<&str>) -> String {
+    let listed = if known.is_empty() {
+        "none (no configured models and no live workers; a worker registers once its model \
+         is loaded and a warm-up batch has run: wait until `dfscan models` lists it, or \
+         configure the model on the coordinator with coordinator.models, or --models)"
+            .to_string()
+    } else {
+        Vec::from_iter(known.iter().copied()).join(", ")
+    };
+    if requested.is_empty() {
+        format!("the job names no model and there is no default; known models: {listed}")
+    } else {
+        format!("unknown model {}; known models: {listed}", shown(requested))
     }
 }
 
@@ -126,4 +137,29 @@ pub(super) async fn list_models(svc: &ScoringService) -> Result<pb::ListModelsRe
 pub(super) async fn list_workers(svc: &ScoringService) -> Result<pb::ListWorkersResponse, Status> {
     let workers = svc.queue.list_workers().await.map_err(status)?;
     Ok(pb::ListWorkersResponse { workers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_known_model_says_workers_register_after_warm_up() {
+        let none = BTreeSet::new();
+        for requested in ["", "vit"] {
+            let message = unresolved_model(requested, &none);
+            for needle in ["warm-up", "dfscan models", "coordinator.models"] {
+                assert!(message.contains(needle), "{needle:?} in {message}");
+            }
+        }
+        let known = BTreeSet::from(["big", "tiny"]);
+        assert_eq!(
+            unresolved_model("", &known),
+            "the job names no model and there is no default; known models: big, tiny"
+        );
+        assert_eq!(
+            unresolved_model("huge", &known),
+            "unknown model \"huge\"; known models: big, tiny"
+        );
+    }
 }

@@ -98,7 +98,12 @@ pub(super) fn checked_callback(
     })?;
     if !settings.callback_allowed(authority) {
         let allowed = if settings.callback_hosts.is_empty() {
-            "none (coordinator.callback_hosts is empty)".to_string()
+            // Says which settings open it: the flag has no coordinator-side
+            // counterpart a user could guess from the refusal alone.
+            "none (coordinator.callback_hosts is empty: set DFSCAN_COORDINATOR__CALLBACK_HOSTS \
+             to the hosts, e.g. hooks.internal or hooks.internal:8443, with \
+             DFSCAN_COORDINATOR__CALLBACK_SECRET, the signing key, and restart the coordinator)"
+                .to_string()
         } else {
             settings.callback_hosts.join(", ")
         };
@@ -208,5 +213,11 @@ mod tests {
         let error =
             checked_callback(callback("http://moderation/", &[]), None, &closed).unwrap_err();
         assert!(error.message().contains("callback_hosts is empty"));
+        assert!(error
+            .message()
+            .contains("DFSCAN_COORDINATOR__CALLBACK_HOSTS"));
+        assert!(error
+            .message()
+            .contains("DFSCAN_COORDINATOR__CALLBACK_SECRET"));
     }
 }
