@@ -99,8 +99,19 @@ pub fn resolve(model: &str, opts: &HubOptions) -> Result<(PathBuf, String), Mode
         return Ok((path.to_path_buf(), name));
     }
     if !is_repo_id(model) {
+        // Not a hub id, so it was meant as a path: say what is wrong with
+        // the path, not that a hub could not be reached.
+        let what = if path.exists() {
+            "is not a directory"
+        } else if model.starts_with('~') {
+            // Only a shell expands `~`; a config file or variable keeps it.
+            "no such directory (`~` is not expanded here: give the full path)"
+        } else {
+            "no such directory"
+        };
         return Err(ModelError::Hub(format!(
-            "{} {model:?} is neither a checkpoint directory nor a hub id like org/name",
+            "{} {model:?}: {what}: a local checkpoint is a directory (config.json, \
+             model.safetensors, preprocessor_config.json), and a hub id is name or org/name",
             opts.setting.flag
         )));
     }
@@ -130,8 +141,8 @@ pub fn resolve(model: &str, opts: &HubOptions) -> Result<(PathBuf, String), Mode
 
 fn not_available(model: &str, opts: &HubOptions, why: &str) -> ModelError {
     ModelError::Hub(format!(
-        "model {model:?} (revision {rev}) is not in the Hugging Face cache at {cache} and cannot be \
-         downloaded: {why}.\nWays out:\n  - a cached model: download it once where the hub is reachable \
+        "model {model:?} (revision {rev}) is not a local directory, not in the Hugging Face cache at \
+         {cache}, and cannot be downloaded: {why}.\nWays out:\n  - a cached model: download it once where the hub is reachable \
          (or copy that machine's hub cache) into {cache} (set HF_HOME or HF_HUB_CACHE to use another cache);\n  \
          - a local checkpoint directory: {flag} DIR (config.json, model.safetensors, preprocessor_config.json);\n  \
          - the same through the environment: {env}=DIR.",

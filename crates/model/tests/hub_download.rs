@@ -230,12 +230,21 @@ fn missing_repositories_and_bad_ids_are_clear_errors() {
     let hub = start_hub(HashMap::new());
     let err = resolve("acme/tiny", &options(cache.path(), &hub.endpoint, false)).unwrap_err();
     assert!(err.to_string().contains("has no config.json"), "{err}");
-    let err = resolve("../etc", &options(cache.path(), &hub.endpoint, false)).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("neither a checkpoint directory nor a hub id"),
-        "{err}"
-    );
+    // Values that are paths, not hub ids, are reported as paths.
+    let file = cache.path().join("notes.txt");
+    std::fs::write(&file, "x").unwrap();
+    let file = file.to_str().unwrap();
+    for (model, says) in [
+        ("../no-such-checkpoint", "no such directory"),
+        ("/no/such/checkpoint", "no such directory"),
+        ("./vit", "no such directory"),
+        ("~/vit", "`~` is not expanded"),
+        (file, "is not a directory"),
+    ] {
+        let err = resolve(model, &options(cache.path(), &hub.endpoint, false)).unwrap_err();
+        assert!(err.to_string().contains(says), "{model}: {err}");
+        assert!(!err.to_string().contains("hub at"), "{model}: {err}");
+    }
 }
 
 /// Set in a child process: the cache and the stand-in to fetch from.
