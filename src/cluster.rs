@@ -13,7 +13,7 @@ use dfscan_coordinator::CoordinatorMetrics;
 use dfscan_coordinator::CoordinatorSettings;
 use dfscan_core::settings::ModelSettings;
 use dfscan_process::coordinator::{
-    listen_and_serve, run as run_coordinator, scrape, AuthArgs, CoordinatorArgs, CoordinatorConfig,
+    bind, run as run_coordinator, scrape, serve_on, AuthArgs, CoordinatorArgs, CoordinatorConfig,
 };
 use dfscan_process::health::{self, Probes};
 use dfscan_process::metrics::{self, MetricsSettings, Scrape};
@@ -177,6 +177,9 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
     let noop = args.worker.bench_noop_scorer;
     runtime()?.block_on(async {
         let shutdown = shutdown_on_signals();
+        // Bound before the model loads, like the health endpoint: an
+        // address in use fails in a second, not after the load.
+        let listener = bind(&cfg.coordinator.listen).await?;
         let health = serve_health(&cfg.worker).await?;
         let queue: Arc<dyn JobQueue> = match &cfg.redis {
             Some(url) => connect_queue(Some(url), &cfg.queue, "serve").await?,
@@ -198,8 +201,14 @@ pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
             stop_all.cancel();
             report
         });
-        let served =
-            listen_and_serve(queue, coordinator, coordinator_metrics, shutdown.clone()).await;
+        let served = serve_on(
+            listener,
+            queue,
+            coordinator,
+            coordinator_metrics,
+            shutdown.clone(),
+        )
+        .await;
         shutdown.cancel();
         let report = worker.await.context("the worker task")??;
         served?;

@@ -1,6 +1,7 @@
 //! `dfscan jobs`: list, inspect, cancel jobs and fetch their results;
 //! `dfscan models`: what the cluster can score and who is scoring it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -23,24 +24,36 @@ pub struct JobsArgs {
 enum JobsCommand {
     /// Jobs, newest first
     List {
+        /// Only the jobs in this state [default: every state]
         #[arg(long, value_enum)]
         state: Option<StateArg>,
+        /// Most jobs listed
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
     /// One job's state and counts, as JSON
-    Status { job: String },
+    Status {
+        /// The job id (`submit` prints it; `jobs list` lists them)
+        job: String,
+    },
     /// Cancel a job: its items not yet scored get the error "job cancelled"
-    Cancel { job: String },
+    Cancel {
+        /// The job id (`submit` prints it; `jobs list` lists them)
+        job: String,
+    },
     /// Stream a job's results (resuming an --output file of this job's)
     Results {
+        /// The job id (`submit` prints it; `jobs list` lists them)
         job: String,
+        /// Write the results here instead of standard output; a file of
+        /// this job's results is resumed after its complete lines
         #[arg(long, short)]
         output: Option<PathBuf>,
         /// Replace what --output holds (by default a file holding another
         /// job's results is refused)
         #[arg(long, requires = "output")]
         overwrite: bool,
+        /// Output format
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
     },
@@ -68,15 +81,18 @@ impl From<StateArg> for JobState {
 pub fn run(config: Option<&Path>, args: JobsArgs) -> anyhow::Result<bool> {
     dfscan_process::runtime()?.block_on(async {
         let client = remote::connect(config, args.coordinator).await?;
+        // Written, not println!ed: a reader that went away (`| head`) is
+        // then an error main ends quietly on, not a panic.
+        let mut out = crate::output::stdout();
         match args.command {
             JobsCommand::List { state, limit } => {
                 let state = state.map_or(JobState::Unspecified, JobState::from);
                 for job in client.list_jobs(limit, state).await? {
-                    println!("{}", remote::summary(&job));
+                    writeln!(out, "{}", remote::summary(&job))?;
                 }
             }
             JobsCommand::Status { job } => {
-                println!("{}", job_json(&client.get_job(&job).await?));
+                writeln!(out, "{}", job_json(&client.get_job(&job).await?))?;
             }
             JobsCommand::Cancel { job } => {
                 eprintln!("{}", remote::summary(&client.cancel_job(&job).await?));
@@ -133,25 +149,30 @@ pub fn models(config: Option<&Path>, args: ModelsArgs) -> anyhow::Result<bool> {
     dfscan_process::runtime()?.block_on(async {
         let client = remote::connect(config, args.coordinator).await?;
         let models = client.list_models().await?;
+        let mut out = crate::output::stdout();
         if models.is_empty() {
-            println!(
-                "no models: the coordinator serves none (coordinator.models) and no worker has registered one"
-            );
+            writeln!(
+                out,
+                "no models: the coordinator serves none (coordinator.models) and no worker has \
+                 registered one (a worker registers once its model is loaded and warmed up)"
+            )?;
         }
         for model in models {
-            println!(
+            writeln!(
+                out,
                 "model {}: {}, {} queued",
                 model.name,
                 count(model.workers, "worker", "workers"),
                 count(model.queued_items, "item", "items")
-            );
+            )?;
         }
         let workers = client.list_workers().await?;
         if workers.is_empty() {
-            println!("no live workers");
+            writeln!(out, "no live workers")?;
         }
         for w in workers {
-            println!(
+            writeln!(
+                out,
                 "worker {} ({}): model {} on {} {}, {} in {}{}",
                 w.worker_id,
                 w.host,
@@ -161,7 +182,7 @@ pub fn models(config: Option<&Path>, args: ModelsArgs) -> anyhow::Result<bool> {
                 count(w.items_scored, "item", "items"),
                 count(w.batches, "batch", "batches"),
                 if w.draining { ", draining" } else { "" }
-            );
+            )?;
         }
         Ok(true)
     })

@@ -17,7 +17,7 @@ mod train;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Arg, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit status when every input was processed.
 const EXIT_OK: u8 = 0;
@@ -63,7 +63,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     dfscan_process::init_logging(cli.config.as_deref());
     let result = match cli.command {
         Command::Score(args) => score::run(cli.config.as_deref(), args),
@@ -78,9 +78,37 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(all_ok) => ExitCode::from(if all_ok { EXIT_OK } else { EXIT_SOME_FAILED }),
+        // The reader of the results went away (`| head`): it has what it
+        // wanted, which is no error to report.
+        Err(e) if output::stdout_closed(&e) => ExitCode::from(EXIT_OK),
         Err(e) => {
             eprintln!("error: {}", dfscan_core::error::with_causes(e.as_ref()));
             ExitCode::from(EXIT_FATAL)
         }
     }
+}
+
+/// What a worker's batch is called, for those who try `score`'s flag.
+const WORKER_BATCH_TIP: &str = "a worker's batch is --max-batch N (worker.max_batch): images per \
+                                forward pass, merged across tasks and jobs";
+
+/// `Cli::parse()`, except that `worker` and `serve` know a hidden
+/// `--batch-size` that is always refused with [`WORKER_BATCH_TIP`]: clap's
+/// "unexpected argument" alone does not point to `--max-batch`.
+fn parse() -> Cli {
+    let command = ["worker", "serve"]
+        .into_iter()
+        .fold(Cli::command(), |command, name| {
+            command.mut_subcommand(name, |sub| {
+                sub.arg(
+                    Arg::new("batch_size_tip")
+                        .long("batch-size")
+                        .value_name("N")
+                        .hide(true)
+                        .value_parser(|_: &str| Err::<String, _>(WORKER_BATCH_TIP)),
+                )
+            })
+        });
+    let mut matches = command.get_matches();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
 }

@@ -18,6 +18,57 @@ use dfscan_core::prediction::ScoreMap;
 use dfscan_core::{ModelIdentity, Prediction};
 use serde::Serialize;
 
+/// Standard output for results. A reader that stops reading (`| head`) is
+/// no failure of the command: its broken pipe is told apart, as
+/// [`StdoutClosed`], from other write errors (a network socket's EPIPE is
+/// a real failure), so that `main` can end quietly on it alone.
+pub struct ResultsStdout(std::io::Stdout);
+
+pub fn stdout() -> ResultsStdout {
+    ResultsStdout(std::io::stdout())
+}
+
+impl Write for ResultsStdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(closed)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush().map_err(closed)
+    }
+}
+
+fn closed(e: std::io::Error) -> std::io::Error {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::io::Error::new(std::io::ErrorKind::BrokenPipe, StdoutClosed)
+    } else {
+        e
+    }
+}
+
+/// Standard output was closed by its reader.
+#[derive(Debug)]
+pub struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("standard output was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Whether `error` comes from standard output closing under
+/// [`ResultsStdout`].
+pub fn stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<StdoutClosed>())
+    })
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,

@@ -37,7 +37,7 @@ impl ResultsSink {
     /// lines: a partial last line from an interrupted write is dropped).
     pub fn open(path: Option<&PathBuf>, format: Format) -> anyhow::Result<Self> {
         let Some(path) = path else {
-            let out: Box<dyn Write + Send> = Box::new(BufWriter::new(std::io::stdout()));
+            let out: Box<dyn Write + Send> = Box::new(BufWriter::new(crate::output::stdout()));
             let writer = ResultWriter::new(out, format, None, true, false)?;
             return Ok(Self { writer, after: 0 });
         };
@@ -80,10 +80,16 @@ impl ResultsSink {
         bar.set_position(self.after);
         bar.reset_eta();
         let writer = &mut self.writer;
+        // Kept whole, not as the client's message: main tells a closed
+        // standard output apart by the error itself.
+        let mut write_error = None;
         let last = client
             .stream_results(&job.job_id, self.after, |results| {
-                write_results(writer, &results, &job.model)
-                    .map_err(|e| ClientError::Sink(e.to_string()))?;
+                if let Err(e) = write_results(writer, &results, &job.model) {
+                    let message = e.to_string();
+                    write_error = Some(e);
+                    return Err(ClientError::Sink(message));
+                }
                 if let Some(r) = results.last() {
                     bar.set_position(r.cursor);
                 }
@@ -91,6 +97,9 @@ impl ResultsSink {
             })
             .await;
         bar.finish_and_clear();
+        if let Some(e) = write_error {
+            return Err(anyhow::Error::new(e).context("writing results"));
+        }
         self.after = last?;
         Ok(())
     }

@@ -43,7 +43,7 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
         Some(path) => Box::new(BufWriter::new(
             File::create(path).with_context(|| format!("creating {}", path.display()))?,
         )),
-        None => Box::new(BufWriter::new(std::io::stdout().lock())),
+        None => Box::new(BufWriter::new(crate::output::stdout())),
     };
     let mut writer = ResultWriter::new(out, args.format, Some(&info.labels), false, false)?;
     let progress = progress_bar(inputs.len() as u64);

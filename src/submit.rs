@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use dfscan_proto::v1::{item::Source, Callback, Item, JobHeader, VerdictPolicy, VerdictThreshold};
 use indicatif::ProgressBar;
 
@@ -105,11 +105,10 @@ pub fn run(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<bool> {
         let mut sink = ResultsSink::open(args.output.as_ref(), args.format)?;
         if let Some(output) = &args.output {
             eprintln!(
-                "job {}: {} items; if interrupted, finish with: dfscan submit --attach {} --output {}",
+                "job {}: {} items; if interrupted, finish with: {}",
                 job.job_id,
                 job.total,
-                job.job_id,
-                output.display()
+                attach_command(config, &job.job_id, output, &args)
             );
         }
         sink.stream(&client, &job).await?;
@@ -118,6 +117,44 @@ pub fn run(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<bool> {
         eprintln!("{}", remote::summary(&job));
         Ok(job.failed == 0 && unreadable == 0)
     })
+}
+
+/// The command that finishes `output` for `job_id`: with the flags of this
+/// run it needs to reach the same coordinator and write the same format.
+fn attach_command(config: Option<&Path>, job_id: &str, output: &Path, args: &SubmitArgs) -> String {
+    let mut words = vec!["dfscan".to_string()];
+    if let Some(config) = config {
+        words.extend(["--config".into(), shell_word(&config.to_string_lossy())]);
+    }
+    words.push("submit".into());
+    if let Some(coordinator) = &args.coordinator {
+        words.extend(["--coordinator".into(), shell_word(coordinator)]);
+    }
+    words.extend([
+        "--attach".into(),
+        shell_word(job_id),
+        "--output".into(),
+        shell_word(&output.to_string_lossy()),
+    ]);
+    if args.format != Format::Jsonl {
+        let format = args.format.to_possible_value().expect("no skipped formats");
+        words.extend(["--format".into(), format.get_name().to_string()]);
+    }
+    words.join(" ")
+}
+
+/// `word` as a POSIX shell reads it back: bare when it is plain, else in
+/// single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
 }
 
 /// Uploads the inputs; returns the job and how many inputs could not be read.
@@ -180,4 +217,47 @@ async fn upload(
         );
     }
     Ok((job, unreadable.load(Ordering::Relaxed)))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Submit {
+        #[command(flatten)]
+        args: SubmitArgs,
+    }
+
+    fn hint(config: Option<&str>, argv: &[&str]) -> String {
+        let args = Submit::parse_from(std::iter::once("submit").chain(argv.iter().copied())).args;
+        let output = args.output.clone().unwrap();
+        attach_command(config.map(Path::new), "J1", &output, &args)
+    }
+
+    #[test]
+    fn the_attach_hint_reaches_the_same_coordinator_in_the_same_format() {
+        assert_eq!(
+            hint(None, &["--output", "r.jsonl", "photos"]),
+            "dfscan submit --attach J1 --output r.jsonl"
+        );
+        assert_eq!(
+            hint(
+                Some("my dfscan.toml"),
+                &[
+                    "--coordinator",
+                    "http://10.0.0.5:50051",
+                    "--format",
+                    "csv",
+                    "--output",
+                    "it's.csv",
+                    "photos",
+                ],
+            ),
+            "dfscan --config 'my dfscan.toml' submit --coordinator http://10.0.0.5:50051 \
+             --attach J1 --output 'it'\\''s.csv' --format csv"
+        );
+    }
 }

@@ -208,7 +208,8 @@ fn a_file_with_every_section_is_accepted_by_every_process() {
 #[test]
 fn workers_take_no_batch_size_flag() {
     // A worker's batch is worker.max_batch (--max-batch); a --batch-size
-    // would be accepted and do nothing.
+    // would be accepted and do nothing, so it is refused, naming the flag
+    // meant.
     for command in ["worker", "serve"] {
         let out = common::dfscan()
             .args([command, "--batch-size", "4"])
@@ -216,6 +217,29 @@ fn workers_take_no_batch_size_flag() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
-        assert!(stderr.contains("'--batch-size'"), "{command}: {stderr}");
+        assert!(stderr.contains("'--batch-size"), "{command}: {stderr}");
+        assert!(stderr.contains("--max-batch N"), "{command}: {stderr}");
     }
+}
+
+#[test]
+fn serve_on_an_address_in_use_fails_before_loading_its_model() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap().to_string();
+    // The model does not exist: failing on the address, not on it, shows
+    // that the address is bound before the model loads.
+    let stderr = fails(
+        "serve",
+        common::dfscan().args([
+            "serve",
+            "--no-auth",
+            "--listen",
+            &listen,
+            "--model",
+            "/nonexistent/vit",
+        ]),
+    );
+    assert!(stderr.contains("address is in use"), "{stderr}");
+    assert!(stderr.contains("--listen HOST:PORT"), "{stderr}");
+    assert!(!stderr.contains("/nonexistent/vit"), "{stderr}");
 }

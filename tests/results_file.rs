@@ -165,3 +165,62 @@ fn a_score_output_or_csv_of_another_job_is_refused() {
     assert_eq!(job_id(&again), first);
     assert_holds_all_of(&keyed, &images);
 }
+
+#[test]
+fn the_printed_attach_command_finishes_the_file_and_a_closed_stdout_is_no_error() {
+    let _one = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let images = write_images(tmp.path(), ITEMS);
+    let mut c = Cluster::start(false, &[]);
+    c.start_worker(&[]);
+
+    // The command submit prints names this coordinator and the format:
+    // without them it would attach to the default coordinator, in JSON Lines.
+    let csv = tmp.path().join("results.csv");
+    let out = ok(c.submit(&images, &csv, &["--format", "csv"]));
+    let hint = stderr(&out)
+        .lines()
+        .find_map(|l| Some(l.split_once("finish with: ")?.1.to_string()))
+        .unwrap_or_else(|| panic!("no attach hint in: {}", stderr(&out)));
+    let job = job_id(&out);
+    assert_eq!(
+        hint,
+        format!(
+            "dfscan submit --coordinator {} --attach {job} --output {} --format csv",
+            c.url(),
+            csv.display()
+        )
+    );
+    // Run as printed after an interruption (the last rows lost), it
+    // finishes the file.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let kept: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&csv, kept).unwrap();
+    let words: Vec<&str> = hint.split(' ').collect();
+    c.command_output(&words[1..]);
+    let rows = std::fs::read_to_string(&csv).unwrap().lines().count();
+    assert_eq!(rows, ITEMS + 1, "the header and one row per item, once");
+
+    // A reader that stops reading (`| head`) ends the command quietly.
+    let url = c.url();
+    for args in [
+        &["jobs", "--coordinator", &url, "results", &job][..],
+        &["jobs", "--coordinator", &url, "list"],
+        &["models", "--coordinator", &url],
+    ] {
+        let mut child = dfscan()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("error"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}

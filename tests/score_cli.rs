@@ -358,6 +358,16 @@ fn fatal_errors_say_what_to_do_and_say_it_once() {
     );
     assert!(!line.contains("[\""), "a debug list: {line}");
 
+    // A --model that is a path names the path's problem, not the hub's.
+    let line = fatal(
+        common::dfscan()
+            .args(["score", "--model"])
+            .arg(dir.path().join("no-such-checkpoint"))
+            .arg(&images),
+    );
+    assert!(line.contains(": no such directory"), "{line}");
+    assert!(!line.contains("hub at"), "{line}");
+
     let missing = dir.path().join("missing.toml");
     let line = fatal(
         common::dfscan()
@@ -378,4 +388,22 @@ fn fatal_errors_say_what_to_do_and_say_it_once() {
             .arg(&empty),
     );
     assert!(line.contains("Real/") && line.contains("Fake/"), "{line}");
+}
+
+#[test]
+fn a_closed_stdout_ends_score_quietly() {
+    // `dfscan score DIR | head -1`: the reader has what it wanted.
+    let mut child = common::dfscan()
+        .args(["score", "--format", "jsonl", "--model"])
+        .arg(common::model_dir("tiny-a"))
+        .arg(common::fixtures().join("images/rgb.jpg"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
 }

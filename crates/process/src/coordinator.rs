@@ -10,6 +10,7 @@ use clap::Args;
 use dfscan_coordinator::{CoordinatorMetrics, CoordinatorSettings};
 use dfscan_queue::{JobQueue, QueueSettings};
 use serde::Deserialize;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, MetricsSettings, Scrape};
@@ -89,7 +90,8 @@ pub async fn run(cfg: CoordinatorConfig, shutdown: CancellationToken) -> Result<
     let queue = connect_queue(cfg.redis.as_deref(), &cfg.queue, "coordinator").await?;
     let metrics = CoordinatorMetrics::new(Arc::clone(&queue), &cfg.coordinator);
     metrics::start(&cfg.metrics, vec![scrape(&metrics)], shutdown.clone()).await?;
-    listen_and_serve(queue, cfg.coordinator, metrics, shutdown).await
+    let listener = bind(&cfg.coordinator.listen).await?;
+    serve_on(listener, queue, cfg.coordinator, metrics, shutdown).await
 }
 
 /// The coordinator's part of a `/metrics` scrape.
@@ -101,23 +103,38 @@ pub fn scrape(metrics: &Arc<CoordinatorMetrics>) -> Scrape {
     })
 }
 
-/// Binds `settings.listen` and serves the gRPC API on `queue` until
-/// `shutdown` (also what `dfscan serve` runs beside its worker).
-pub async fn listen_and_serve(
+/// Binds the gRPC API's listener on `listen`. `dfscan serve` binds it
+/// before loading its model, so that an address in use fails at once
+/// rather than after the load; clients connecting meanwhile wait in the
+/// listen backlog until `serve_on` starts answering.
+pub async fn bind(listen: &str) -> Result<TcpListener, ProcessError> {
+    let listen_error = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            ProcessError::ApiAddressInUse {
+                address: listen.to_string(),
+            }
+        } else {
+            ProcessError::Listen {
+                address: listen.to_string(),
+                source,
+            }
+        }
+    };
+    let listener = TcpListener::bind(listen).await.map_err(listen_error)?;
+    let address = listener.local_addr().map_err(listen_error)?;
+    tracing::info!(%address, "coordinator listening");
+    Ok(listener)
+}
+
+/// Serves the gRPC API on `listener` and `queue` until `shutdown` (also
+/// what `dfscan serve` runs beside its worker).
+pub async fn serve_on(
+    listener: TcpListener,
     queue: Arc<dyn JobQueue>,
     settings: CoordinatorSettings,
     metrics: Arc<CoordinatorMetrics>,
     shutdown: CancellationToken,
 ) -> Result<(), ProcessError> {
-    let listen_error = |source| ProcessError::Listen {
-        address: settings.listen.clone(),
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .map_err(listen_error)?;
-    let address = listener.local_addr().map_err(listen_error)?;
-    tracing::info!(%address, "coordinator listening");
     dfscan_coordinator::serve(listener, queue, settings, metrics, shutdown).await?;
     Ok(())
 }

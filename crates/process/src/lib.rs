@@ -42,6 +42,13 @@ pub enum ProcessError {
         address: String,
         source: std::io::Error,
     },
+    /// The gRPC API's address is taken (often another `serve` or
+    /// coordinator still running): the way out is another address.
+    #[error(
+        "listening on {address}: the address is in use (another dfscan serve or coordinator?); \
+         give another with --listen HOST:PORT (or coordinator.listen)"
+    )]
+    ApiAddressInUse { address: String },
     #[error("starting the tokio runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]
