@@ -18,7 +18,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::cluster::{
-    exclusive, http_get, wait_for_port, wait_for_status, wait_until, Proc, FAST_QUEUE,
+    exclusive, http_get, wait_for_listener, wait_for_status, wait_until, Proc, FAST_QUEUE,
 };
 use common::{dfscan, model_dir};
 use dfscan_testkit::{free_port, RedisServer};
@@ -83,7 +83,7 @@ fn probes_follow_loading_serving_a_stopped_process_and_draining() {
 
     // Served before the model is read: not ready, and live (the watchdog
     // is not armed while loading).
-    wait_for_port(port);
+    wait_for_listener(worker.pid(), port);
     let (status, body) = probe("/readyz");
     assert_eq!((status, body.trim()), (503, "not ready: loading the model"));
     assert_eq!(probe("/livez"), (200, "live: starting\n".to_string()));

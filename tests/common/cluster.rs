@@ -304,6 +304,46 @@ pub fn wait_for_port(port: u16) {
     }
 }
 
+/// Waits until process `pid` itself listens on loopback `port`. A port
+/// from [`free_port`] may be taken by another process before ours binds
+/// it (other test processes run on the machine too); then ours fails to
+/// start while the port answers, and probing it would test the wrong
+/// process. The listening socket is found in /proc/net/tcp and must be
+/// one of `pid`'s open files.
+pub fn wait_for_listener(pid: u32, port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(inode) = listening_inode(port) {
+            let socket = format!("socket:[{inode}]");
+            let ours = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == socket.as_str())
+                });
+            assert!(ours, "port {port} is held by another process than {pid}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The inode of the socket listening on loopback (or any address) `port`.
+fn listening_inode(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    let local = format!(":{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let listening = fields.get(3) == Some(&"0A");
+        let address = fields.get(1)?;
+        let on_port = address.ends_with(&local)
+            && (address.starts_with("0100007F") || address.starts_with("00000000"));
+        (listening && on_port).then(|| fields.get(9).map(|s| s.to_string()))?
+    })
+}
+
 /// `GET path` on a loopback port, as a probe does: the status code and the
 /// body, or the error (nothing listening, or no answer within `timeout`).
 pub fn http_get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
