@@ -374,6 +374,26 @@ mod tests {
         }
     }
 
+    /// A worker on an in-memory queue whose model answers only while its
+    /// gate is open.
+    fn stalling_worker(settings: WorkerSettings) -> (Arc<MemoryQueue>, Arc<Gate>, Worker) {
+        let queue = Arc::new(MemoryQueue::new(QueueSettings::default()));
+        let gate = Arc::new(Gate::default());
+        let scoring = Scoring::Stalling {
+            model: MODEL.into(),
+            gate: Arc::clone(&gate),
+        };
+        let worker = Worker::new(
+            queue.clone(),
+            scoring,
+            MODEL.into(),
+            settings,
+            &QueueSettings::default(),
+        )
+        .unwrap();
+        (queue, gate, worker)
+    }
+
     /// A worker whose model stops answering: `/livez` turns 503 naming the
     /// stuck batch while the endpoint (and `/readyz`) still answer, the
     /// drain is not ready, and the worker finishes once the model answers.
@@ -403,21 +423,8 @@ mod tests {
         assert_eq!((status, body.trim()), (503, "not ready: loading the model"));
         assert_eq!(probe(address, "/livez").await.0, 200);
 
-        let queue = Arc::new(MemoryQueue::new(QueueSettings::default()));
-        let gate = Arc::new(Gate::default());
-        let scoring = Scoring::Stalling {
-            model: MODEL.into(),
-            gate: Arc::clone(&gate),
-        };
-        let worker = Worker::new(
-            queue.clone(),
-            scoring,
-            MODEL.into(),
-            settings,
-            &QueueSettings::default(),
-        )
-        .unwrap()
-        .with_health(health);
+        let (queue, gate, worker) = stalling_worker(settings);
+        let worker = worker.with_health(health);
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(worker.run(shutdown.clone()));
         assert_eq!(wait_for(address, "/readyz", 200).await.trim(), "ready");
@@ -485,20 +492,7 @@ mod tests {
             heartbeat_ms: 50,
             ..Default::default()
         };
-        let queue = Arc::new(MemoryQueue::new(QueueSettings::default()));
-        let gate = Arc::new(Gate::default());
-        let scoring = Scoring::Stalling {
-            model: MODEL.into(),
-            gate: Arc::clone(&gate),
-        };
-        let worker = Worker::new(
-            queue.clone(),
-            scoring,
-            MODEL.into(),
-            settings,
-            &QueueSettings::default(),
-        )
-        .unwrap();
+        let (queue, gate, worker) = stalling_worker(settings);
         let shutdown = CancellationToken::new();
         let running = tokio::spawn(worker.run(shutdown.clone()));
         // Listed once warmed up (with the gate open).
