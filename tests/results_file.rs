@@ -208,14 +208,7 @@ fn the_printed_attach_command_finishes_the_file_and_a_closed_stdout_is_no_error(
         &["jobs", "--coordinator", &url, "list"],
         &["models", "--coordinator", &url],
     ] {
-        let mut child = dfscan()
-            .args(args)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let out = child.wait_with_output().unwrap();
+        let out = common::output_with_closed_stdout(dfscan().args(args));
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
         assert!(
             !stderr(&out).contains("error"),

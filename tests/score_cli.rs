@@ -393,16 +393,12 @@ fn fatal_errors_say_what_to_do_and_say_it_once() {
 #[test]
 fn a_closed_stdout_ends_score_quietly() {
     // `dfscan score DIR | head -1`: the reader has what it wanted.
-    let mut child = common::dfscan()
-        .args(["score", "--format", "jsonl", "--model"])
-        .arg(common::model_dir("tiny-a"))
-        .arg(common::fixtures().join("images/rgb.jpg"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = common::output_with_closed_stdout(
+        common::dfscan()
+            .args(["score", "--format", "jsonl", "--model"])
+            .arg(common::model_dir("tiny-a"))
+            .arg(common::fixtures().join("images/rgb.jpg")),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");

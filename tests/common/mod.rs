@@ -82,6 +82,18 @@ pub fn assert_json_close(a: &serde_json::Value, b: &serde_json::Value, tolerance
     }
 }
 
+/// Runs `cmd` with its standard output closed from the start, as `| head`
+/// leaves it once it has read enough: its output (stderr only).
+pub fn output_with_closed_stdout(cmd: &mut Command) -> std::process::Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
 /// `dfscan score --format jsonl` of `inputs` with `model`: its lines.
 pub fn score_jsonl(model: &Path, inputs: &Path) -> Vec<serde_json::Value> {
     let out = run_ok(
