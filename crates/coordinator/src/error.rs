@@ -1,8 +1,9 @@
 //! The coordinator's errors: what stops `serve`, and the one place where a
-//! queue error becomes a gRPC status (so every RPC reports the same failure
-//! with the same code).
+//! queue error or a refused verdict policy becomes a gRPC status (so every
+//! RPC reports the same failure with the same code).
 
-use dfscan_queue::QueueError;
+pub(crate) use dfscan_core::error::shown;
+use dfscan_queue::{PolicyError, QueueError};
 use thiserror::Error;
 use tonic::Status;
 
@@ -16,23 +17,6 @@ pub enum CoordinatorError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server: {0}")]
     Transport(#[from] tonic::transport::Error),
-}
-
-/// Most characters of a client's string quoted back in a status message.
-const SHOWN_CHARS: usize = 64;
-
-/// A client's string quoted for a status message, cut short: the message
-/// travels in an HTTP/2 trailer, which clients refuse past a few KiB, so a
-/// 1 MB id quoted whole would turn a clean INVALID_ARGUMENT into a broken
-/// call.
-pub(crate) fn shown(value: &str) -> String {
-    let mut chars = value.chars();
-    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
-    if chars.next().is_none() {
-        format!("{head:?}")
-    } else {
-        format!("{head:?}… ({} bytes)", value.len())
-    }
 }
 
 /// The gRPC status for a queue error. No wildcard arm: a new variant must
@@ -54,21 +38,17 @@ pub(crate) fn status(error: QueueError) -> Status {
     }
 }
 
+/// The gRPC status for a verdict policy that cannot be used: the client
+/// sent it, so the client must change it.
+pub(crate) fn policy_status(error: PolicyError) -> Status {
+    Status::invalid_argument(error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use tonic::Code;
 
     use super::*;
-
-    #[test]
-    fn long_strings_are_shown_cut_short() {
-        assert_eq!(shown("a\nb"), "\"a\\nb\"");
-        let long = "é".repeat(1 << 19);
-        let quoted = shown(&long);
-        assert!(quoted.ends_with("… (1048576 bytes)"), "{quoted}");
-        assert!(quoted.len() < 200);
-        assert_eq!(shown(&"x".repeat(64)), format!("{:?}", "x".repeat(64)));
-    }
 
     #[test]
     fn each_queue_error_has_its_code() {
@@ -98,5 +78,8 @@ mod tests {
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), message);
         }
+        let refused = policy_status(PolicyError::RepeatedVerdict);
+        assert_eq!(refused.code(), Code::InvalidArgument);
+        assert_eq!(refused.message(), PolicyError::RepeatedVerdict.to_string());
     }
 }

@@ -5,6 +5,7 @@
 use dfscan_core::settings::Secret;
 use serde::{Deserialize, Serialize};
 
+use crate::callbacks::AllowedHost;
 use crate::CoordinatorError;
 
 /// Most items per queue task, whatever the settings or a job header ask:
@@ -47,8 +48,8 @@ pub struct CoordinatorSettings {
     /// How long a ModelInfer call's job is kept after it ends, in seconds
     /// (bulk jobs keep `queue.retention_s`).
     pub infer_retention_s: u64,
-    /// `host` or `host:port` entries a job's callback URL may point at;
-    /// empty: jobs cannot ask for callbacks.
+    /// `host` (on the scheme's default port) or `host:port` entries a job's
+    /// callback URL may point at; empty: jobs cannot ask for callbacks.
     pub callback_hosts: Vec<String>,
     /// Key of the callbacks' HMAC-SHA256 signature; required with
     /// `callback_hosts`.
@@ -138,13 +139,6 @@ impl Default for CoordinatorSettings {
 }
 
 impl CoordinatorSettings {
-    /// Whether a callback may go to `authority` (`host[:port]`).
-    pub fn callback_allowed(&self, authority: &str) -> bool {
-        self.callback_hosts
-            .iter()
-            .any(|host| host.eq_ignore_ascii_case(authority))
-    }
-
     /// Refuses values that would make the service misbehave rather than
     /// fail: zero-sized tasks or pages loop forever, a zero interval spins.
     pub fn validate(&self) -> Result<(), CoordinatorError> {
@@ -175,6 +169,16 @@ impl CoordinatorSettings {
         }
         if self.infer_timeout_ms == 0 {
             return invalid("infer_timeout_ms must be at least 1".into());
+        }
+        if let Some(entry) = self
+            .callback_hosts
+            .iter()
+            .find(|entry| AllowedHost::parse(entry).is_none())
+        {
+            return invalid(format!(
+                "callback_hosts entry {entry:?} is not host or host:port \
+                 (an IPv6 address in brackets: [::1]:8443)"
+            ));
         }
         if !self.callback_hosts.is_empty() && self.callback_secret.0.is_empty() {
             return invalid(
@@ -244,6 +248,11 @@ mod tests {
             },
             CoordinatorSettings {
                 callback_hosts: vec!["hooks".into()],
+                ..Default::default()
+            },
+            CoordinatorSettings {
+                callback_hosts: vec!["https://hooks".into()],
+                callback_secret: Secret("key".into()),
                 ..Default::default()
             },
         ] {

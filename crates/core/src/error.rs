@@ -1,5 +1,5 @@
-//! The error type at the `dfscan-core` boundary, and how every dfscan
-//! program prints an error.
+//! The error type at the `dfscan-core` boundary, how every dfscan program
+//! prints an error, and how a client's string is quoted in one.
 
 use thiserror::Error;
 
@@ -45,6 +45,23 @@ pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     line
 }
 
+/// Most characters of a client's string quoted back in an error message.
+const SHOWN_CHARS: usize = 64;
+
+/// A client's string quoted for an error message, cut short: the
+/// coordinator's messages travel in an HTTP/2 trailer, which clients refuse
+/// past a few KiB, so a 1 MB id quoted whole would turn a clean
+/// INVALID_ARGUMENT into a broken call.
+pub fn shown(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(SHOWN_CHARS).collect();
+    if chars.next().is_none() {
+        format!("{head:?}")
+    } else {
+        format!("{head:?}… ({} bytes)", value.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +90,15 @@ mod tests {
             source: missing,
         };
         assert_eq!(with_causes(&quoting), quoting.to_string());
+    }
+
+    #[test]
+    fn long_strings_are_shown_cut_short() {
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
+        let long = "é".repeat(1 << 19);
+        let quoted = shown(&long);
+        assert!(quoted.ends_with("… (1048576 bytes)"), "{quoted}");
+        assert!(quoted.len() < 200);
+        assert_eq!(shown(&"x".repeat(64)), format!("{:?}", "x".repeat(64)));
     }
 }

@@ -16,7 +16,9 @@
 
 mod error;
 pub mod memory;
+pub mod policy;
 pub mod redis;
+mod results;
 mod settings;
 #[cfg(feature = "test-support")]
 pub mod testing;
@@ -27,11 +29,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dfscan_proto::v1::{ItemResult, Worker};
 
-pub use error::{QueueError, Result};
+pub use error::{PolicyError, QueueError, Result};
 pub use memory::MemoryQueue;
 pub use redis::RedisQueue;
+pub use results::{error_result, error_results, CANCELLED_ERROR};
 pub use settings::QueueSettings;
-pub use types::*;
+pub use types::{
+    item_bytes, ClaimedTask, Completion, Created, JobRecord, JobSpec, JobState, ListQuery, NewTask,
+    Priority, QueueStats, ResultPage, TaskHandle, MAX_TASK_ITEMS,
+};
 
 #[async_trait]
 pub trait JobQueue: Send + Sync + 'static {

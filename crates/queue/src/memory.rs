@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use dfscan_proto::v1::{Item, ItemResult, Worker};
 use tokio::sync::Notify;
 
+use crate::policy::verdict_counts;
+use crate::results::dead_letter_results;
 use crate::types::*;
 use crate::{now_ms, JobQueue, QueueError, QueueSettings, Result};
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dfscan_proto::v1::{ItemResult, Worker};
+use dfscan_queue::policy::verdict;
 use dfscan_queue::*;
 use dfscan_testkit::RedisServer;
 use support::{spec, tasks, MODEL};

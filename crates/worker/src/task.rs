@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dfscan_proto::v1::{Item, ItemResult, VerdictPolicy};
-use dfscan_queue::{verdict, TaskHandle};
+use dfscan_queue::policy::verdict;
+use dfscan_queue::TaskHandle;
 use tokio::sync::{mpsc, Semaphore};
 
 /// A task whose every item has its result.

@@ -1,15 +1,17 @@
 //! One callback delivery over HTTP: the signed POST and its retries with
 //! jittered exponential backoff. ureq is blocking, so each attempt runs on the
 //! blocking pool; redirects are not followed (a redirect could lead to a
-//! host outside `callback_hosts`).
+//! host outside `callback_hosts`), and ureq is given the URL the allow-list
+//! checked (`Target`), not the job's string.
 
 use std::time::Duration;
 
 use dfscan_core::Backoff;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use url::Url;
 
-use crate::service::callback_authority;
+use super::Target;
 use crate::CoordinatorSettings;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -35,16 +37,16 @@ pub(super) async fn post_with_retries(
 ) -> Result<(), String> {
     // Checked again at delivery: the allowed hosts may have changed since
     // the job was submitted.
-    let allowed = callback_authority(url).is_some_and(|a| settings.callback_allowed(a));
-    if !allowed {
+    let target = Target::parse(url).filter(|t| t.allowed_by(&settings.callback_hosts));
+    let Some(target) = target else {
         return Err(format!("{url}: the host is not in callback_hosts"));
-    }
+    };
     let signature = signature(settings.callback_secret.0.as_bytes(), body.as_bytes());
     let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
     let mut last_error = String::new();
     for attempt in 1..=settings.callback_attempts {
         let request = (
-            url.to_string(),
+            target.url().clone(),
             event.to_string(),
             delivery.to_string(),
             signature.clone(),
@@ -71,14 +73,14 @@ pub(super) async fn post_with_retries(
 }
 
 fn post(
-    (url, event, delivery, signature, body): (String, String, String, String, String),
+    (url, event, delivery, signature, body): (Url, String, String, String, String),
 ) -> Result<(), String> {
     let agent = ureq::AgentBuilder::new()
         .redirects(0)
         .timeout(TIMEOUT)
         .build();
     let response = agent
-        .post(&url)
+        .request_url("POST", &url)
         .set("Content-Type", "application/json")
         .set("X-Dfscan-Event", &event)
         .set("X-Dfscan-Delivery", &delivery)

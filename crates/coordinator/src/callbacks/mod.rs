@@ -7,6 +7,9 @@
 //! `X-Dfscan-Delivery`).
 
 mod http;
+mod target;
+
+pub(crate) use target::{AllowedHost, Target};
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

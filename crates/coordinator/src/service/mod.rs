@@ -3,14 +3,13 @@
 //! live in the queue), so any number of coordinators can serve one queue.
 //! Each RPC lives in its own file; this one only dispatches.
 
+mod callback;
 mod jobs;
 mod models;
-mod policy;
 mod results;
 mod submit;
 
 pub(crate) use models::{model_views, ModelView};
-pub(crate) use policy::callback_authority;
 pub(crate) use submit::submit_items;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use dfscan_proto::v1::item::Source;
 use dfscan_proto::v1::submit_job_request::Message;
 use dfscan_proto::v1::{Item, JobHeader, SubmitJobRequest, SubmitJobResponse};
 use dfscan_queue::{
-    item_bytes, Created, JobQueue, JobRecord, JobSpec, ListQuery, NewTask, TaskHandle,
+    item_bytes, policy, Created, JobQueue, JobRecord, JobSpec, ListQuery, NewTask, TaskHandle,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
@@ -19,7 +19,7 @@ use tonic::{Status, Streaming};
 use super::{invalid, ScoringService};
 use crate::auth::Tenant;
 use crate::cancel::BodyFailed;
-use crate::error::status;
+use crate::error::{policy_status, status};
 use crate::settings::MAX_TASK_SIZE;
 
 // Limits on the header, which is stored with the job and returned by every
@@ -207,11 +207,12 @@ impl ScoringService {
         let model = self.resolve_model(&header.model).await?;
         let policy = header
             .policy
-            .map(super::policy::checked_policy)
-            .transpose()?;
+            .map(policy::checked)
+            .transpose()
+            .map_err(policy_status)?;
         let callback = header
             .callback
-            .map(|c| super::policy::checked_callback(c, policy.as_ref(), &self.settings))
+            .map(|c| super::callback::checked_callback(c, policy.as_ref(), &self.settings))
             .transpose()?;
         let task_size = match header.task_size as usize {
             0 => self.settings.task_size,

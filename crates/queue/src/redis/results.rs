@@ -18,6 +18,7 @@ use super::scripts::{evalsha, SCRIPTS};
 use super::tasks::release_cmd;
 use super::value::{array, corrupt, entries, fields, id_seq, int, job_record, string, Entry};
 use super::RedisQueue;
+use crate::policy::verdict_counts;
 use crate::types::*;
 use crate::{now_ms, QueueError, Result};
 

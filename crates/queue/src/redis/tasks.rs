@@ -19,6 +19,7 @@ use super::keys::GROUP;
 use super::scripts::{evalsha, SCRIPTS};
 use super::value::{array, corrupt, entries, entry, int, read_reply, string, Entry};
 use super::RedisQueue;
+use crate::results::{dead_letter_results, error_results};
 use crate::types::*;
 use crate::Result;
 
