@@ -17,11 +17,11 @@ use dfscan_process::coordinator::{
 };
 use dfscan_process::health::{self, Probes};
 use dfscan_process::metrics::{self, MetricsSettings, Scrape};
-use dfscan_process::settings;
+use dfscan_process::settings::{self, FlagKeys};
 use dfscan_process::{connect_queue, runtime, shutdown_on_signals};
 use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings};
 use dfscan_worker::{Health, Scoring, Worker, WorkerSettings};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model_args::ModelArgs;
 
@@ -56,23 +56,25 @@ impl ClusterConfig {
 }
 
 /// Worker flags shared by `worker` and `serve`.
-#[derive(Args)]
+#[derive(Args, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct WorkerFlags {
     #[command(flatten)]
+    #[serde(skip)]
     model: ModelArgs,
-    /// Most images per forward pass, merged across tasks and jobs [default: 32]
+    /// Most images per forward pass, merged across tasks and jobs
     #[arg(long)]
     max_batch: Option<usize>,
-    /// Longest wait for a batch to fill, in milliseconds [default: 5]
+    /// Longest wait for a batch to fill, in milliseconds
     #[arg(long)]
     max_wait_ms: Option<u64>,
-    /// Seconds to finish in-flight tasks after SIGTERM [default: 30]
+    /// Seconds to finish in-flight tasks after SIGTERM
     #[arg(long)]
     drain_grace_s: Option<u64>,
-    /// Name of this worker in the registry [default: host-pid-random]
+    /// Name of this worker in the registry; none: host-pid-random
     #[arg(long)]
     worker_id: Option<String>,
-    /// Directory whose files items may name by URI (repeatable) [default: none]
+    /// Directory whose files items may name by URI (repeatable)
     #[arg(long)]
     uri_root: Vec<PathBuf>,
     /// Benchmark only: score nothing, answer every item at once (measures
@@ -82,20 +84,17 @@ pub struct WorkerFlags {
 }
 
 impl WorkerFlags {
+    const KEYS: FlagKeys = &[
+        ("max_batch", "worker.max_batch"),
+        ("max_wait_ms", "worker.max_wait_ms"),
+        ("drain_grace_s", "worker.drain_grace_s"),
+        ("worker_id", "worker.worker_id"),
+        ("uri_root", "worker.uri_roots"),
+    ];
+
     fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
         let mut overrides = self.model.overrides();
-        overrides.extend([
-            ("worker.max_batch", self.max_batch.map(|v| v.to_string())),
-            (
-                "worker.max_wait_ms",
-                self.max_wait_ms.map(|v| v.to_string()),
-            ),
-            (
-                "worker.drain_grace_s",
-                self.drain_grace_s.map(|v| v.to_string()),
-            ),
-            ("worker.worker_id", self.worker_id.clone()),
-        ]);
+        overrides.extend(settings::flag_overrides(self, Self::KEYS));
         overrides
     }
 
@@ -107,27 +106,40 @@ impl WorkerFlags {
     }
 }
 
-#[derive(Args)]
+#[derive(Args, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct WorkerArgs {
     /// Redis URL of the queue, e.g. redis://127.0.0.1:6379
     #[arg(long)]
     redis: Option<String>,
     #[command(flatten)]
+    #[serde(skip)]
     worker: WorkerFlags,
 }
 
-#[derive(Args)]
+impl WorkerArgs {
+    const KEYS: FlagKeys = &[("redis", "redis")];
+}
+
+#[derive(Args, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct ServeArgs {
-    /// Address the gRPC API listens on [default: 127.0.0.1:50051]
+    /// Address the gRPC API listens on
     #[arg(long)]
     listen: Option<String>,
     #[command(flatten)]
+    #[serde(skip)]
     auth: AuthArgs,
-    /// Redis URL of the queue [default: none: the queue is kept in memory]
+    /// Redis URL of the queue; none: the queue is kept in memory
     #[arg(long)]
     redis: Option<String>,
     #[command(flatten)]
+    #[serde(skip)]
     worker: WorkerFlags,
+}
+
+impl ServeArgs {
+    const KEYS: FlagKeys = &[("listen", "coordinator.listen"), ("redis", "redis")];
 }
 
 /// `dfscan coordinator`: the same process as `dfscan-coordinator`.
@@ -139,7 +151,7 @@ pub fn coordinator(config: Option<&Path>, args: CoordinatorArgs) -> anyhow::Resu
 
 pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
     let mut overrides = args.worker.overrides();
-    overrides.push(("redis", args.redis.clone()));
+    overrides.extend(settings::flag_overrides(&args, WorkerArgs::KEYS));
     let mut cfg = ClusterConfig::load(config, &overrides)?;
     args.worker.apply_lists(&mut cfg);
     // The coordinator's section (its tokens file, say) is not checked: a
@@ -164,10 +176,7 @@ pub fn worker(config: Option<&Path>, args: WorkerArgs) -> anyhow::Result<bool> {
 
 pub fn serve(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<bool> {
     let mut overrides = args.worker.overrides();
-    overrides.extend([
-        ("coordinator.listen", args.listen.clone()),
-        ("redis", args.redis.clone()),
-    ]);
+    overrides.extend(settings::flag_overrides(&args, ServeArgs::KEYS));
     overrides.extend(args.auth.overrides());
     let mut cfg = ClusterConfig::load(config, &overrides)?;
     args.worker.apply_lists(&mut cfg);

@@ -8,14 +8,13 @@ use clap::{Args, Subcommand, ValueEnum};
 use dfscan_proto::v1::{Job, JobState};
 
 use crate::output::Format;
-use crate::remote::{self, ResultsSink};
+use crate::remote::{self, CoordinatorFlag, ResultsSink};
 use crate::results_file;
 
 #[derive(Args)]
 pub struct JobsArgs {
-    /// Coordinator address [default: http://127.0.0.1:50051]
-    #[arg(long, global = true)]
-    coordinator: Option<String>,
+    #[command(flatten)]
+    remote: CoordinatorFlag,
     #[command(subcommand)]
     command: JobsCommand,
 }
@@ -80,7 +79,7 @@ impl From<StateArg> for JobState {
 
 pub fn run(config: Option<&Path>, args: JobsArgs) -> anyhow::Result<bool> {
     dfscan_process::runtime()?.block_on(async {
-        let client = remote::connect(config, args.coordinator).await?;
+        let client = remote::connect(config, &args.remote).await?;
         // Written, not println!ed: a reader that went away (`| head`) is
         // then an error main ends quietly on, not a panic.
         let mut out = crate::output::stdout();
@@ -139,15 +138,14 @@ fn job_json(job: &Job) -> serde_json::Value {
 
 #[derive(Args)]
 pub struct ModelsArgs {
-    /// Coordinator address [default: http://127.0.0.1:50051]
-    #[arg(long)]
-    coordinator: Option<String>,
+    #[command(flatten)]
+    remote: CoordinatorFlag,
 }
 
 /// Lists models and live workers.
 pub fn models(config: Option<&Path>, args: ModelsArgs) -> anyhow::Result<bool> {
     dfscan_process::runtime()?.block_on(async {
-        let client = remote::connect(config, args.coordinator).await?;
+        let client = remote::connect(config, &args.remote).await?;
         let models = client.list_models().await?;
         let mut out = crate::output::stdout();
         if models.is_empty() {

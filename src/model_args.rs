@@ -7,44 +7,44 @@ use std::path::Path;
 
 use clap::Args;
 use dfscan_core::settings::ModelSettings;
-use dfscan_process::settings;
+use dfscan_process::settings::{self, FlagKeys};
+use serde::Serialize;
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct ModelArgs {
-    /// Hugging Face hub id or local checkpoint directory [default: prithivMLmods/Deep-Fake-Detector-Model]
+    /// Hugging Face hub id or local checkpoint directory
     #[arg(long)]
     model: Option<String>,
     #[command(flatten)]
+    #[serde(skip)]
     runtime: RuntimeArgs,
-    /// f32, bf16 or f16 [default: f32]
+    /// f32, bf16 or f16
     #[arg(long)]
     dtype: Option<String>,
     /// Comma-separated label names in class order, replacing the checkpoint's id2label
     #[arg(long)]
     labels: Option<String>,
-    /// Largest image file accepted, in bytes [default: 67108864]
+    /// Largest image file accepted, in bytes
     #[arg(long)]
     max_image_bytes: Option<u64>,
-    /// Largest decoded image accepted, in pixels [default: 89478485]
+    /// Largest decoded image accepted, in pixels
     #[arg(long)]
     max_image_pixels: Option<u64>,
 }
 
 impl ModelArgs {
+    const KEYS: FlagKeys = &[
+        ("model", "model"),
+        ("dtype", "dtype"),
+        ("labels", "labels"),
+        ("max_image_bytes", "max_image_bytes"),
+        ("max_image_pixels", "max_image_pixels"),
+    ];
+
     /// The flags given, as (settings key, value) overrides.
     pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
-        let mut overrides = vec![
-            ("model", self.model.clone()),
-            ("dtype", self.dtype.clone()),
-            (
-                "max_image_bytes",
-                self.max_image_bytes.map(|v| v.to_string()),
-            ),
-            (
-                "max_image_pixels",
-                self.max_image_pixels.map(|v| v.to_string()),
-            ),
-        ];
+        let mut overrides = settings::flag_overrides(self, Self::KEYS);
         overrides.extend(self.runtime.overrides());
         overrides
     }
@@ -58,20 +58,24 @@ impl ModelArgs {
 }
 
 /// The flags of `score` and `eval`, which batch the images themselves.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct ScoringArgs {
     #[command(flatten)]
+    #[serde(skip)]
     model: ModelArgs,
-    /// Images per forward pass [default: 32]
+    /// Images per forward pass
     #[arg(long)]
     batch_size: Option<usize>,
 }
 
 impl ScoringArgs {
+    const KEYS: FlagKeys = &[("batch_size", "batch_size")];
+
     /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags.
     pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<ModelSettings> {
         let mut overrides = self.model.overrides();
-        overrides.push(("batch_size", self.batch_size.map(|v| v.to_string())));
+        overrides.extend(settings::flag_overrides(self, Self::KEYS));
         let mut settings: ModelSettings = settings::load(config, &overrides)?;
         self.model.apply_lists(&mut settings);
         Ok(settings)
@@ -79,34 +83,37 @@ impl ScoringArgs {
 }
 
 /// Where a model comes from and runs, shared by scoring and training.
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct RuntimeArgs {
-    /// Hub revision (branch, tag or commit) [default: main]
+    /// Hub revision (branch, tag or commit)
     #[arg(long)]
     revision: Option<String>,
-    /// cpu, cuda, cuda:N or auto (CUDA when present) [default: auto]
+    /// cpu, cuda, cuda:N or auto (CUDA when present)
     #[arg(long)]
     device: Option<String>,
-    /// libtorch threads, 0 = one per core [default: 0]
+    /// libtorch threads, 0 = one per core
     #[arg(long)]
     threads: Option<usize>,
-    /// Image decoding threads, 0 = one per core [default: 0]
+    /// Image decoding threads, 0 = one per core
     #[arg(long)]
     decode_threads: Option<usize>,
-    /// Label whose probability is fake_score [default: the label named fake or deepfake]
+    /// Label whose probability is fake_score; none: the label named fake or deepfake
     #[arg(long)]
     fake_label: Option<String>,
 }
 
 impl RuntimeArgs {
+    const KEYS: FlagKeys = &[
+        ("revision", "revision"),
+        ("device", "device"),
+        ("threads", "threads"),
+        ("decode_threads", "decode_threads"),
+        ("fake_label", "fake_label"),
+    ];
+
     /// The flags given, as (settings key, value) overrides.
     pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
-        vec![
-            ("revision", self.revision.clone()),
-            ("device", self.device.clone()),
-            ("threads", self.threads.map(|v| v.to_string())),
-            ("decode_threads", self.decode_threads.map(|v| v.to_string())),
-            ("fake_label", self.fake_label.clone()),
-        ]
+        settings::flag_overrides(self, Self::KEYS)
     }
 }

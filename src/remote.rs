@@ -11,17 +11,34 @@ use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Args;
 use dfscan_client::{Client, ClientError};
 use dfscan_core::{ModelIdentity, Prediction};
+use dfscan_process::settings::{self, FlagKeys};
 use dfscan_proto::v1::{ItemResult, Job, JobState};
 use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
 use crate::cluster::ClusterConfig;
 use crate::output::{Format, ResultWriter, Row};
 
+/// `--coordinator`, of every command that talks to a coordinator.
+#[derive(Args, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
+pub struct CoordinatorFlag {
+    /// Coordinator address
+    #[arg(long, global = true)]
+    pub coordinator: Option<String>,
+}
+
+impl CoordinatorFlag {
+    const KEYS: FlagKeys = &[("coordinator", "client.coordinator")];
+}
+
 /// Connects with the client settings (file ← env ← `--coordinator`).
-pub async fn connect(config: Option<&Path>, coordinator: Option<String>) -> anyhow::Result<Client> {
-    let cfg = ClusterConfig::load(config, &[("client.coordinator", coordinator)])?;
+pub async fn connect(config: Option<&Path>, flag: &CoordinatorFlag) -> anyhow::Result<Client> {
+    let overrides = settings::flag_overrides(flag, CoordinatorFlag::KEYS);
+    let cfg = ClusterConfig::load(config, &overrides)?;
     Ok(Client::connect(cfg.client).await?)
 }
 

@@ -12,14 +12,13 @@ use dfscan_proto::v1::{item::Source, Callback, Item, JobHeader, VerdictPolicy, V
 use indicatif::ProgressBar;
 
 use crate::output::Format;
-use crate::remote::{self, ResultsSink};
+use crate::remote::{self, CoordinatorFlag, ResultsSink};
 use crate::results_file;
 
 #[derive(Args)]
 pub struct SubmitArgs {
-    /// Coordinator address [default: http://127.0.0.1:50051]
-    #[arg(long)]
-    coordinator: Option<String>,
+    #[command(flatten)]
+    remote: CoordinatorFlag,
     /// Model to score with, as `dfscan models` lists it [default: the coordinator's default]
     #[arg(long)]
     model: Option<String>,
@@ -90,7 +89,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 pub fn run(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<bool> {
     dfscan_process::runtime()?.block_on(async {
-        let client = remote::connect(config, args.coordinator.clone()).await?;
+        let client = remote::connect(config, &args.remote).await?;
         let key = args.idempotency_key.as_deref().unwrap_or_default();
         if let (Some(output), None) = (&args.output, &args.attach) {
             results_file::check_new_job(output, key, args.overwrite)?;
@@ -127,7 +126,7 @@ fn attach_command(config: Option<&Path>, job_id: &str, output: &Path, args: &Sub
         words.extend(["--config".into(), shell_word(&config.to_string_lossy())]);
     }
     words.push("submit".into());
-    if let Some(coordinator) = &args.coordinator {
+    if let Some(coordinator) = &args.remote.coordinator {
         words.extend(["--coordinator".into(), shell_word(coordinator)]);
     }
     words.extend([

@@ -10,14 +10,15 @@ use std::sync::Arc;
 
 use clap::Args;
 use dfscan_core::settings::ModelSettings;
-use dfscan_process::settings;
+use dfscan_process::settings::{self, FlagKeys};
 use dfscan_train::{BestMetric, EpochRecord, Observer, StepStats, TrainJob, TrainSettings};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model_args::RuntimeArgs;
 
-#[derive(Args)]
+#[derive(Args, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct TrainArgs {
     /// Folder with train/ (and optionally val/) holding one subfolder per label, or train.csv|jsonl (and val.csv|jsonl) manifests of path,label
     #[arg(long)]
@@ -28,78 +29,79 @@ pub struct TrainArgs {
     /// Continue the run saved in --output after an interruption
     #[arg(long)]
     resume: bool,
-    /// Hub id or checkpoint directory to start from, with or without a head [default: google/vit-base-patch16-224-in21k]
+    /// Hub id or checkpoint directory to start from, with or without a head
     #[arg(long)]
     base: Option<String>,
     #[command(flatten)]
+    #[serde(skip)]
     runtime: RuntimeArgs,
-    /// f32, or mixed precision: bf16 (CPU or CUDA) or f16 (CUDA, loss scaling) [default: f32]
+    /// f32, or mixed precision: bf16 (CPU or CUDA) or f16 (CUDA, loss scaling)
     #[arg(long)]
     dtype: Option<String>,
-    /// Passes over the training set [default: 100]
+    /// Passes over the training set
     #[arg(long)]
     epochs: Option<usize>,
-    /// Images per batch [default: 32]
+    /// Images per batch
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Batches per optimizer step [default: 1]
+    /// Batches per optimizer step
     #[arg(long)]
     grad_accum: Option<usize>,
-    /// Peak AdamW learning rate [default: 1e-6]
+    /// Peak AdamW learning rate
     #[arg(long)]
     lr: Option<f64>,
-    /// AdamW weight decay [default: 0.01]
+    /// AdamW weight decay
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Optimizer steps of linear learning-rate warmup [default: 0]
+    /// Optimizer steps of linear learning-rate warmup
     #[arg(long)]
     warmup: Option<usize>,
-    /// Learning-rate decay after warmup: linear, cosine or constant [default: linear]
+    /// Learning-rate decay after warmup: linear, cosine or constant
     #[arg(long)]
     schedule: Option<String>,
-    /// Clip gradients to this global norm, 0 = off [default: 1.0]
+    /// Clip gradients to this global norm, 0 = off
     #[arg(long)]
     max_grad_norm: Option<f64>,
-    /// Largest random rotation in degrees, 0 = off [default: 90]
+    /// Largest random rotation in degrees, 0 = off
     #[arg(long)]
     rotation: Option<f64>,
-    /// Probability of random sharpening [default: 0.5]
+    /// Probability of random sharpening
     #[arg(long)]
     sharpness_p: Option<f64>,
-    /// Sharpness factor of random sharpening [default: 2]
+    /// Sharpness factor of random sharpening
     #[arg(long)]
     sharpness_factor: Option<f64>,
-    /// Smallest area fraction of a random resized crop, 1 = off [default: 0.5]
+    /// Smallest area fraction of a random resized crop, 1 = off
     #[arg(long)]
     crop_scale: Option<f64>,
-    /// Probability of a horizontal flip [default: 0]
+    /// Probability of a horizontal flip
     #[arg(long)]
     hflip: Option<f64>,
     /// Train without any augmentation
     #[arg(long)]
     no_augment: bool,
-    /// none, or balanced to weight the loss against class imbalance [default: none]
+    /// none, or balanced to weight the loss against class imbalance
     #[arg(long)]
     class_weights: Option<String>,
-    /// Cross-entropy label smoothing [default: 0]
+    /// Cross-entropy label smoothing
     #[arg(long)]
     label_smoothing: Option<f64>,
-    /// Fraction of train/ held out for validation when there is no val split (beside one, an error) [default: none]
+    /// Fraction of train/ held out for validation when there is no val split (beside one, an error); none: no hold-out
     #[arg(long)]
     val_fraction: Option<f64>,
-    /// accuracy, macro_f1, roc_auc or loss: picks the best epoch [default: accuracy]
+    /// accuracy, macro_f1, roc_auc or loss: picks the best epoch
     #[arg(long)]
     best_metric: Option<String>,
-    /// Stop after this many epochs without improvement, 0 = never [default: 5]
+    /// Stop after this many epochs without improvement, 0 = never
     #[arg(long)]
     patience: Option<usize>,
-    /// Seed of the head's initialisation, data order, augmentation and split [default: 42]
+    /// Seed of the head's initialisation, data order, augmentation and split
     #[arg(long)]
     seed: Option<u64>,
-    /// Also save resumable state every N optimizer steps, 0 = at epoch ends only [default: 0]
+    /// Also save resumable state every N optimizer steps, 0 = at epoch ends only
     #[arg(long)]
     save_steps: Option<usize>,
-    /// Log a progress line every N optimizer steps when stderr is not a terminal [default: 50]
+    /// Log a progress line every N optimizer steps when stderr is not a terminal
     #[arg(long)]
     log_steps: Option<usize>,
 }
@@ -115,38 +117,36 @@ struct TrainConfig {
 }
 
 impl TrainArgs {
+    const KEYS: FlagKeys = &[
+        ("base", "train.base"),
+        ("dtype", "dtype"),
+        ("epochs", "train.epochs"),
+        ("batch_size", "train.batch_size"),
+        ("grad_accum", "train.grad_accum"),
+        ("lr", "train.lr"),
+        ("weight_decay", "train.weight_decay"),
+        ("warmup", "train.warmup_steps"),
+        ("schedule", "train.schedule"),
+        ("max_grad_norm", "train.max_grad_norm"),
+        ("rotation", "train.rotation"),
+        ("sharpness_p", "train.sharpness_p"),
+        ("sharpness_factor", "train.sharpness_factor"),
+        ("crop_scale", "train.crop_scale"),
+        ("hflip", "train.hflip_p"),
+        ("no_augment", "train.no_augment"),
+        ("class_weights", "train.class_weights"),
+        ("label_smoothing", "train.label_smoothing"),
+        ("val_fraction", "train.val_fraction"),
+        ("best_metric", "train.best_metric"),
+        ("patience", "train.patience"),
+        ("seed", "train.seed"),
+        ("save_steps", "train.save_steps"),
+        ("log_steps", "train.log_steps"),
+    ];
+
     fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
-        let s = |v: &Option<String>| v.clone();
-        fn n<T: ToString>(v: Option<T>) -> Option<String> {
-            v.map(|v| v.to_string())
-        }
         let mut overrides = self.runtime.overrides();
-        overrides.extend([
-            ("dtype", s(&self.dtype)),
-            ("train.base", s(&self.base)),
-            ("train.epochs", n(self.epochs)),
-            ("train.batch_size", n(self.batch_size)),
-            ("train.grad_accum", n(self.grad_accum)),
-            ("train.lr", n(self.lr)),
-            ("train.weight_decay", n(self.weight_decay)),
-            ("train.warmup_steps", n(self.warmup)),
-            ("train.schedule", s(&self.schedule)),
-            ("train.max_grad_norm", n(self.max_grad_norm)),
-            ("train.rotation", n(self.rotation)),
-            ("train.sharpness_p", n(self.sharpness_p)),
-            ("train.sharpness_factor", n(self.sharpness_factor)),
-            ("train.crop_scale", n(self.crop_scale)),
-            ("train.hflip_p", n(self.hflip)),
-            ("train.no_augment", self.no_augment.then(|| "true".into())),
-            ("train.class_weights", s(&self.class_weights)),
-            ("train.label_smoothing", n(self.label_smoothing)),
-            ("train.val_fraction", n(self.val_fraction)),
-            ("train.best_metric", s(&self.best_metric)),
-            ("train.patience", n(self.patience)),
-            ("train.seed", n(self.seed)),
-            ("train.save_steps", n(self.save_steps)),
-            ("train.log_steps", n(self.log_steps)),
-        ]);
+        overrides.extend(settings::flag_overrides(self, Self::KEYS));
         overrides
     }
 }

@@ -5,7 +5,9 @@
 //! every section, as the Helm chart writes one for all its processes, is
 //! accepted by each of them, the libtorch-free coordinator included, and so
 //! are the `DFSCAN_` variables that are not settings. Flags that would do
-//! nothing are not accepted either.
+//! nothing are not accepted either. The README's configuration table has
+//! every key once, with the code's default, and each flag it names shows
+//! that default in its `--help`.
 
 mod common;
 
@@ -242,4 +244,263 @@ fn serve_on_an_address_in_use_fails_before_loading_its_model() {
     assert!(stderr.contains("address is in use"), "{stderr}");
     assert!(stderr.contains("--listen HOST:PORT"), "{stderr}");
     assert!(!stderr.contains("/nonexistent/vit"), "{stderr}");
+}
+
+/// A row of the README's configuration table: its keys, their flags (none,
+/// or one per key) and defaults (one for all, or one per key; `None` for a
+/// cell that is neither `VALUE` nor `none`, each optionally followed by a
+/// parenthesised note).
+#[derive(Debug)]
+struct Row {
+    keys: Vec<String>,
+    flags: Vec<String>,
+    defaults: Vec<Option<String>>,
+}
+
+impl Row {
+    /// Each key with its flag (if any) and default.
+    fn settings(&self) -> impl Iterator<Item = (&str, Option<&str>, Option<&str>)> {
+        self.keys.iter().enumerate().map(|(i, key)| {
+            let default = match self.defaults.as_slice() {
+                [one] => one,
+                many => &many[i],
+            };
+            (
+                key.as_str(),
+                self.flags.get(i).map(String::as_str),
+                default.as_deref(),
+            )
+        })
+    }
+
+    /// What makes the row unreadable.
+    fn shape_problem(&self) -> Option<String> {
+        let keys = self.keys.len();
+        if !self.flags.is_empty() && self.flags.len() != keys {
+            return Some(format!(
+                "{:?}: {} flags for {keys} keys",
+                self.keys,
+                self.flags.len()
+            ));
+        }
+        if self.defaults.len() != 1 && self.defaults.len() != keys {
+            return Some(format!(
+                "{:?}: {} defaults for {keys} keys",
+                self.keys,
+                self.defaults.len()
+            ));
+        }
+        self.defaults.contains(&None).then(|| {
+            format!(
+                "{:?}: a default is neither `VALUE` nor none (a note goes in parentheses after it)",
+                self.keys
+            )
+        })
+    }
+}
+
+fn readme_table() -> Vec<Row> {
+    let readme = std::fs::read_to_string(common::repo().join("README.md")).unwrap();
+    let table = readme
+        .split("| key | flag | default | meaning |")
+        .nth(1)
+        .expect("the README has its configuration table");
+    let backticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').collect();
+            let values = cells[3].split(" (").next().unwrap_or_default().trim();
+            let defaults = values
+                .split(", ")
+                .map(|value| match value.strip_prefix('`') {
+                    Some(quoted) => quoted.strip_suffix('`').map(str::to_string),
+                    None => (value == "none").then(|| value.to_string()),
+                })
+                .collect();
+            Row {
+                keys: backticked(cells[1]),
+                flags: backticked(cells[2]),
+                defaults,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn every_key_is_in_the_readme_table_once() {
+    let known = dfscan_process::settings::known();
+    let documented: Vec<String> = readme_table()
+        .into_iter()
+        .flat_map(|row| row.keys)
+        .collect();
+    let mut problems = Vec::new();
+    for key in known.keys() {
+        match documented.iter().filter(|d| *d == key).count() {
+            1 => {}
+            0 => problems.push(format!("{key}: missing")),
+            n => problems.push(format!("{key}: in {n} rows")),
+        }
+    }
+    let keys: Vec<&str> = known.keys().collect();
+    for key in &documented {
+        if !keys.contains(&key.as_str()) {
+            problems.push(format!("{key}: documented, but no such key"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "README configuration table: {problems:?}"
+    );
+}
+
+#[test]
+fn every_default_in_the_readme_table_is_the_code_s() {
+    let known = dfscan_process::settings::known();
+    let mut problems = Vec::new();
+    for row in readme_table() {
+        if let Some(problem) = row.shape_problem() {
+            problems.push(problem);
+            continue;
+        }
+        for (key, _, documented) in row.settings() {
+            // A key that does not exist is every_key_is_in_the_readme_table_once's.
+            if let Some(code) = known.shown_default(key) {
+                if documented != Some(code.as_str()) {
+                    problems.push(format!(
+                        "{key}: the README's default is {documented:?}, the code's {code:?}"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "README configuration table: {problems:?}"
+    );
+}
+
+/// Flags that share a name with a setting's flag without setting it.
+const NOT_THE_SETTING: &[(&str, &str)] = &[
+    // The job's model, as `dfscan models` lists it: not the checkpoint
+    // that the `model` key loads.
+    ("submit", "--model"),
+];
+
+/// The flags `cmd --help` lists, each with the default its help shows.
+fn help_defaults(name: &str, mut cmd: Command) -> Vec<(String, Option<String>)> {
+    let out = cmd.arg("--help").output().unwrap();
+    assert!(out.status.success(), "{name} --help: {out:?}");
+    let mut flags: Vec<(Option<String>, String)> = Vec::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let text = line.trim_start();
+        let indent = line.len() - text.len();
+        if indent == 0 {
+            // A heading: what follows is no argument's.
+            flags.push((None, String::new()));
+        } else if indent <= 6 && (text.starts_with('-') || text.starts_with('<')) {
+            let flag = text
+                .split_whitespace()
+                .find(|word| word.starts_with("--"))
+                .map(|word| word.trim_end_matches(',').to_string());
+            flags.push((flag, text.to_string()));
+        } else if let Some((_, help)) = flags.last_mut() {
+            help.push(' ');
+            help.push_str(text);
+        }
+    }
+    flags
+        .into_iter()
+        .filter_map(|(flag, help)| {
+            let default = help.rsplit_once("[default: ").map(|(_, rest)| {
+                rest.split_once(']')
+                    .map_or(rest, |(default, _)| default)
+                    .to_string()
+            });
+            Some((flag?, default))
+        })
+        .collect()
+}
+
+#[test]
+fn every_flag_of_a_setting_shows_its_default_as_the_readme_table_does() {
+    let mut helps = Vec::new();
+    for sub in [
+        "score",
+        "eval",
+        "train",
+        "worker",
+        "serve",
+        "coordinator",
+        "submit",
+        "jobs",
+        "models",
+    ] {
+        let mut cmd = common::dfscan();
+        cmd.arg(sub);
+        helps.push((sub, help_defaults(sub, cmd)));
+    }
+    helps.push((
+        "dfscan-coordinator",
+        help_defaults("dfscan-coordinator", common::dfscan_coordinator()),
+    ));
+    let table = readme_table();
+    let documented: Vec<(&str, &str, &str)> = table
+        .iter()
+        .flat_map(Row::settings)
+        .filter_map(|(key, flag, default)| Some((key, flag?, default?)))
+        .collect();
+    let helps: Vec<(&str, &str, Option<&str>)> = helps
+        .iter()
+        .flat_map(|(command, flags)| {
+            flags
+                .iter()
+                .map(move |(flag, default)| (*command, flag.as_str(), default.as_deref()))
+        })
+        .filter(|(command, flag, _)| !NOT_THE_SETTING.contains(&(*command, *flag)))
+        .collect();
+    let mut problems = Vec::new();
+    // Each documented flag exists and shows the documented default
+    // somewhere (`--batch-size` is score's `batch_size` and train's
+    // `train.batch_size`)...
+    for (key, flag, default) in &documented {
+        let shown: Vec<_> = helps.iter().filter(|(_, f, _)| f == flag).collect();
+        if shown.is_empty() {
+            problems.push(format!("{key}: no command has {flag}"));
+        } else if !shown.iter().any(|(_, _, d)| *d == Some(*default)) {
+            problems.push(format!(
+                "{key}: no {flag} shows the README's default {default:?}: {shown:?}"
+            ));
+        }
+    }
+    // ...and every command's flag of that name shows a default of one of
+    // the keys the README gives it.
+    for (command, flag, shown) in &helps {
+        let defaults: Vec<&str> = documented
+            .iter()
+            .filter(|(_, f, _)| f == flag)
+            .map(|(_, _, default)| *default)
+            .collect();
+        if defaults.is_empty() {
+            continue;
+        }
+        match shown {
+            Some(shown) if defaults.contains(shown) => {}
+            _ => problems.push(format!(
+                "{command} {flag}: shows default {shown:?}, the README's are {defaults:?}"
+            )),
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "--help against the README: {problems:#?}"
+    );
 }

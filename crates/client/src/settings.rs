@@ -1,4 +1,4 @@
-use dfscan_core::settings::Secret;
+use dfscan_core::settings::{Secret, Section};
 use serde::{Deserialize, Serialize};
 
 /// Client knobs (config section `client`, env `DFSCAN_CLIENT__*`).
@@ -27,6 +27,10 @@ pub struct ClientSettings {
     /// The name the coordinator's certificate must carry, when it is not
     /// the host of `coordinator`.
     pub tls_domain: Option<String>,
+}
+
+impl Section for ClientSettings {
+    const NAME: &'static str = "client";
 }
 
 impl Default for ClientSettings {

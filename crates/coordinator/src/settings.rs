@@ -2,7 +2,7 @@
 //! `DFSCAN_COORDINATOR__*`), with the checks that keep a bad value from
 //! turning into a hang or an endless loop at request time.
 
-use dfscan_core::settings::Secret;
+use dfscan_core::settings::{Secret, Section};
 use serde::{Deserialize, Serialize};
 
 use crate::callbacks::AllowedHost;
@@ -112,6 +112,11 @@ pub struct AuthSettings {
     /// Most items a tenant may have queued (waiting or in progress) at
     /// once; 0: no quota.
     pub tenant_max_queued_items: u64,
+}
+
+impl Section for CoordinatorSettings {
+    const NAME: &'static str = "coordinator";
+    const LIST_KEYS: &'static [&'static str] = &["models", "callback_hosts"];
 }
 
 impl Default for CoordinatorSettings {

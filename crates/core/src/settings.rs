@@ -9,7 +9,7 @@
 pub mod train;
 pub mod worker;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,19 @@ pub const NOT_SETTINGS: &[&str] = &[
 
 /// Prefix of the variables tests hand to their tools, none of them settings.
 pub const TEST_VARIABLES: &str = "DFSCAN_TEST_";
+
+/// A part of the configuration, held by one settings type, declared by
+/// the crate that owns the type: the loader learns from the sections it is
+/// given where their keys sit and which hold lists, so that a section's
+/// keys change in its own crate alone.
+pub trait Section: Serialize + Default {
+    /// Where the section's keys sit: `worker` for `[worker]` and
+    /// `DFSCAN_WORKER__*`; empty for top-level keys.
+    const NAME: &'static str;
+    /// Its keys whose values are lists (comma-separated in a `DFSCAN_`
+    /// variable), within the section.
+    const LIST_KEYS: &'static [&'static str] = &[];
+}
 
 /// The hub model scored when none is configured.
 pub const DEFAULT_MODEL: &str = "prithivMLmods/Deep-Fake-Detector-Model";
@@ -79,6 +92,11 @@ pub struct ModelSettings {
     pub max_decode_ms: u64,
 }
 
+impl Section for ModelSettings {
+    const NAME: &'static str = "";
+    const LIST_KEYS: &'static [&'static str] = &["labels"];
+}
+
 impl Default for ModelSettings {
     fn default() -> Self {
         Self {
@@ -114,23 +132,34 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// Every key some dfscan process reads (`section.key` inside sections):
-/// the leaves of the settings types' defaults, serialized. A field added to
-/// a settings type is known with nothing else to update.
+/// Every key some dfscan process reads (`section.key` inside sections),
+/// with its default: the leaves of the sections' defaults, serialized. A
+/// field added to a settings type is known with nothing else to update.
 #[derive(Debug, Clone, Default)]
 pub struct KnownKeys {
-    keys: BTreeSet<String>,
+    defaults: BTreeMap<String, serde_json::Value>,
     sections: BTreeSet<String>,
+    lists: BTreeSet<String>,
 }
 
 impl KnownKeys {
-    /// The keys of `defaults`, a value whose sections serialize to maps.
-    pub fn of<T: Serialize>(defaults: &T) -> Self {
-        let mut known = Self::default();
-        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(defaults) {
-            known.add("", &map);
+    /// These keys and those of section `S`.
+    pub fn with<S: Section>(mut self) -> Self {
+        let prefix = match S::NAME {
+            "" => String::new(),
+            name => {
+                self.sections.insert(name.to_string());
+                format!("{name}.")
+            }
+        };
+        if let serde_json::Value::Object(map) =
+            serde_json::to_value(S::default()).expect("settings serialize")
+        {
+            self.add(&prefix, &map);
         }
-        known
+        self.lists
+            .extend(S::LIST_KEYS.iter().map(|key| format!("{prefix}{key}")));
+        self
     }
 
     fn add(&mut self, prefix: &str, map: &serde_json::Map<String, serde_json::Value>) {
@@ -142,7 +171,7 @@ impl KnownKeys {
                     self.sections.insert(key);
                 }
                 _ => {
-                    self.keys.insert(key);
+                    self.defaults.insert(key, value.clone());
                 }
             }
         }
@@ -150,13 +179,56 @@ impl KnownKeys {
 
     /// The keys, sorted.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.keys.iter().map(String::as_str)
+        self.defaults.keys().map(String::as_str)
+    }
+
+    /// The list-valued keys, sorted.
+    pub fn list_keys(&self) -> impl Iterator<Item = &str> {
+        self.lists.iter().map(String::as_str)
+    }
+
+    /// The overrides for [`load`] that `flags` gives: for each (field, key)
+    /// of `keys`, the field's value (found by its serialized name) unless it
+    /// is absent, `None` or `false` (a flag that takes no value). List-valued
+    /// keys are left to the caller to set after loading, as an override is
+    /// one value.
+    ///
+    /// # Panics
+    ///
+    /// When a field of `keys` is not one of `flags` holding one value.
+    pub fn overrides<T: Serialize>(
+        &self,
+        flags: &T,
+        keys: &[(&str, &'static str)],
+    ) -> Vec<(&'static str, Option<String>)> {
+        use serde_json::Value;
+        let fields = serde_json::to_value(flags).expect("flags serialize");
+        keys.iter()
+            .filter(|(_, key)| !self.lists.contains(*key))
+            .map(|(field, key)| {
+                let value = match fields.get(field) {
+                    Some(Value::Null | Value::Bool(false)) => None,
+                    Some(Value::String(text)) => Some(text.clone()),
+                    Some(value @ (Value::Bool(true) | Value::Number(_))) => Some(value.to_string()),
+                    _ => panic!("{field} is not a field of one value"),
+                };
+                (*key, value)
+            })
+            .collect()
+    }
+
+    /// `key`'s default as `--help` and the README's configuration table
+    /// show it: `none` for no value (unset, empty), a list's items
+    /// comma-separated, a whole number without a fraction (`90`, not
+    /// `90.0`).
+    pub fn shown_default(&self, key: &str) -> Option<String> {
+        self.defaults.get(key).map(shown)
     }
 
     /// A section given a scalar is left to deserialization, which says
     /// what it expected.
     fn knows(&self, key: &str) -> bool {
-        self.keys.contains(key) || self.sections.contains(key)
+        self.defaults.contains_key(key) || self.sections.contains(key)
     }
 
     /// The known keys `key` was most likely meant as: the nearest by edit
@@ -164,13 +236,12 @@ impl KnownKeys {
     /// of the same name in other sections.
     fn nearest(&self, key: &str) -> Vec<String> {
         let closest = self
-            .keys
-            .iter()
+            .keys()
             .map(|known| (known, strsim::osa_distance(key, known)))
             .min_by_key(|(_, distance)| *distance);
         if let Some((known, distance)) = closest {
             if distance <= (key.len() / 4).max(2) {
-                return vec![known.clone()];
+                return vec![known.to_string()];
             }
         }
         let name = key.rsplit('.').next().unwrap_or(key);
@@ -178,6 +249,24 @@ impl KnownKeys {
             .filter(|known| known.rsplit('.').next() == Some(name))
             .map(str::to_string)
             .collect()
+    }
+}
+
+fn shown(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "none".into(),
+        Value::String(text) if text.is_empty() => "none".into(),
+        Value::String(text) => text.clone(),
+        Value::Array(items) if items.is_empty() => "none".into(),
+        Value::Array(items) => items.iter().map(shown).collect::<Vec<_>>().join(","),
+        Value::Number(number) => {
+            let text = number.to_string();
+            text.strip_suffix(".0").map_or(text.clone(), str::to_string)
+        }
+        Value::Bool(flag) => flag.to_string(),
+        // Sections are not keys.
+        Value::Object(_) => unreachable!("a section has no default of its own"),
     }
 }
 
@@ -232,10 +321,10 @@ fn env_name(key: &str) -> String {
 /// Loads settings of type `T` from the optional `file`, then `DFSCAN_*`
 /// variables, then `overrides` (flag name → value, for the flags that were
 /// given). Keys are the serde field names (`section.key` inside sections,
-/// `DFSCAN_SECTION__KEY` in the environment); the list-valued keys
-/// (`labels`, `coordinator.models`, `coordinator.callback_hosts`, `worker.uri_roots`) are comma-separated
-/// in the environment. A key given anywhere that is not among `known`
-/// (every process's keys, not only `T`'s) is an error.
+/// `DFSCAN_SECTION__KEY` in the environment); the list-valued keys (each
+/// section's [`Section::LIST_KEYS`]) are comma-separated in the
+/// environment. A key given anywhere that is not among `known` (every
+/// process's keys, not only `T`'s) is an error.
 pub fn load<T>(
     file: Option<&Path>,
     overrides: &[(&str, Option<String>)],
@@ -276,18 +365,15 @@ where
         let key = name[PREFIX.len()..].to_lowercase().replace("__", ".");
         (key, Origin::Env(name.clone()))
     }));
-    builder = builder.add_source(
-        Environment::with_prefix("DFSCAN")
-            .prefix_separator("_")
-            .separator("__")
-            .list_separator(",")
-            .with_list_parse_key("labels")
-            .with_list_parse_key("coordinator.models")
-            .with_list_parse_key("coordinator.callback_hosts")
-            .with_list_parse_key("worker.uri_roots")
-            .try_parsing(true)
-            .source(Some(variables.into_iter().collect())),
-    );
+    let environment = Environment::with_prefix("DFSCAN")
+        .prefix_separator("_")
+        .separator("__")
+        .list_separator(",")
+        .try_parsing(true)
+        .source(Some(variables.into_iter().collect()));
+    builder = builder.add_source(known.list_keys().fold(environment, |environment, key| {
+        environment.with_list_parse_key(key)
+    }));
     for (key, value) in overrides {
         if let Some(value) = value {
             given.push((key.to_string(), Origin::Flag));
@@ -354,16 +440,11 @@ mod tests {
     use super::*;
 
     /// A file shared by the model's settings, the workers' and training's.
-    #[derive(Default, Serialize)]
-    struct Shared {
-        #[serde(flatten)]
-        model: ModelSettings,
-        worker: worker::WorkerSettings,
-        train: train::TrainSettings,
-    }
-
     fn known() -> KnownKeys {
-        KnownKeys::of(&Shared::default())
+        KnownKeys::default()
+            .with::<ModelSettings>()
+            .with::<worker::WorkerSettings>()
+            .with::<train::TrainSettings>()
     }
 
     fn env(vars: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
@@ -399,6 +480,98 @@ mod tests {
             assert!(keys.contains(&key), "{key} not in {keys:?}");
         }
         assert!(!keys.contains(&"worker"), "{keys:?}");
+    }
+
+    #[test]
+    fn list_keys_are_the_sections_own_and_comma_separated_in_the_environment() {
+        let known = known();
+        let lists: Vec<&str> = known.list_keys().collect();
+        assert_eq!(lists, ["labels", "worker.uri_roots"]);
+        let environment = env(&[("DFSCAN_LABELS", "Real,Fake")]);
+        let s: ModelSettings = layered(None, environment, &[], &known).unwrap();
+        assert_eq!(
+            s.labels.as_deref(),
+            Some(&["Real".to_string(), "Fake".to_string()][..])
+        );
+        #[derive(Deserialize)]
+        struct Sectioned {
+            worker: worker::WorkerSettings,
+        }
+        let environment = env(&[("DFSCAN_WORKER__URI_ROOTS", "/data,/more")]);
+        let s: Sectioned = layered(None, environment, &[], &known).unwrap();
+        assert_eq!(
+            s.worker.uri_roots,
+            [PathBuf::from("/data"), PathBuf::from("/more")]
+        );
+    }
+
+    #[test]
+    fn defaults_are_shown_as_help_and_the_readme_show_them() {
+        let known = known();
+        let shown = |key| known.shown_default(key).unwrap();
+        assert_eq!(shown("model"), DEFAULT_MODEL);
+        assert_eq!(shown("batch_size"), "32");
+        assert_eq!(shown("fake_label"), "none");
+        assert_eq!(shown("worker.uri_roots"), "none");
+        assert_eq!(shown("train.lr"), "1e-6");
+        assert_eq!(shown("train.rotation"), "90");
+        assert_eq!(shown("train.weight_decay"), "0.01");
+        assert_eq!(shown("train.no_augment"), "false");
+        assert_eq!(shown("train.schedule"), "linear");
+        assert_eq!(known.shown_default("worker"), None);
+    }
+
+    #[test]
+    fn overrides_are_the_fields_given_but_lists() {
+        #[derive(Serialize)]
+        struct Flags {
+            batch_size: Option<usize>,
+            model: Option<String>,
+            labels: Option<String>,
+            no_augment: bool,
+            lr: Option<f64>,
+        }
+        let keys = [
+            ("batch_size", "batch_size"),
+            ("model", "model"),
+            ("labels", "labels"),
+            ("no_augment", "train.no_augment"),
+            ("lr", "train.lr"),
+        ];
+        let flags = Flags {
+            batch_size: Some(4),
+            model: None,
+            labels: Some("Real,Fake".into()),
+            no_augment: true,
+            lr: Some(1e-5),
+        };
+        assert_eq!(
+            known().overrides(&flags, &keys),
+            [
+                ("batch_size", Some("4".to_string())),
+                ("model", None),
+                ("train.no_augment", Some("true".to_string())),
+                ("train.lr", Some(1e-5.to_string())),
+            ]
+        );
+        #[derive(Deserialize)]
+        struct Train {
+            train: train::TrainSettings,
+        }
+        let s: Train = load(None, &known().overrides(&flags, &keys), &known()).unwrap();
+        assert!(s.train.no_augment);
+        assert_eq!(s.train.lr, 1e-5);
+        let unset = Flags {
+            batch_size: None,
+            model: None,
+            labels: None,
+            no_augment: false,
+            lr: None,
+        };
+        assert!(known()
+            .overrides(&unset, &keys)
+            .iter()
+            .all(|(_, value)| value.is_none()));
     }
 
     #[test]

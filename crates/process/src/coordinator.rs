@@ -5,11 +5,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::settings;
+use crate::settings::{self, FlagKeys};
 use clap::Args;
 use dfscan_coordinator::{CoordinatorMetrics, CoordinatorSettings};
 use dfscan_queue::{JobQueue, QueueSettings};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -17,8 +17,9 @@ use crate::metrics::{self, MetricsSettings, Scrape};
 use crate::{connect_queue, ProcessError};
 
 #[derive(Args)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct CoordinatorArgs {
-    /// Address the gRPC API listens on [default: 127.0.0.1:50051]
+    /// Address the gRPC API listens on
     #[arg(long)]
     pub listen: Option<String>,
     /// Redis URL of the queue, e.g. redis://127.0.0.1:6379
@@ -27,15 +28,25 @@ pub struct CoordinatorArgs {
     /// Comma-separated models accepted even while no worker serves them
     #[arg(long, value_delimiter = ',')]
     pub models: Option<Vec<String>>,
-    /// Model for jobs that name none [default: the only model known]
+    /// Model for jobs that name none; none: the only model known
     #[arg(long)]
     pub default_model: Option<String>,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
 
+impl CoordinatorArgs {
+    const KEYS: FlagKeys = &[
+        ("listen", "coordinator.listen"),
+        ("redis", "redis"),
+        ("models", "coordinator.models"),
+        ("default_model", "coordinator.default_model"),
+    ];
+}
+
 /// Authentication flags of the processes that serve the API.
-#[derive(Args)]
+#[derive(Args, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct AuthArgs {
     /// API tokens, `TENANT TOKEN` per line (calls need `authorization: Bearer TOKEN`)
     #[arg(long)]
@@ -46,14 +57,13 @@ pub struct AuthArgs {
 }
 
 impl AuthArgs {
-    pub fn overrides(&self) -> [(&'static str, Option<String>); 2] {
-        [
-            ("coordinator.auth.tokens_file", self.tokens_file.clone()),
-            (
-                "coordinator.auth.disabled",
-                self.no_auth.then(|| "true".to_string()),
-            ),
-        ]
+    const KEYS: FlagKeys = &[
+        ("tokens_file", "coordinator.auth.tokens_file"),
+        ("no_auth", "coordinator.auth.disabled"),
+    ];
+
+    pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
+        settings::flag_overrides(self, Self::KEYS)
     }
 }
 

@@ -1,19 +1,21 @@
-//! The whole configuration: every section some dfscan process reads, in
-//! one type whose defaults give the keys a file or `DFSCAN_*` variable may
-//! set. Every process loads through here, so each accepts the sections of
-//! the others (one file serves them all, as the Helm chart's ConfigMap
-//! does) and refuses a key that none of them has. It lives in this crate,
-//! the lowest that sees every section without linking libtorch, so that
-//! `dfscan-coordinator` knows the worker's and the trainer's keys too.
+//! The whole configuration: every section some dfscan process reads,
+//! listed once, whose defaults give the keys a file or `DFSCAN_*` variable
+//! may set and the defaults each flag's `--help` shows. Every process
+//! loads through here, so each accepts the sections of the others (one
+//! file serves them all, as the Helm chart's ConfigMap does) and refuses a
+//! key that none of them has. It lives in this crate, the lowest that sees
+//! every section without linking libtorch, so that `dfscan-coordinator`
+//! knows the worker's and the trainer's keys too.
 
 use std::path::Path;
 use std::sync::OnceLock;
 
+use clap::Arg;
 use dfscan_client::ClientSettings;
 use dfscan_coordinator::CoordinatorSettings;
 use dfscan_core::settings::train::TrainSettings;
 use dfscan_core::settings::worker::WorkerSettings;
-use dfscan_core::settings::{KnownKeys, ModelSettings};
+use dfscan_core::settings::{KnownKeys, ModelSettings, Section};
 use dfscan_core::CoreError;
 use dfscan_queue::QueueSettings;
 use serde::de::DeserializeOwned;
@@ -22,26 +24,41 @@ use serde::Serialize;
 use crate::metrics::MetricsSettings;
 use crate::LogSettings;
 
-/// Every section, for its keys only; each process deserializes the part it
-/// reads into its own type.
-#[derive(Default, Serialize)]
-struct Everything {
-    #[serde(flatten)]
-    model: ModelSettings,
-    #[serde(flatten)]
-    log: LogSettings,
-    redis: Option<String>,
-    queue: QueueSettings,
-    coordinator: CoordinatorSettings,
-    worker: WorkerSettings,
-    train: TrainSettings,
-    client: ClientSettings,
-    metrics: MetricsSettings,
+impl Section for LogSettings {
+    const NAME: &'static str = "";
 }
 
-fn known() -> &'static KnownKeys {
+impl Section for MetricsSettings {
+    const NAME: &'static str = "metrics";
+}
+
+/// The top-level `redis` key, the queue's Redis URL, which each process
+/// that reaches the queue reads into its own configuration type.
+#[derive(Default, Serialize)]
+struct QueueUrl {
+    redis: Option<String>,
+}
+
+impl Section for QueueUrl {
+    const NAME: &'static str = "";
+}
+
+/// Every section's keys, defaults and list-valued keys; each process
+/// deserializes the part it reads into its own type.
+pub fn known() -> &'static KnownKeys {
     static KNOWN: OnceLock<KnownKeys> = OnceLock::new();
-    KNOWN.get_or_init(|| KnownKeys::of(&Everything::default()))
+    KNOWN.get_or_init(|| {
+        KnownKeys::default()
+            .with::<ModelSettings>()
+            .with::<LogSettings>()
+            .with::<QueueUrl>()
+            .with::<QueueSettings>()
+            .with::<CoordinatorSettings>()
+            .with::<WorkerSettings>()
+            .with::<TrainSettings>()
+            .with::<ClientSettings>()
+            .with::<MetricsSettings>()
+    })
 }
 
 /// Settings of type `T` from defaults ← `file` ← `DFSCAN_*` ← `overrides`
@@ -53,54 +70,59 @@ pub fn load<T: DeserializeOwned>(
     dfscan_core::settings::load(file, overrides, known())
 }
 
+/// The settings key each flag of a clap `Args` struct sets, by argument
+/// id (the field's name).
+pub type FlagKeys = &'static [(&'static str, &'static str)];
+
+/// The flags of `args` that were given, as overrides for [`load`] (see
+/// [`KnownKeys::overrides`]); the fields are found by the names clap gives
+/// their arguments, so `keys` serves [`show_defaults`] as well.
+pub fn flag_overrides<T: Serialize>(
+    args: &T,
+    keys: FlagKeys,
+) -> Vec<(&'static str, Option<String>)> {
+    known().overrides(args, keys)
+}
+
+/// Appends `[default: …]` to the help of each flag in `keys`, rendered from
+/// its key's default in the settings types' `Default`, the one home of
+/// every default: for `#[command(mut_args(settings::show_defaults(…)))]`
+/// on the struct. The flags have no clap default of their own, which would
+/// override the file's and the environment's values.
+pub fn show_defaults(keys: FlagKeys) -> impl FnMut(Arg) -> Arg {
+    move |arg| {
+        let Some((id, key)) = keys.iter().find(|(id, _)| arg.get_id().as_str() == *id) else {
+            return arg;
+        };
+        let default = known()
+            .shown_default(key)
+            .unwrap_or_else(|| panic!("flag {id}: no settings key {key}"));
+        let help = match arg.get_help() {
+            Some(help) => format!("{help} [default: {default}]"),
+            None => format!("[default: {default}]"),
+        };
+        let long_help = arg
+            .get_long_help()
+            .map(|long| format!("{long}\n\n[default: {default}]"));
+        match long_help {
+            Some(long_help) => arg.help(help).long_help(long_help),
+            None => arg.help(help),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The keys of the README's configuration table, a row's first cell
-    /// naming one or more.
-    fn readme_keys() -> Vec<String> {
-        let readme = include_str!("../../../README.md");
-        let table = readme
-            .split("| key | flag | default | meaning |")
-            .nth(1)
-            .expect("the README has its configuration table");
-        table
-            .lines()
-            .skip(2)
-            .take_while(|line| line.starts_with('|'))
-            .flat_map(|row| {
-                let cell = row.split('|').nth(1).unwrap_or_default();
-                cell.split('`')
-                    .skip(1)
-                    .step_by(2)
-                    .map(str::to_string)
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
     #[test]
-    fn every_key_is_in_the_readme_table_once() {
-        let documented = readme_keys();
-        let mut problems = Vec::new();
-        for key in known().keys() {
-            match documented.iter().filter(|d| *d == key).count() {
-                1 => {}
-                0 => problems.push(format!("{key}: missing")),
-                n => problems.push(format!("{key}: in {n} rows")),
-            }
-        }
+    fn every_list_key_is_a_key() {
         let keys: Vec<&str> = known().keys().collect();
-        for key in &documented {
-            if !keys.contains(&key.as_str()) {
-                problems.push(format!("{key}: documented, but no such key"));
-            }
+        let lists: Vec<&str> = known().list_keys().collect();
+        assert!(lists.contains(&"coordinator.callback_hosts"), "{lists:?}");
+        for key in lists {
+            assert!(keys.contains(&key), "{key} is no key");
         }
-        assert!(
-            problems.is_empty(),
-            "README configuration table: {problems:?}"
-        );
     }
 
     #[test]

@@ -1,3 +1,4 @@
+use dfscan_core::settings::Section;
 use serde::{Deserialize, Serialize};
 
 /// The queue's knobs (config section `queue`, env `DFSCAN_QUEUE__*`); the
@@ -31,6 +32,10 @@ pub struct QueueSettings {
     /// (`tls-auth-clients`).
     pub tls_cert_file: Option<std::path::PathBuf>,
     pub tls_key_file: Option<std::path::PathBuf>,
+}
+
+impl Section for QueueSettings {
+    const NAME: &'static str = "queue";
 }
 
 impl Default for QueueSettings {

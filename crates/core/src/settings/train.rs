@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Section;
+
 /// The checkpoint `dfscan train` starts from when none is given: the
 /// backbone the model card fine-tunes.
 pub const DEFAULT_BASE: &str = "google/vit-base-patch16-224-in21k";
@@ -105,6 +107,10 @@ pub struct TrainSettings {
     /// Log a progress line every this many optimizer steps when stderr is
     /// not a terminal.
     pub log_steps: usize,
+}
+
+impl Section for TrainSettings {
+    const NAME: &'static str = "train";
 }
 
 impl Default for TrainSettings {

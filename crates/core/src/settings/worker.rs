@@ -10,6 +10,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::Section;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WorkerSettings {
@@ -47,6 +49,11 @@ pub struct WorkerSettings {
     /// may stay at the model, before `/livez` fails. Longer than the longest
     /// batch and than a queue call to a Redis that does not answer.
     pub liveness_timeout_s: u64,
+}
+
+impl Section for WorkerSettings {
+    const NAME: &'static str = "worker";
+    const LIST_KEYS: &'static [&'static str] = &["uri_roots"];
 }
 
 impl Default for WorkerSettings {
