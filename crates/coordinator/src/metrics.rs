@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfscan_queue::{JobQueue, JobState, ListQuery};
+use dfscan_queue::JobQueue;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -16,9 +16,6 @@ use prometheus_client::registry::Registry;
 
 use crate::service::model_views;
 use crate::CoordinatorSettings;
-
-/// Jobs looked at per scrape for the jobs-by-state gauge (newest first).
-const JOBS_SCANNED: usize = 1000;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ModelLabel {
@@ -99,7 +96,11 @@ impl CoordinatorMetrics {
             queued_items.clone(),
         );
         registry.register("workers", "Live workers per model", workers.clone());
-        registry.register("jobs", "Jobs by state, among the newest 1000", jobs.clone());
+        registry.register(
+            "jobs",
+            "Jobs by state (finished ones until their retention ends)",
+            jobs.clone(),
+        );
         Arc::new(Self {
             registry,
             queue,
@@ -162,24 +163,17 @@ impl CoordinatorMetrics {
             }
             Err(error) => tracing::debug!(%error, "metrics: cannot read the models"),
         }
-        let query = ListQuery {
-            limit: JOBS_SCANNED,
-            ..ListQuery::default()
-        };
-        if let Ok(jobs) = self.queue.list_jobs(query).await {
-            for state in [
-                JobState::Uploading,
-                JobState::Running,
-                JobState::Completed,
-                JobState::Cancelled,
-            ] {
-                let count = jobs.iter().filter(|j| j.state == state).count();
-                self.jobs
-                    .get_or_create(&StateLabel {
-                        state: state.as_str().to_string(),
-                    })
-                    .set(count as i64);
+        match self.queue.jobs_by_state().await {
+            Ok(counts) => {
+                for (state, count) in counts {
+                    self.jobs
+                        .get_or_create(&StateLabel {
+                            state: state.as_str().to_string(),
+                        })
+                        .set(i64::try_from(count).unwrap_or(i64::MAX));
+                }
             }
+            Err(error) => tracing::debug!(%error, "metrics: cannot read the jobs by state"),
         }
     }
 }

@@ -81,6 +81,15 @@ pub trait JobQueue: Send + Sync + 'static {
     ) -> Result<ResultPage>;
     /// Items and bytes queued for `model`.
     async fn queue_stats(&self, model: &str) -> Result<QueueStats>;
+    /// Items of `tenant`'s jobs that have no result yet (see
+    /// [`JobRecord::queued_items`]), summed over all its jobs: kept as a
+    /// counter, so the answer costs the same however many jobs exist.
+    async fn tenant_queued_items(&self, tenant: &str) -> Result<u64>;
+    /// How many jobs are in each state, every state once in
+    /// [`JobState::ALL`] order: a finished job counts until its retention
+    /// ends (it expires). Kept as counters, like
+    /// [`tenant_queued_items`](JobQueue::tenant_queued_items).
+    async fn jobs_by_state(&self) -> Result<Vec<(JobState, u64)>>;
 
     // --- worker side ---
 
@@ -116,7 +125,8 @@ pub trait JobQueue: Send + Sync + 'static {
     /// false while another holder has it.
     async fn lease_callback(&self, job_id: &str, holder: &str, ttl: Duration) -> Result<bool>;
     /// Removes uploads abandoned for `queue.upload_timeout_s` (see
-    /// [`JobRecord::upload_abandoned`]); returns how many. Their tasks
+    /// [`JobRecord::upload_abandoned`]), the least recently active first
+    /// and at most `REAP_BATCH` a call; returns how many. Their tasks
     /// already queued are released as workers come to them (their job is
     /// gone).
     async fn reap_abandoned_uploads(&self) -> Result<usize>;
@@ -127,22 +137,23 @@ pub trait JobQueue: Send + Sync + 'static {
     async fn callback_progress(&self, job_id: &str, cursor: u64, done: bool) -> Result<()>;
 }
 
-/// Jobs one sweep for abandoned uploads looks at, newest first: the sweep
-/// reads that many job records whatever the index holds (a filter by state
-/// would read the whole index). An abandoned upload older than that is
-/// still freed when its idempotency key is used again.
-const REAP_SCAN: usize = 1000;
+/// Most abandoned uploads one sweep removes, least recently active first;
+/// any more wait for the next sweep. Each backend keeps its uploads ordered
+/// by last activity, so a sweep reads only the uploads idle past the
+/// timeout, whatever else the queue holds.
+const REAP_BATCH: usize = 1000;
 
-/// [`JobQueue::reap_abandoned_uploads`] for any backend, in terms of its
-/// other calls.
-async fn reap_abandoned(queue: &dyn JobQueue, timeout_s: u64) -> Result<usize> {
-    let query = ListQuery {
-        limit: REAP_SCAN,
-        ..ListQuery::default()
-    };
+/// [`JobQueue::reap_abandoned_uploads`] for any backend: removes those of
+/// `idle` (uploads idle past the timeout by the backend's index) that are
+/// still abandoned by their record.
+async fn reap_abandoned(
+    queue: &dyn JobQueue,
+    idle: Vec<JobRecord>,
+    timeout_s: u64,
+) -> Result<usize> {
     let now = now_ms();
     let mut reaped = 0;
-    for job in queue.list_jobs(query).await? {
+    for job in idle {
         if job.upload_abandoned(now, timeout_s) {
             tracing::warn!(job = %job.id, "upload abandoned: removing the job");
             queue.abort_job(&job, &[]).await?;

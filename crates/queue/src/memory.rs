@@ -5,7 +5,7 @@
 //! a deployment can move from one to the other without surprises. Nothing
 //! survives the process.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -29,13 +29,33 @@ pub struct MemoryQueue {
 
 #[derive(Default)]
 struct State {
+    /// Changed only through [`State::insert_job`], [`State::update_job`]
+    /// and [`State::remove_job`], which keep `tally` with them (a change
+    /// to what the tally does not count, such as callback progress, may go
+    /// direct).
     jobs: HashMap<String, Job>,
+    tally: Tally,
     idempotency: HashMap<String, String>,
     models: HashMap<String, ModelQueue>,
     workers: HashMap<String, (Worker, Instant)>,
     /// Job id → who delivers its callbacks, until when.
     callback_leases: HashMap<String, (String, Instant)>,
     next_entry: u64,
+}
+
+/// What all jobs add up to, kept as they change, so that questions about
+/// every job (a tenant's queued items, jobs per state, which uploads are
+/// idle, which jobs expire now) need no pass over them: each job adds its
+/// share while it exists.
+#[derive(Default)]
+struct Tally {
+    by_state: HashMap<&'static str, u64>,
+    /// Only tenants with items queued.
+    queued_by_tenant: HashMap<String, u64>,
+    /// Uploading jobs by last activity (`updated_ms`).
+    uploads: BTreeSet<(i64, String)>,
+    /// Finished jobs by when they expire.
+    expiries: BTreeSet<(Instant, String)>,
 }
 
 struct Job {
@@ -68,6 +88,26 @@ struct Task {
     enqueued_ms: i64,
 }
 
+/// One claim as it goes: who claims, within which limits, what it took.
+struct Claim<'a> {
+    consumer: &'a str,
+    at: Instant,
+    max_tasks: usize,
+    visibility: Duration,
+    max_deliveries: u64,
+    /// Entry ids handed out, in the order they were taken.
+    taken: Vec<String>,
+    /// Tasks past `max_deliveries`, with their items and how often they
+    /// were handed out.
+    dead: Vec<(TaskHandle, Vec<Item>, u64)>,
+}
+
+impl Claim<'_> {
+    fn is_full(&self) -> bool {
+        self.taken.len() >= self.max_tasks
+    }
+}
+
 impl MemoryQueue {
     pub fn new(settings: QueueSettings) -> Self {
         Self {
@@ -83,7 +123,7 @@ impl MemoryQueue {
         // in a way later calls would misread: every update is a few field
         // writes. Keep serving rather than poison the whole process.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.expire(Instant::now());
+        state.expire_due(Instant::now());
         state
     }
 
@@ -102,15 +142,16 @@ impl MemoryQueue {
     ) -> Result<JobRecord> {
         let retention = self.retention();
         let mut state = self.lock();
-        let job = state.job_mut(job_id)?;
-        if !allowed(job.record.state) {
-            return Err(wrong_state(&job.record, action));
-        }
-        job.record.state = to;
-        if job.record.is_finished() {
-            finish(job, retention);
-        }
-        let record = job.record.clone();
+        let record = state.update_job(job_id, |job| {
+            if !allowed(job.record.state) {
+                return Err(wrong_state(&job.record, action));
+            }
+            job.record.state = to;
+            if job.record.is_finished() {
+                finish(job, retention);
+            }
+            Ok(job.record.clone())
+        })??;
         drop(state);
         self.results_changed.notify_waiters();
         Ok(record)
@@ -149,23 +190,83 @@ impl MemoryQueue {
     }
 }
 
+impl Tally {
+    fn add(&mut self, id: &str, job: &Job) {
+        let record = &job.record;
+        *self.by_state.entry(record.state.as_str()).or_default() += 1;
+        let queued = record.queued_items();
+        if queued > 0 {
+            *self
+                .queued_by_tenant
+                .entry(record.spec.tenant.clone())
+                .or_default() += queued;
+        }
+        if record.state == JobState::Uploading {
+            self.uploads.insert((record.updated_ms, id.to_string()));
+        }
+        if let Some(at) = job.expires {
+            self.expiries.insert((at, id.to_string()));
+        }
+    }
+
+    fn remove(&mut self, id: &str, job: &Job) {
+        let record = &job.record;
+        if let Some(count) = self.by_state.get_mut(record.state.as_str()) {
+            *count -= 1;
+        }
+        let tenant = &record.spec.tenant;
+        if let Some(queued) = self.queued_by_tenant.get_mut(tenant) {
+            *queued -= record.queued_items();
+            if *queued == 0 {
+                self.queued_by_tenant.remove(tenant);
+            }
+        }
+        self.uploads.remove(&(record.updated_ms, id.to_string()));
+        if let Some(at) = job.expires {
+            self.expiries.remove(&(at, id.to_string()));
+        }
+    }
+}
+
 impl State {
-    fn expire(&mut self, now: Instant) {
-        let expired: Vec<String> = self
-            .jobs
-            .iter()
-            .filter(|(_, job)| job.expires.is_some_and(|at| at <= now))
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in expired {
+    /// Removes the jobs whose retention has ended: only those, found from
+    /// the earliest expiry on, so a call costs nothing when none is due.
+    fn expire_due(&mut self, now: Instant) {
+        while let Some((at, id)) = self.tally.expiries.first() {
+            if *at > now {
+                break;
+            }
+            let id = id.clone();
             self.remove_job(&id);
         }
+    }
+
+    fn insert_job(&mut self, job: Job) {
+        let id = job.record.id.clone();
+        if let Some(key) = &job.record.spec.idempotency_key {
+            self.idempotency.insert(key.clone(), id.clone());
+        }
+        self.tally.add(&id, &job);
+        self.jobs.insert(id, job);
+    }
+
+    /// Runs `change` on a job, keeping the tally with it.
+    fn update_job<R>(&mut self, id: &str, change: impl FnOnce(&mut Job) -> R) -> Result<R> {
+        let job = self
+            .jobs
+            .get_mut(id)
+            .ok_or_else(|| QueueError::JobNotFound(id.to_string()))?;
+        self.tally.remove(id, job);
+        let outcome = change(job);
+        self.tally.add(id, job);
+        Ok(outcome)
     }
 
     fn remove_job(&mut self, id: &str) {
         self.callback_leases.remove(id);
         if let Some(job) = self.jobs.remove(id) {
-            if let Some(key) = job.record.idempotency_key {
+            self.tally.remove(id, &job);
+            if let Some(key) = job.record.spec.idempotency_key {
                 if self.idempotency.get(&key).map(String::as_str) == Some(id) {
                     self.idempotency.remove(&key);
                 }
@@ -173,15 +274,22 @@ impl State {
         }
     }
 
+    /// Uploads whose last activity is at `cutoff_ms` or before, least
+    /// recent first, at most `limit`.
+    fn idle_uploads(&self, cutoff_ms: i64, limit: usize) -> Vec<JobRecord> {
+        self.tally
+            .uploads
+            .iter()
+            .take_while(|(activity, _)| *activity <= cutoff_ms)
+            .take(limit)
+            .filter_map(|(_, id)| self.jobs.get(id))
+            .map(|job| job.record.clone())
+            .collect()
+    }
+
     fn job(&self, id: &str) -> Result<&Job> {
         self.jobs
             .get(id)
-            .ok_or_else(|| QueueError::JobNotFound(id.to_string()))
-    }
-
-    fn job_mut(&mut self, id: &str) -> Result<&mut Job> {
-        self.jobs
-            .get_mut(id)
             .ok_or_else(|| QueueError::JobNotFound(id.to_string()))
     }
 
@@ -204,32 +312,150 @@ impl State {
         mut results: Vec<ItemResult>,
         retention: Duration,
     ) -> Completion {
-        let outcome = match self.jobs.get_mut(&task.job_id) {
-            None => Completion::JobGone,
-            Some(job) if job.done.contains(&task.entry_id) => Completion::Duplicate,
-            Some(job) => {
-                job.done.insert(task.entry_id.clone());
-                let record = &mut job.record;
-                for (verdict, count) in verdict_counts(&results) {
-                    *record.verdicts.entry(verdict).or_default() += count;
-                }
-                for result in &mut results {
-                    result.cursor = job.results.len() as u64 + 1;
-                    if result.error.is_empty() {
-                        record.completed += 1;
-                    } else {
-                        record.failed += 1;
-                    }
-                    job.results.push(std::mem::take(result));
-                }
-                if record.is_finished() && record.finished_ms.is_none() {
-                    finish(job, retention);
-                }
-                Completion::Recorded
+        let recorded = self.update_job(&task.job_id, |job| {
+            if !job.done.insert(task.entry_id.clone()) {
+                return Completion::Duplicate;
             }
-        };
+            let record = &mut job.record;
+            for (verdict, count) in verdict_counts(&results) {
+                *record.verdicts.entry(verdict).or_default() += count;
+            }
+            for result in &mut results {
+                result.cursor = job.results.len() as u64 + 1;
+                if result.error.is_empty() {
+                    record.completed += 1;
+                } else {
+                    record.failed += 1;
+                }
+                job.results.push(std::mem::take(result));
+            }
+            if record.is_finished() && record.finished_ms.is_none() {
+                finish(job, retention);
+            }
+            Completion::Recorded
+        });
         self.release(task);
-        outcome
+        recorded.unwrap_or(Completion::JobGone)
+    }
+
+    /// Up to `max_tasks` tasks of `model` for `consumer`: online ones
+    /// first, reclaimed then new, then bulk ones the same way. Tasks past
+    /// `max_deliveries` are dead-lettered on the way; the flag says whether
+    /// any were.
+    fn claim(
+        &mut self,
+        model: &str,
+        consumer: &str,
+        max_tasks: usize,
+        settings: &QueueSettings,
+        retention: Duration,
+    ) -> (Vec<ClaimedTask>, bool) {
+        let Some(queue) = self.models.get_mut(model) else {
+            return (Vec::new(), false);
+        };
+        let mut claim = Claim {
+            consumer,
+            at: Instant::now(),
+            max_tasks,
+            visibility: Duration::from_millis(settings.visibility_timeout_ms),
+            max_deliveries: settings.max_deliveries,
+            taken: Vec::new(),
+            dead: Vec::new(),
+        };
+        for priority in Priority::ALL {
+            queue.reclaim_idle(priority, &mut claim);
+            queue.take_fresh(priority, &mut claim);
+        }
+        let tasks = self.handed_out(model, &claim.taken);
+        let dead_lettered = !claim.dead.is_empty();
+        for (handle, items, deliveries) in claim.dead {
+            self.dead_letter(handle, &items, deliveries, retention);
+        }
+        (tasks, dead_lettered)
+    }
+
+    /// Claimed tasks as a worker gets them: with their job's verdict policy
+    /// and whether the job is cancelled.
+    fn handed_out(&self, model: &str, taken: &[String]) -> Vec<ClaimedTask> {
+        let Some(queue) = self.models.get(model) else {
+            return Vec::new();
+        };
+        taken
+            .iter()
+            .filter_map(|id| queue.tasks.get(id))
+            .map(|task| {
+                let job = self.jobs.get(&task.handle.job_id).map(|job| &job.record);
+                ClaimedTask {
+                    handle: task.handle.clone(),
+                    items: Ok(task.items.clone()),
+                    job_cancelled: job.is_some_and(|job| job.state == JobState::Cancelled),
+                    deliveries: task.deliveries,
+                    policy: job.and_then(|job| job.spec.policy.clone()),
+                    enqueued_ms: task.enqueued_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// Records a task delivered too often as a dead letter and gives each
+    /// of its items an error result.
+    fn dead_letter(
+        &mut self,
+        handle: TaskHandle,
+        items: &[Item],
+        deliveries: u64,
+        retention: Duration,
+    ) {
+        let results = dead_letter_results(&handle, Some(items), deliveries);
+        if let Some(queue) = self.models.get_mut(&handle.model) {
+            queue.dead_letters.push((handle.clone(), deliveries));
+        }
+        self.complete(&handle, results, retention);
+    }
+}
+
+impl ModelQueue {
+    /// Takes the tasks of `priority` whose holder let the visibility
+    /// timeout pass, oldest first; those now past `max_deliveries` go to
+    /// `claim.dead` instead.
+    fn reclaim_idle(&mut self, priority: Priority, claim: &mut Claim<'_>) {
+        let tasks = self.tasks.values_mut();
+        for task in tasks.filter(|t| t.handle.priority == priority) {
+            if claim.is_full() {
+                break;
+            }
+            let idle = task
+                .claim
+                .as_ref()
+                .is_some_and(|(_, since)| claim.at.duration_since(*since) >= claim.visibility);
+            if !idle {
+                continue;
+            }
+            task.deliveries += 1;
+            if task.deliveries > claim.max_deliveries {
+                let handed_out = task.deliveries - 1;
+                claim
+                    .dead
+                    .push((task.handle.clone(), task.items.clone(), handed_out));
+                continue;
+            }
+            task.claim = Some((claim.consumer.to_string(), claim.at));
+            claim.taken.push(task.handle.entry_id.clone());
+        }
+    }
+
+    /// Takes tasks of `priority` never delivered, oldest first.
+    fn take_fresh(&mut self, priority: Priority, claim: &mut Claim<'_>) {
+        while !claim.is_full() {
+            let Some(id) = self.fresh[lane(priority)].pop_front() else {
+                break;
+            };
+            if let Some(task) = self.tasks.get_mut(&id) {
+                task.deliveries = 1;
+                task.claim = Some((claim.consumer.to_string(), claim.at));
+                claim.taken.push(id);
+            }
+        }
     }
 }
 
@@ -242,6 +468,7 @@ fn finish(job: &mut Job, retention: Duration) {
     job.record.finished_ms = Some(now_ms());
     let retention = job
         .record
+        .spec
         .retention_s
         .map_or(retention, Duration::from_secs);
     job.expires = Some(Instant::now() + retention);
@@ -292,18 +519,12 @@ impl JobQueue for MemoryQueue {
             }
         }
         let record = JobRecord::new(spec);
-        if let Some(key) = &record.idempotency_key {
-            state.idempotency.insert(key.clone(), record.id.clone());
-        }
-        state.jobs.insert(
-            record.id.clone(),
-            Job {
-                record: record.clone(),
-                results: Vec::new(),
-                done: HashSet::new(),
-                expires: None,
-            },
-        );
+        state.insert_job(Job {
+            record: record.clone(),
+            results: Vec::new(),
+            done: HashSet::new(),
+            expires: None,
+        });
         Ok(Created::New(record))
     }
 
@@ -315,43 +536,41 @@ impl JobQueue for MemoryQueue {
         }
         let items: u64 = tasks.iter().map(|t| t.items.len() as u64).sum();
         let bytes: u64 = tasks.iter().map(NewTask::image_bytes).sum();
-        let usage = state
-            .models
-            .get(&job.model)
-            .map(|m| m.usage)
-            .unwrap_or_default();
+        let model = &job.spec.model;
+        let usage = state.models.get(model).map(|m| m.usage).unwrap_or_default();
         let (max_items, max_bytes) = (
             self.settings.max_queued_items,
             self.settings.max_queued_bytes,
         );
         if usage.items + items > max_items {
-            return Err(full(&job.model, "items", usage.items, items, max_items));
+            return Err(full(model, "items", usage.items, items, max_items));
         }
         if usage.bytes + bytes > max_bytes {
-            return Err(full(&job.model, "bytes", usage.bytes, bytes, max_bytes));
+            return Err(full(model, "bytes", usage.bytes, bytes, max_bytes));
         }
-        let record = &mut state.job_mut(&job.id)?.record;
-        record.total += items;
-        record.updated_ms = now_ms();
+        state.update_job(&job.id, |job| {
+            job.record.total += items;
+            job.record.updated_ms = now_ms();
+        })?;
         let mut handles = Vec::with_capacity(tasks.len());
         for task in tasks {
             state.next_entry += 1;
             // Zero-padded so that the BTreeMap orders entries as they came.
             let entry_id = format!("{:020}", state.next_entry);
             let handle = TaskHandle {
-                model: job.model.clone(),
-                priority: job.priority,
+                model: model.clone(),
+                priority: job.spec.priority,
                 entry_id: entry_id.clone(),
                 job_id: job.id.clone(),
                 first_index: task.first_index,
                 count: task.items.len() as u64,
             };
-            let model = state.models.entry(job.model.clone()).or_default();
+            let queue = state.models.entry(model.clone()).or_default();
             let bytes = task.image_bytes();
-            model.usage.items += handle.count;
-            model.usage.bytes += bytes;
-            model.fresh[lane(job.priority)].push_back(entry_id.clone());
-            model.tasks.insert(
+            queue.usage.items += handle.count;
+            queue.usage.bytes += bytes;
+            queue.fresh[lane(job.spec.priority)].push_back(entry_id.clone());
+            queue.tasks.insert(
                 entry_id,
                 Task {
                     handle: handle.clone(),
@@ -443,6 +662,22 @@ impl JobQueue for MemoryQueue {
             .unwrap_or_default())
     }
 
+    async fn tenant_queued_items(&self, tenant: &str) -> Result<u64> {
+        let state = self.lock();
+        Ok(state
+            .tally
+            .queued_by_tenant
+            .get(tenant)
+            .copied()
+            .unwrap_or(0))
+    }
+
+    async fn jobs_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        let state = self.lock();
+        let count = |s: JobState| state.tally.by_state.get(s.as_str()).copied().unwrap_or(0);
+        Ok(JobState::ALL.map(|s| (s, count(s))).to_vec())
+    }
+
     async fn claim(
         &self,
         model: &str,
@@ -450,82 +685,16 @@ impl JobQueue for MemoryQueue {
         max_tasks: usize,
         wait: Duration,
     ) -> Result<Vec<ClaimedTask>> {
-        let visibility = Duration::from_millis(self.settings.visibility_timeout_ms);
-        let max_deliveries = self.settings.max_deliveries;
         let retention = self.retention();
         let claimed = self
             .wait_for(&self.tasks_added, wait, || {
                 let mut state = self.lock();
-                let now = Instant::now();
-                let Some(queue) = state.models.get_mut(model) else {
-                    return Ok(None);
-                };
-                let mut out = Vec::new();
-                let mut dead = Vec::new();
-                // Online tasks first: reclaimed, then new; then bulk ones.
-                for priority in Priority::ALL {
-                    let tasks = queue.tasks.values_mut();
-                    for task in tasks.filter(|t| t.handle.priority == priority) {
-                        if out.len() >= max_tasks {
-                            break;
-                        }
-                        let idle = task
-                            .claim
-                            .as_ref()
-                            .is_some_and(|(_, since)| now.duration_since(*since) >= visibility);
-                        if !idle {
-                            continue;
-                        }
-                        task.deliveries += 1;
-                        if task.deliveries > max_deliveries {
-                            let handed_out = task.deliveries - 1;
-                            dead.push((task.handle.clone(), task.items.clone(), handed_out));
-                            continue;
-                        }
-                        task.claim = Some((consumer.to_string(), now));
-                        out.push(task.handle.entry_id.clone());
-                    }
-                    while out.len() < max_tasks {
-                        let Some(id) = queue.fresh[lane(priority)].pop_front() else {
-                            break;
-                        };
-                        if let Some(task) = queue.tasks.get_mut(&id) {
-                            task.deliveries = 1;
-                            task.claim = Some((consumer.to_string(), now));
-                            out.push(id);
-                        }
-                    }
-                }
-                let tasks: Vec<ClaimedTask> = out
-                    .iter()
-                    .filter_map(|id| queue.tasks.get(id))
-                    .map(|task| ClaimedTask {
-                        handle: task.handle.clone(),
-                        items: Ok(task.items.clone()),
-                        job_cancelled: false,
-                        deliveries: task.deliveries,
-                        policy: None,
-                        enqueued_ms: task.enqueued_ms,
-                    })
-                    .collect();
-                for (handle, items, deliveries) in dead {
-                    let results = dead_letter_results(&handle, Some(&items), deliveries);
-                    if let Some(queue) = state.models.get_mut(model) {
-                        queue.dead_letters.push((handle.clone(), deliveries));
-                    }
-                    state.complete(&handle, results, retention);
+                let (tasks, dead_lettered) =
+                    state.claim(model, consumer, max_tasks, &self.settings, retention);
+                drop(state);
+                if dead_lettered {
                     self.results_changed.notify_waiters();
                 }
-                let tasks: Vec<ClaimedTask> = tasks
-                    .into_iter()
-                    .map(|mut task| {
-                        if let Some(job) = state.jobs.get(&task.handle.job_id) {
-                            task.job_cancelled = job.record.state == JobState::Cancelled;
-                            task.policy.clone_from(&job.record.policy);
-                        }
-                        task
-                    })
-                    .collect();
                 Ok((!tasks.is_empty()).then_some(tasks))
             })
             .await?;
@@ -576,7 +745,11 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn reap_abandoned_uploads(&self) -> Result<usize> {
-        crate::reap_abandoned(self, self.settings.upload_timeout_s).await
+        let timeout_s = self.settings.upload_timeout_s;
+        let timeout_ms = i64::try_from(timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let cutoff_ms = now_ms().saturating_sub(timeout_ms);
+        let idle = self.lock().idle_uploads(cutoff_ms, crate::REAP_BATCH);
+        crate::reap_abandoned(self, idle, timeout_s).await
     }
 
     async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>> {
@@ -585,7 +758,7 @@ impl JobQueue for MemoryQueue {
             .jobs
             .values()
             .map(|job| &job.record)
-            .filter(|record| record.callback.is_some() && !record.callback_done)
+            .filter(|record| record.spec.callback.is_some() && !record.callback_done)
             .collect();
         pending.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then(a.id.cmp(&b.id)));
         Ok(pending
@@ -614,6 +787,7 @@ impl JobQueue for MemoryQueue {
         if done {
             state.callback_leases.remove(job_id);
         }
+        // Not counted by the tally: changed in place.
         if let Some(job) = state.jobs.get_mut(job_id) {
             job.record.callback_cursor = cursor;
             job.record.callback_done |= done;

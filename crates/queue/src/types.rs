@@ -65,15 +65,16 @@ impl JobState {
         }
     }
 
+    /// In the order of a job's life.
+    pub const ALL: [JobState; 4] = [
+        Self::Uploading,
+        Self::Running,
+        Self::Completed,
+        Self::Cancelled,
+    ];
+
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Uploading,
-            Self::Running,
-            Self::Completed,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == s)
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
     }
 
     pub fn to_proto(self) -> pb::JobState {
@@ -102,32 +103,24 @@ impl std::fmt::Display for JobState {
     }
 }
 
-/// A job as the queue keeps it.
+/// A job as the queue keeps it: what it was created from and where it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobRecord {
     /// 32 lowercase hex digits (128 random bits).
     pub id: String,
-    pub model: String,
+    pub spec: JobSpec,
     pub state: JobState,
     pub total: u64,
     pub completed: u64,
     pub failed: u64,
     pub created_ms: i64,
     pub finished_ms: Option<i64>,
-    pub metadata: BTreeMap<String, String>,
-    pub idempotency_key: Option<String>,
-    pub priority: Priority,
-    /// The job's own retention (see [`JobSpec::retention_s`]).
-    pub retention_s: Option<u64>,
-    pub policy: Option<VerdictPolicy>,
-    pub callback: Option<Callback>,
     /// Scored items per verdict.
     pub verdicts: BTreeMap<String, u64>,
     /// Item callbacks are delivered for the results up to this cursor.
     pub callback_cursor: u64,
     /// The job's callbacks are over (delivered or given up).
     pub callback_done: bool,
-    pub tenant: String,
     /// The upload's last activity (creation, then each enqueue), in ms
     /// since the Unix epoch.
     pub updated_ms: i64,
@@ -139,25 +132,24 @@ impl JobRecord {
         let now = crate::now_ms();
         Self {
             id: new_job_id(),
-            model: spec.model,
+            spec,
             state: JobState::Uploading,
             total: 0,
             completed: 0,
             failed: 0,
             created_ms: now,
             finished_ms: None,
-            metadata: spec.metadata,
-            idempotency_key: spec.idempotency_key,
-            priority: spec.priority,
-            retention_s: spec.retention_s,
-            policy: spec.policy,
-            callback: spec.callback,
             verdicts: BTreeMap::new(),
             callback_cursor: 0,
             callback_done: false,
-            tenant: spec.tenant,
             updated_ms: now,
         }
+    }
+
+    /// Items not yet given a result: what the job holds of its tenant's
+    /// quota.
+    pub fn queued_items(&self) -> u64 {
+        self.total.saturating_sub(self.completed + self.failed)
     }
 
     /// Still uploading with nothing added for `timeout_s`: its uploader
@@ -176,17 +168,17 @@ impl JobRecord {
         pb::Job {
             job_id: self.id.clone(),
             state: self.state.to_proto() as i32,
-            model: self.model.clone(),
+            model: self.spec.model.clone(),
             total: self.total,
             completed: self.completed,
             failed: self.failed,
             created_unix_ms: self.created_ms,
             finished_unix_ms: self.finished_ms.unwrap_or(0),
-            metadata: self.metadata.clone().into_iter().collect(),
-            idempotency_key: self.idempotency_key.clone().unwrap_or_default(),
+            metadata: self.spec.metadata.clone().into_iter().collect(),
+            idempotency_key: self.spec.idempotency_key.clone().unwrap_or_default(),
             finished: self.is_finished(),
-            policy: self.policy.clone(),
-            callback: self.callback.clone(),
+            policy: self.spec.policy.clone(),
+            callback: self.spec.callback.clone(),
             verdicts: self.verdicts.clone().into_iter().collect(),
         }
     }
@@ -293,7 +285,7 @@ pub struct ListQuery {
 impl ListQuery {
     pub fn matches(&self, job: &JobRecord) -> bool {
         self.state.is_none_or(|s| s == job.state)
-            && self.tenant.as_ref().is_none_or(|t| *t == job.tenant)
+            && self.tenant.as_ref().is_none_or(|t| *t == job.spec.tenant)
     }
 }
 

@@ -82,6 +82,8 @@ conformance!(
     online_tasks_go_first_and_keep_their_own_retention,
     verdicts_metadata_and_callbacks_are_kept,
     abandoned_uploads_free_their_key_and_go,
+    counters_follow_every_change_of_a_job,
+    counters_do_not_depend_on_how_many_jobs_exist,
 );
 
 fn settings() -> QueueSettings {
@@ -182,7 +184,7 @@ async fn lifecycle_gives_every_item_one_result(b: Backend) {
     assert_eq!(job.state, JobState::Completed);
     assert_eq!((job.completed, job.failed), (5, 5));
     assert!(job.finished_ms.is_some() && job.is_finished());
-    assert_eq!(job.metadata["team"], "trust-and-safety");
+    assert_eq!(job.spec.metadata["team"], "trust-and-safety");
     assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
     assert!(claim_all(q, "w1").await.is_empty(), "nothing left to claim");
 }
@@ -502,7 +504,7 @@ async fn jobs_are_listed_newest_first(b: Backend) {
         &[1],
     )
     .await;
-    assert_eq!(q.get_job(&theirs.id).await.unwrap().tenant, "team-b");
+    assert_eq!(q.get_job(&theirs.id).await.unwrap().spec.tenant, "team-b");
     let listed = q
         .list_jobs(ListQuery {
             tenant: Some("team-b".into()),
@@ -558,10 +560,10 @@ async fn online_tasks_go_first_and_keep_their_own_retention(b: Backend) {
     };
     let bulk = submit(q, &[2, 2]).await;
     let online = submit_spec(q, online_spec(), &[1]).await;
-    assert_eq!(online.priority, Priority::Online);
+    assert_eq!(online.spec.priority, Priority::Online);
     let stored = q.get_job(&online.id).await.unwrap();
     assert_eq!(
-        (stored.priority, stored.retention_s),
+        (stored.spec.priority, stored.spec.retention_s),
         (Priority::Online, Some(1))
     );
     assert_eq!(
@@ -657,8 +659,8 @@ async fn verdicts_metadata_and_callbacks_are_kept(b: Backend) {
     q.enqueue(&job, new_tasks).await.unwrap();
     q.seal_job(&job.id).await.unwrap();
     let stored = q.get_job(&job.id).await.unwrap();
-    assert_eq!(stored.policy.as_ref(), Some(&policy));
-    assert_eq!(stored.callback.as_ref(), Some(&callback));
+    assert_eq!(stored.spec.policy.as_ref(), Some(&policy));
+    assert_eq!(stored.spec.callback.as_ref(), Some(&callback));
     assert_eq!(
         q.pending_callbacks(10).await.unwrap(),
         std::slice::from_ref(&job.id)
@@ -781,4 +783,149 @@ async fn abandoned_uploads_free_their_key_and_go(b: Backend) {
         assert_eq!(completion, Completion::JobGone);
     }
     assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
+}
+
+/// Every state once, with these counts (the others 0).
+fn by_state(counts: &[(JobState, u64)]) -> Vec<(JobState, u64)> {
+    JobState::ALL
+        .map(|state| {
+            let n = counts.iter().find(|(s, _)| *s == state).map_or(0, |c| c.1);
+            (state, n)
+        })
+        .to_vec()
+}
+
+fn of_tenant(tenant: &str) -> JobSpec {
+    JobSpec {
+        tenant: tenant.into(),
+        ..spec(None)
+    }
+}
+
+async fn new_job(q: &dyn JobQueue, spec: JobSpec) -> JobRecord {
+    let Created::New(job) = q.create_job(spec).await.unwrap() else {
+        panic!("a job without a key is always new")
+    };
+    job
+}
+
+async fn counters_follow_every_change_of_a_job(b: Backend) {
+    use JobState::*;
+
+    let o = b
+        .open(QueueSettings {
+            max_queued_items: 20,
+            visibility_timeout_ms: 100,
+            max_deliveries: 1,
+            retention_s: 1,
+            upload_timeout_s: 1,
+            ..settings()
+        })
+        .await;
+    let q = &*o.queue;
+    let queued = |tenant: &'static str| async move { q.tenant_queued_items(tenant).await.unwrap() };
+    let states = || async { q.jobs_by_state().await.unwrap() };
+    assert_eq!(states().await, by_state(&[]));
+    assert_eq!(queued("a").await, 0);
+
+    // Uploading: every enqueued item counts; a refused enqueue does not.
+    let first = new_job(q, of_tenant("a")).await;
+    assert_eq!(states().await, by_state(&[(Uploading, 1)]));
+    q.enqueue(&first, tasks(&[3, 2])).await.unwrap();
+    assert_eq!(queued("a").await, 5);
+    let full = q.enqueue(&first, tasks(&[16])).await.unwrap_err();
+    assert!(matches!(full, QueueError::Full { .. }), "{full}");
+    assert_eq!(queued("a").await, 5);
+    q.seal_job(&first.id).await.unwrap();
+    assert_eq!(states().await, by_state(&[(Running, 1)]));
+
+    // A completed task's items leave the count.
+    let claimed = claim_all(q, "w1").await;
+    let (done, idle) = (&claimed[0], &claimed[1]);
+    q.complete(&done.handle, results_for(done)).await.unwrap();
+    q.complete(&done.handle, results_for(done)).await.unwrap();
+    assert_eq!(queued("a").await, 2, "a duplicate completion counts once");
+
+    // A cancelled job's items count until they get their results.
+    let second = new_job(q, of_tenant("a")).await;
+    q.enqueue(&second, tasks(&[4])).await.unwrap();
+    assert_eq!(queued("a").await, 6);
+    q.cancel_job(&second.id).await.unwrap();
+    assert_eq!(states().await, by_state(&[(Running, 1), (Cancelled, 1)]));
+    assert_eq!(queued("a").await, 6);
+    let [cancelled] = &claim_all(q, "w1").await[..] else {
+        panic!("the cancelled job's task")
+    };
+    let results = (0..4)
+        .map(|i| error_result("", i, CANCELLED_ERROR))
+        .collect();
+    q.complete(&cancelled.handle, results).await.unwrap();
+    assert_eq!(queued("a").await, 2);
+
+    // A dead-lettered task's items get their results too.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(claim_all(q, "w2").await.is_empty(), "dead-lettered");
+    assert_eq!(
+        q.get_job(&idle.handle.job_id).await.unwrap().state,
+        Completed
+    );
+    assert_eq!(queued("a").await, 0);
+    assert_eq!(states().await, by_state(&[(Completed, 1), (Cancelled, 1)]));
+
+    // Another tenant's aborted upload and abandoned upload leave nothing.
+    let aborted = new_job(q, of_tenant("b")).await;
+    let handles = q.enqueue(&aborted, tasks(&[2])).await.unwrap();
+    let abandoned = new_job(q, of_tenant("b")).await;
+    q.enqueue(&abandoned, tasks(&[1])).await.unwrap();
+    assert_eq!((queued("a").await, queued("b").await), (0, 3));
+    q.abort_job(&aborted, &handles).await.unwrap();
+    assert_eq!(queued("b").await, 1);
+    assert_eq!(
+        states().await,
+        by_state(&[(Uploading, 1), (Completed, 1), (Cancelled, 1)])
+    );
+
+    // Past the retention the finished jobs expire, and with them their
+    // count; past the upload timeout the abandoned upload goes.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(q.reap_abandoned_uploads().await.unwrap(), 1);
+    assert_eq!(queued("b").await, 0);
+    assert_eq!(states().await, by_state(&[]));
+    for job in [&first, &second] {
+        assert!(matches!(
+            q.get_job(&job.id).await,
+            Err(QueueError::JobNotFound(_))
+        ));
+    }
+}
+
+async fn counters_do_not_depend_on_how_many_jobs_exist(b: Backend) {
+    use JobState::*;
+
+    let o = b.open(settings()).await;
+    let q = &*o.queue;
+    let mine = submit_spec(q, of_tenant("mine"), &[2, 1]).await;
+    // Newer jobs of another tenant than a scan of the newest 2,000 would
+    // reach past: none of them hides this tenant's items.
+    for _ in 0..3000 {
+        new_job(q, of_tenant("other")).await;
+    }
+    let theirs = new_job(q, of_tenant("other")).await;
+    q.enqueue(&theirs, tasks(&[4])).await.unwrap();
+    assert_eq!(q.tenant_queued_items("mine").await.unwrap(), 3);
+    assert_eq!(q.tenant_queued_items("other").await.unwrap(), 4);
+    assert_eq!(q.tenant_queued_items("nobody").await.unwrap(), 0);
+    assert_eq!(
+        q.jobs_by_state().await.unwrap(),
+        by_state(&[(Uploading, 3001), (Running, 1)])
+    );
+    let claimed = claim_all(q, "w1").await;
+    for task in claimed.iter().filter(|t| t.handle.job_id == mine.id) {
+        q.complete(&task.handle, results_for(task)).await.unwrap();
+    }
+    assert_eq!(q.tenant_queued_items("mine").await.unwrap(), 0);
+    assert_eq!(
+        q.jobs_by_state().await.unwrap(),
+        by_state(&[(Uploading, 3001), (Completed, 1)])
+    );
 }

@@ -135,7 +135,7 @@ async fn a_job_runs_to_completion_and_expires_with_its_keys() {
     assert_eq!(done.state, JobState::Completed);
     assert_eq!((done.completed, done.failed), (6, 0));
     assert!(done.finished_ms.is_some());
-    assert_eq!(done.metadata, spec(None).metadata);
+    assert_eq!(done.spec.metadata, spec(None).metadata);
     assert_eq!(q.queue_stats(MODEL).await.unwrap(), QueueStats::default());
     let tasks_key = format!("{PREFIX}:tasks:{{m:{MODEL}}}");
     let queued: usize = c.xlen(&tasks_key).await.unwrap();
@@ -611,4 +611,64 @@ async fn rediss_with_an_acl_user_and_a_client_certificate() {
             "{case}: connected"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_from_before_the_counters_are_left_out_of_them() {
+    use JobState::*;
+
+    let server = RedisServer::start();
+    let q = open(&server, settings()).await;
+    let mut c = raw(&server).await;
+    // A job hash as the queue wrote it before it kept counters: it still
+    // reads and runs.
+    let legacy_id = "0123456789abcdef0123456789abcdef";
+    let now = now_ms().to_string();
+    let fields = [
+        ("model", MODEL),
+        ("state", "uploading"),
+        ("total", "0"),
+        ("completed", "0"),
+        ("failed", "0"),
+        ("cursor", "0"),
+        ("created_ms", &now),
+        ("updated_ms", &now),
+        ("priority", "bulk"),
+        ("tenant", "t"),
+    ];
+    let _: () = c
+        .hset_multiple(format!("{PREFIX}:job:{{{legacy_id}}}"), &fields)
+        .await
+        .unwrap();
+    let legacy = q.get_job(legacy_id).await.unwrap();
+    assert_eq!(
+        (legacy.state, legacy.spec.tenant.as_str()),
+        (Uploading, "t")
+    );
+    let Created::New(counted) = q
+        .create_job(JobSpec {
+            tenant: "t".into(),
+            ..spec(None)
+        })
+        .await
+        .unwrap()
+    else {
+        panic!("a job without a key is always new")
+    };
+    q.enqueue(&counted, tasks(&[2])).await.unwrap();
+    q.enqueue(&legacy, tasks(&[3])).await.unwrap();
+    for id in [counted.id.as_str(), legacy_id] {
+        q.seal_job(id).await.unwrap();
+    }
+    let only_the_counted_job = [(Uploading, 0), (Running, 1), (Completed, 0), (Cancelled, 0)];
+    assert_eq!(q.tenant_queued_items("t").await.unwrap(), 2);
+    assert_eq!(q.jobs_by_state().await.unwrap(), only_the_counted_job);
+    for task in claim(&q, "w").await {
+        if task.handle.job_id == legacy_id {
+            q.complete(&task.handle, scores(&task)).await.unwrap();
+        }
+    }
+    assert_eq!(q.get_job(legacy_id).await.unwrap().state, Completed);
+    assert_eq!(q.tenant_queued_items("t").await.unwrap(), 2);
+    assert_eq!(q.jobs_by_state().await.unwrap(), only_the_counted_job);
 }

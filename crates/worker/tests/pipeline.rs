@@ -101,6 +101,12 @@ impl JobQueue for Wrapped {
     async fn queue_stats(&self, model: &str) -> Result<QueueStats, QueueError> {
         self.inner.queue_stats(model).await
     }
+    async fn tenant_queued_items(&self, tenant: &str) -> Result<u64, QueueError> {
+        self.inner.tenant_queued_items(tenant).await
+    }
+    async fn jobs_by_state(&self) -> Result<Vec<(JobState, u64)>, QueueError> {
+        self.inner.jobs_by_state().await
+    }
     async fn claim(
         &self,
         model: &str,

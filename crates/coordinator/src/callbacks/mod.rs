@@ -128,7 +128,7 @@ impl Dispatcher {
             }
             Err(error) => return Err(error),
         };
-        let Some(callback) = job.callback.clone() else {
+        let Some(callback) = job.spec.callback.clone() else {
             self.queue.callback_progress(job_id, 0, true).await?;
             return Ok(Step::Done);
         };
@@ -200,12 +200,12 @@ fn job_body(job: &JobRecord) -> serde_json::Value {
         "event": "job",
         "job_id": job.id,
         "state": job.state.as_str(),
-        "model": job.model,
+        "model": job.spec.model,
         "total": job.total,
         "completed": job.completed,
         "failed": job.failed,
         "verdicts": job.verdicts,
-        "metadata": job.metadata,
+        "metadata": job.spec.metadata,
         "created_unix_ms": job.created_ms,
         "finished_unix_ms": job.finished_ms,
     })
@@ -227,12 +227,12 @@ fn item_body(job: &JobRecord, result: &ItemResult) -> serde_json::Value {
     // The record schema's rule: an error result names the job's model.
     let model = match &result.model {
         Some(m) => json!({"name": m.name, "sha256": m.sha256}),
-        None => json!({"name": job.model, "sha256": ""}),
+        None => json!({"name": job.spec.model, "sha256": ""}),
     };
     json!({
         "event": "item",
         "job_id": job.id,
-        "job_metadata": job.metadata,
+        "job_metadata": job.spec.metadata,
         "id": result.id,
         "index": result.index,
         "cursor": result.cursor,

@@ -37,7 +37,7 @@ pub(super) async fn owned_job(
     id: &str,
 ) -> Result<JobRecord, Status> {
     let job = queue.get_job(id).await.map_err(status)?;
-    if !tenant.0.is_empty() && job.tenant != tenant.0 {
+    if !tenant.0.is_empty() && job.spec.tenant != tenant.0 {
         return Err(status(QueueError::JobNotFound(id.to_string())));
     }
     Ok(job)

@@ -11,7 +11,7 @@ use dfscan_proto::v1::item::Source;
 use dfscan_proto::v1::submit_job_request::Message;
 use dfscan_proto::v1::{Item, JobHeader, SubmitJobRequest, SubmitJobResponse};
 use dfscan_queue::{
-    item_bytes, policy, Created, JobQueue, JobRecord, JobSpec, ListQuery, NewTask, TaskHandle,
+    item_bytes, policy, Created, JobQueue, JobRecord, JobSpec, NewTask, TaskHandle,
 };
 use tokio_util::sync::CancellationToken;
 use tonic::{Status, Streaming};
@@ -33,8 +33,6 @@ const MAX_ITEM_ID_BYTES: usize = 1024;
 /// So does its metadata.
 const MAX_ITEM_METADATA_ENTRIES: usize = 16;
 const MAX_ITEM_METADATA_BYTES: usize = 4096;
-/// Jobs a quota check looks at, newest first.
-const QUOTA_SCAN: usize = 2000;
 
 pub(super) async fn submit_job(
     svc: &ScoringService,
@@ -74,14 +72,14 @@ pub(super) async fn submit_job(
     let outcome = upload.run(&mut stream, &svc.shutdown, &body_failed).await;
     let sealed = upload.abort_on_error(outcome).await?;
     let model = crate::metrics::ModelLabel {
-        model: sealed.model.clone(),
+        model: sealed.spec.model.clone(),
     };
     svc.metrics.jobs_submitted.get_or_create(&model).inc();
     svc.metrics
         .items_submitted
         .get_or_create(&model)
         .inc_by(sealed.total);
-    tracing::info!(job = %sealed.id, model = %sealed.model, items = sealed.total, "job submitted");
+    tracing::info!(job = %sealed.id, model = %sealed.spec.model, items = sealed.total, "job submitted");
     Ok(SubmitJobResponse {
         job: Some(sealed.to_proto()),
         deduplicated: false,
@@ -154,25 +152,20 @@ async fn drain(stream: &mut Streaming<SubmitJobRequest>, shutdown: &Cancellation
 
 impl ScoringService {
     /// How many more items `tenant` may queue under its quota, with the
-    /// quota; `None` without one. Counted from the tenant's unfinished jobs
-    /// among the newest [`QUOTA_SCAN`] (bounded work per upload, whatever
-    /// the job index holds), so two uploads racing each other may overshoot
-    /// by what they send at the same time.
+    /// quota; `None` without one. Read once, when the upload starts (the
+    /// queue keeps every tenant's count of items without a result), so two
+    /// uploads racing each other may overshoot by what they send at the
+    /// same time.
     async fn quota_room(&self, tenant: &Tenant) -> Result<Option<(u64, u64)>, Status> {
         let quota = self.settings.auth.tenant_max_queued_items;
         if quota == 0 || tenant.0.is_empty() {
             return Ok(None);
         }
-        let query = ListQuery {
-            limit: QUOTA_SCAN,
-            ..ListQuery::default()
-        };
-        let jobs = self.queue.list_jobs(query).await.map_err(status)?;
-        let queued: u64 = jobs
-            .iter()
-            .filter(|job| job.tenant == tenant.0 && !job.is_finished())
-            .map(|job| job.total.saturating_sub(job.completed + job.failed))
-            .sum();
+        let queued = self
+            .queue
+            .tenant_queued_items(&tenant.0)
+            .await
+            .map_err(status)?;
         Ok(Some((quota.saturating_sub(queued), quota)))
     }
 

@@ -51,10 +51,15 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
         }
     }
     let record = JobRecord::new(spec);
-    let mut hset = redis::cmd("HSET");
-    hset.arg(q.keys.job(&record.id))
+    let spec = &record.spec;
+    let keys = [q.keys.job(&record.id), q.keys.jobs(), q.keys.callbacks()];
+    let mut create = evalsha(&SCRIPTS.create, &q.keys.and_counters(keys));
+    create
+        .arg(&record.id)
+        .arg(record.created_ms)
+        .arg(if spec.callback.is_some() { "1" } else { "" })
         .arg("model")
-        .arg(&record.model)
+        .arg(&spec.model)
         .arg("state")
         .arg(record.state.as_str())
         .arg("total")
@@ -70,37 +75,31 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
         .arg("updated_ms")
         .arg(record.updated_ms)
         .arg("metadata")
-        .arg(encode_metadata(&record.metadata))
+        .arg(encode_metadata(&spec.metadata))
         .arg("priority")
-        .arg(record.priority.as_str());
-    if let Some(key) = &record.idempotency_key {
-        hset.arg("idem").arg(key);
+        .arg(spec.priority.as_str());
+    if let Some(key) = &spec.idempotency_key {
+        create.arg("idem").arg(key);
     }
-    if !record.tenant.is_empty() {
-        hset.arg("tenant").arg(&record.tenant);
+    if !spec.tenant.is_empty() {
+        create.arg("tenant").arg(&spec.tenant);
     }
-    if let Some(policy) = &record.policy {
-        hset.arg("policy")
+    if let Some(policy) = &spec.policy {
+        create
+            .arg("policy")
             .arg(prost::Message::encode_to_vec(policy));
     }
-    if let Some(callback) = &record.callback {
-        hset.arg("callback")
+    if let Some(callback) = &spec.callback {
+        create
+            .arg("callback")
             .arg(prost::Message::encode_to_vec(callback));
     }
     // Read by the scripts that finish the job (finish.lua).
-    if let Some(seconds) = record.retention_s {
-        hset.arg("retention_ms").arg(seconds.saturating_mul(1000));
+    if let Some(seconds) = spec.retention_s {
+        create.arg("retention_ms").arg(seconds.saturating_mul(1000));
     }
-    let mut pipe = redis::pipe();
-    pipe.add_command(hset).ignore();
-    pipe.zadd(q.keys.jobs(), &record.id, record.created_ms)
-        .ignore();
-    if record.callback.is_some() {
-        pipe.zadd(q.keys.callbacks(), &record.id, record.created_ms)
-            .ignore();
-    }
-    q.conn.pipe::<()>("create job", &pipe).await?;
-    let Some(key) = record.idempotency_key.clone() else {
+    q.conn.query::<i64>("create job", &create).await?;
+    let Some(key) = record.spec.idempotency_key.clone() else {
         return Ok(Created::New(record));
     };
     // The job exists before it holds the key, so whoever finds the key
@@ -114,22 +113,15 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
             return Ok(Created::New(record));
         }
         if let Some(existing) = get(q, &holder).await? {
-            delete_unused(q, &record.id).await?;
+            abort(q, &record, &[]).await?;
             return Ok(Created::Existing(existing));
         }
         stale = holder;
     }
-    delete_unused(q, &record.id).await?;
+    abort(q, &record, &[]).await?;
     Err(QueueError::Unavailable(format!(
         "idempotency key {key} keeps changing hands"
     )))
-}
-
-async fn delete_unused(q: &RedisQueue, id: &str) -> Result<()> {
-    let mut pipe = redis::pipe();
-    pipe.del(q.keys.job(id)).ignore();
-    pipe.zrem(q.keys.jobs(), id).ignore();
-    q.conn.pipe::<()>("delete job", &pipe).await
 }
 
 pub(super) async fn enqueue(
@@ -146,13 +138,13 @@ pub(super) async fn enqueue(
         forget_tokens(q, job, &token).await;
         return Ok(Vec::new());
     }
-    let model = &job.model;
-    let other = match job.priority {
+    let model = &job.spec.model;
+    let other = match job.spec.priority {
         Priority::Bulk => Priority::Online,
         Priority::Online => Priority::Bulk,
     };
     let keys = [
-        q.keys.tasks(model, job.priority),
+        q.keys.tasks(model, job.spec.priority),
         q.keys.usage(model),
         q.keys.model_token(model, &token),
         q.keys.tasks(model, other),
@@ -186,7 +178,7 @@ pub(super) async fn enqueue(
                 .zip(ids)
                 .map(|(task, id)| TaskHandle {
                     model: model.clone(),
-                    priority: job.priority,
+                    priority: job.spec.priority,
                     entry_id: id.to_string(),
                     job_id: job.id.clone(),
                     first_index: task.first_index,
@@ -216,7 +208,8 @@ pub(super) async fn enqueue(
 async fn forget_tokens(q: &RedisQueue, job: &JobRecord, token: &str) {
     let mut pipe = redis::pipe();
     pipe.del(q.keys.job_token(&job.id, token)).ignore();
-    pipe.del(q.keys.model_token(&job.model, token)).ignore();
+    pipe.del(q.keys.model_token(&job.spec.model, token))
+        .ignore();
     if let Err(e) = q.conn.pipe::<()>("enqueue", &pipe).await {
         tracing::debug!(job = %job.id, error = %e, "enqueue tokens left to expire");
     }
@@ -230,8 +223,12 @@ async fn add_total(
     mode: &str,
 ) -> Result<()> {
     let keys = [q.keys.job(&job.id), q.keys.job_token(&job.id, token)];
-    let mut cmd = evalsha(&SCRIPTS.add_total, &keys);
-    cmd.arg(items).arg(mode).arg(TOKEN_TTL_MS).arg(now_ms());
+    let mut cmd = evalsha(&SCRIPTS.add_total, &q.keys.and_counters(keys));
+    cmd.arg(items)
+        .arg(mode)
+        .arg(TOKEN_TTL_MS)
+        .arg(now_ms())
+        .arg(&job.id);
     let reply: Value = q.conn.query("enqueue", &cmd).await?;
     let reply = array(&reply)?;
     match reply.first().and_then(string).as_deref() {
@@ -257,8 +254,11 @@ pub(super) async fn transition(q: &RedisQueue, id: &str, to: Transition) -> Resu
         Transition::Seal => ("seal", "finish the upload"),
         Transition::Cancel => ("cancel", "cancel"),
     };
-    let mut cmd = evalsha(&SCRIPTS.transition, &q.keys.job_keys(id));
-    cmd.arg(mode).arg(q.retention_ms()).arg(now_ms());
+    let mut cmd = evalsha(
+        &SCRIPTS.transition,
+        &q.keys.and_counters(q.keys.job_keys(id)),
+    );
+    cmd.arg(mode).arg(q.retention_ms()).arg(now_ms()).arg(id);
     let reply: Value = q.conn.query(mode, &cmd).await?;
     let reply = array(&reply)?;
     match reply.first().and_then(string).as_deref() {
@@ -266,7 +266,7 @@ pub(super) async fn transition(q: &RedisQueue, id: &str, to: Transition) -> Resu
             let hash = reply.get(2).map(fields).transpose()?.unwrap_or_default();
             let record = job_record(id, &hash)?.ok_or_else(|| corrupt("job vanished"))?;
             if reply.get(1).and_then(int) == Some(1) {
-                expire_idempotency_key(q, id, record.idempotency_key.as_deref()).await;
+                expire_idempotency_key(q, id, record.spec.idempotency_key.as_deref()).await;
             }
             Ok(record)
         }
@@ -297,12 +297,15 @@ pub(super) async fn expire_idempotency_key(q: &RedisQueue, job_id: &str, key: Op
 pub(super) async fn abort(q: &RedisQueue, job: &JobRecord, enqueued: &[TaskHandle]) -> Result<()> {
     // Every part is idempotent, so the whole pipeline can be retried.
     let mut pipe = redis::pipe();
-    let mut cmd = evalsha(&SCRIPTS.abort, &q.keys.job_keys(&job.id));
-    cmd.arg(ABORTED_EVENTS_TTL_MS);
+    let mut cmd = evalsha(
+        &SCRIPTS.abort,
+        &q.keys.and_counters(q.keys.job_keys(&job.id)),
+    );
+    cmd.arg(ABORTED_EVENTS_TTL_MS).arg(&job.id);
     pipe.add_command(cmd).ignore();
     pipe.zrem(q.keys.jobs(), &job.id).ignore();
     pipe.zrem(q.keys.callbacks(), &job.id).ignore();
-    if let Some(key) = &job.idempotency_key {
+    if let Some(key) = &job.spec.idempotency_key {
         let mut cmd = evalsha(&SCRIPTS.idem, &[q.keys.idem(key)]);
         cmd.arg("release").arg(&job.id);
         pipe.add_command(cmd).ignore();

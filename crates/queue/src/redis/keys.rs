@@ -5,6 +5,10 @@
 //! single hash slot (a requirement of Redis Cluster, and what keeps the
 //! scripts atomic wherever the keys live). Keys that are looked up by a
 //! name of their own (idempotency keys, workers, the job index) have no tag.
+//! The queue-wide counters ([`Keys::counters`]) have none either: the job
+//! scripts update them in the same step as the job, so those scripts span
+//! the job's slot and the counters' (one Redis server; see
+//! docs/ARCHITECTURE.md).
 
 use crate::types::Priority;
 
@@ -104,6 +108,35 @@ impl Keys {
     /// Sorted set of job ids by creation time.
     pub fn jobs(&self) -> String {
         format!("{}:jobs", self.prefix)
+    }
+
+    /// Sorted set of the ids of uploading jobs by their last activity
+    /// (`updated_ms`): where the sweep finds abandoned uploads.
+    pub fn uploads(&self) -> String {
+        format!("{}:uploads", self.prefix)
+    }
+
+    /// The queue-wide counters, in the order `counts.lua` takes them (the
+    /// last keys of every script that creates, changes or deletes a job):
+    /// jobs per state (hash), items queued per tenant (hash), [`uploads`],
+    /// then per finished state the sorted set of such jobs by the end of
+    /// their retention (they count until then).
+    ///
+    /// [`uploads`]: Keys::uploads
+    pub fn counters(&self) -> [String; 5] {
+        [
+            format!("{}:job_states", self.prefix),
+            format!("{}:tenant_queued", self.prefix),
+            self.uploads(),
+            format!("{}:retained:completed", self.prefix),
+            format!("{}:retained:cancelled", self.prefix),
+        ]
+    }
+
+    /// `keys` followed by the counters: the keys of a script that can
+    /// change the counters.
+    pub fn and_counters<const N: usize>(&self, keys: [String; N]) -> Vec<String> {
+        keys.into_iter().chain(self.counters()).collect()
     }
 
     /// Idempotency key → job id.

@@ -5,14 +5,17 @@
 //! Layout (`keys.rs`): per job a hash, a stream of result chunks, a hash of
 //! completed task entries and a stream of state changes, all in the job's
 //! hash slot; per model a task stream with the consumer group `workers`, a
-//! usage hash and a dead-letter stream, all in the model's slot. Every
-//! state change that must be atomic is one Lua script on one slot
-//! (`scripts/*.lua`); where an operation spans a job and its model (enqueue,
-//! complete) the two scripts are ordered so that a crash in between is
-//! repaired by a retry or a redelivery, never by a lost or doubled result.
+//! usage hash and a dead-letter stream, all in the model's slot; queue-wide
+//! counters (jobs per state, items queued per tenant, uploads by last
+//! activity). Every state change that must be atomic is one Lua script
+//! (`scripts/*.lua`), the job scripts updating the counters in the same
+//! step; where an operation spans a job and its model (enqueue, complete)
+//! the two scripts are ordered so that a crash in between is repaired by a
+//! retry or a redelivery, never by a lost or doubled result.
 
 mod callbacks;
 mod conn;
+mod counters;
 mod jobs;
 mod keys;
 mod results;
@@ -129,6 +132,14 @@ impl JobQueue for RedisQueue {
         })
     }
 
+    async fn tenant_queued_items(&self, tenant: &str) -> Result<u64> {
+        counters::tenant_queued_items(self, tenant).await
+    }
+
+    async fn jobs_by_state(&self) -> Result<Vec<(JobState, u64)>> {
+        counters::jobs_by_state(self).await
+    }
+
     async fn claim(
         &self,
         model: &str,
@@ -160,7 +171,9 @@ impl JobQueue for RedisQueue {
     }
 
     async fn reap_abandoned_uploads(&self) -> Result<usize> {
-        crate::reap_abandoned(self, self.settings.upload_timeout_s).await
+        let timeout_s = self.settings.upload_timeout_s;
+        let idle = counters::idle_uploads(self, timeout_s, crate::REAP_BATCH).await?;
+        crate::reap_abandoned(self, idle, timeout_s).await
     }
 
     async fn pending_callbacks(&self, limit: usize) -> Result<Vec<String>> {

@@ -42,7 +42,8 @@ pub(super) async fn complete(
     }
     let count = results.len();
     let chunk = ResultChunk { results }.encode_to_vec();
-    let mut record = evalsha(&SCRIPTS.complete, &q.keys.job_keys(&task.job_id));
+    let keys = q.keys.and_counters(q.keys.job_keys(&task.job_id));
+    let mut record = evalsha(&SCRIPTS.complete, &keys);
     record
         .arg(&task.entry_id)
         .arg(count)
@@ -50,7 +51,8 @@ pub(super) async fn complete(
         .arg(chunk)
         .arg(q.retention_ms())
         .arg(now_ms())
-        .arg(new_job_id());
+        .arg(new_job_id())
+        .arg(&task.job_id);
     for (verdict, count) in verdicts {
         record.arg(verdict).arg(count);
     }

@@ -8,7 +8,7 @@ use dfscan_proto::v1 as pb;
 use prost::Message;
 use redis::Value;
 
-use crate::types::{JobRecord, JobState, Priority};
+use crate::types::{JobRecord, JobSpec, JobState, Priority};
 use crate::{QueueError, Result};
 
 pub(super) fn corrupt(what: impl std::fmt::Display) -> QueueError {
@@ -195,15 +195,8 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
         None => None,
         Some(s) => Some(s.parse().map_err(|_| bad("finished_ms"))?),
     };
-    Ok(Some(JobRecord {
-        id: id.to_string(),
+    let spec = JobSpec {
         model: text("model").ok_or_else(|| bad("model"))?,
-        state,
-        total: num("total")?,
-        completed: num("completed")?,
-        failed: num("failed")?,
-        created_ms,
-        finished_ms,
         metadata,
         idempotency_key: text("idem").filter(|k| !k.is_empty()),
         priority: match text("priority") {
@@ -216,10 +209,20 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
         },
         policy,
         callback,
+        tenant: text("tenant").unwrap_or_default(),
+    };
+    Ok(Some(JobRecord {
+        id: id.to_string(),
+        spec,
+        state,
+        total: num("total")?,
+        completed: num("completed")?,
+        failed: num("failed")?,
+        created_ms,
+        finished_ms,
         verdicts,
         callback_cursor: num("callback_cursor")?,
         callback_done: text("callback_done").is_some(),
-        tenant: text("tenant").unwrap_or_default(),
         updated_ms: text("updated_ms")
             .and_then(|s| s.parse().ok())
             .unwrap_or(created_ms),

@@ -1,5 +1,5 @@
--- Prepended to the job scripts that can finish a job (complete, seal,
--- cancel): one definition of "finished" for all of them.
+-- Prepended (after counts.lua) to the job scripts that can finish a job
+-- (complete, seal, cancel): one definition of "finished" for all of them.
 
 -- Marks the job finished once the upload is over and every item has its
 -- result. Returns 1 when it did just now (the caller then reads what it
@@ -19,11 +19,18 @@ local function finish_if_done(job, now_ms)
   return 1
 end
 
--- A finished job's keys all go `retention_ms` later (at once for 0), or
--- after the job's own `retention_ms` (online jobs). keys[1] is the job.
-local function expire_job(keys, retention_ms)
-  retention_ms = redis.call('HGET', keys[1], 'retention_ms') or retention_ms
-  for _, key in ipairs(keys) do
-    redis.call('PEXPIRE', key, retention_ms)
+-- A finished job's keys (the first four of KEYS, the job first) all go
+-- `retention_ms` later (at once for 0), or after the job's own
+-- `retention_ms` (online jobs); until then it counts in `states`.
+local function expire_job(id, retention_ms, now_ms)
+  retention_ms = redis.call('HGET', KEYS[1], 'retention_ms') or retention_ms
+  local state = redis.call('HGET', KEYS[1], 'state')
+  for i = 1, 4 do
+    redis.call('PEXPIRE', KEYS[i], retention_ms)
   end
+  if redis.call('HEXISTS', KEYS[1], 'counted') == 1 then
+    local until_ms = tonumber(now_ms) + tonumber(retention_ms)
+    redis.call('ZADD', counter_keys().retained[state], until_ms, id)
+  end
+  settle_retained(now_ms)
 end

@@ -1,12 +1,13 @@
--- Seals or cancels a job (job slot).
--- KEYS: job, results, done, events
--- ARGV: 'seal' | 'cancel', retention ms, now ms
+-- Seals or cancels a job (job slot, and the counters).
+-- KEYS: job, results, done, events, then the counter keys (counts.lua)
+-- ARGV: 'seal' | 'cancel', retention ms, now ms, job id
 -- Returns {'missing'} | {'state', state} | {'ok', finished now (0/1), HGETALL}
-local job, events = KEYS[1], KEYS[4]
-local state = redis.call('HGET', job, 'state')
-if not state then
+local job, events, id = KEYS[1], KEYS[4], ARGV[4]
+local before = snapshot(job)
+if not before then
   return {'missing'}
 end
+local state = before.state
 if ARGV[1] == 'seal' then
   if state ~= 'uploading' then
     return {'state', state}
@@ -22,8 +23,9 @@ end
 -- a new result. Before expire_job, so the stream expires with the job.
 redis.call('XADD', events, 'MAXLEN', '~', 16, '*', 'state', ARGV[1])
 local finished = finish_if_done(job, ARGV[3])
+account(id, before, snapshot(job))
 local record = redis.call('HGETALL', job)
 if finished == 1 then
-  expire_job(KEYS, ARGV[2])
+  expire_job(id, ARGV[2], ARGV[3])
 end
 return {'ok', finished, record}
