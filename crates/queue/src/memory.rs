@@ -274,13 +274,13 @@ impl State {
         }
     }
 
-    /// Uploads whose last activity is at `cutoff_ms` or before, least
-    /// recent first, at most `limit`.
-    fn idle_uploads(&self, cutoff_ms: i64, limit: usize) -> Vec<JobRecord> {
+    /// Uploads last active at `since_ms` or before, least recent first, at
+    /// most `limit`.
+    fn idle_uploads(&self, since_ms: i64, limit: usize) -> Vec<JobRecord> {
         self.tally
             .uploads
             .iter()
-            .take_while(|(activity, _)| *activity <= cutoff_ms)
+            .take_while(|(activity, _)| *activity <= since_ms)
             .take(limit)
             .filter_map(|(_, id)| self.jobs.get(id))
             .map(|job| job.record.clone())
@@ -746,9 +746,8 @@ impl JobQueue for MemoryQueue {
 
     async fn reap_abandoned_uploads(&self) -> Result<usize> {
         let timeout_s = self.settings.upload_timeout_s;
-        let timeout_ms = i64::try_from(timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let cutoff_ms = now_ms().saturating_sub(timeout_ms);
-        let idle = self.lock().idle_uploads(cutoff_ms, crate::REAP_BATCH);
+        let since = abandoned_since(now_ms(), timeout_s);
+        let idle = self.lock().idle_uploads(since, crate::REAP_BATCH);
         crate::reap_abandoned(self, idle, timeout_s).await
     }
 

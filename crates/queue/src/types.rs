@@ -155,8 +155,7 @@ impl JobRecord {
     /// Still uploading with nothing added for `timeout_s`: its uploader
     /// is gone (a coordinator that died mid-upload) and nobody will seal it.
     pub fn upload_abandoned(&self, now_ms: i64, timeout_s: u64) -> bool {
-        let timeout_ms = i64::try_from(timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX);
-        self.state == JobState::Uploading && now_ms.saturating_sub(self.updated_ms) >= timeout_ms
+        self.state == JobState::Uploading && self.updated_ms <= abandoned_since(now_ms, timeout_s)
     }
 
     /// The upload is over and every item has its result.
@@ -182,6 +181,13 @@ impl JobRecord {
             verdicts: self.verdicts.clone().into_iter().collect(),
         }
     }
+}
+
+/// An upload last active at this time (ms since the Unix epoch) or
+/// earlier is abandoned at `now_ms`.
+pub(crate) fn abandoned_since(now_ms: i64, timeout_s: u64) -> i64 {
+    let timeout_ms = i64::try_from(timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+    now_ms.saturating_sub(timeout_ms)
 }
 
 /// A new job id: 128 random bits as hex.

@@ -9,7 +9,7 @@ use redis::Value;
 use super::scripts::{evalsha, SCRIPTS};
 use super::value::{fields, job_record};
 use super::RedisQueue;
-use crate::types::{JobRecord, JobState};
+use crate::types::{abandoned_since, JobRecord, JobState};
 use crate::{now_ms, Result};
 
 pub(super) async fn tenant_queued_items(q: &RedisQueue, tenant: &str) -> Result<u64> {
@@ -41,11 +41,10 @@ pub(super) async fn idle_uploads(
     timeout_s: u64,
     limit: usize,
 ) -> Result<Vec<JobRecord>> {
-    let timeout_ms = i64::try_from(timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX);
     let mut cmd = redis::cmd("ZRANGEBYSCORE");
     cmd.arg(q.keys.uploads())
         .arg("-inf")
-        .arg(now_ms().saturating_sub(timeout_ms))
+        .arg(abandoned_since(now_ms(), timeout_s))
         .arg("LIMIT")
         .arg(0)
         .arg(limit);
