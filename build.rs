@@ -1,5 +1,6 @@
 // Link arguments for libtorch, shared by every package whose binaries or
-// tests load it (crates/model, crates/worker and crates/train include this file as their build script).
+// tests load it: the root package's build script, which crates/model,
+// crates/worker and crates/train include as theirs.
 //
 // torch-sys finds libtorch in the virtualenv's `torch` package but its link
 // flags do not reach downstream binaries, so without this the binary would
@@ -7,9 +8,10 @@
 // `libtorch_cuda` (nothing references it by symbol), which makes CUDA
 // silently unavailable on GPU hosts.
 //
-// The flags go to the targets that use libtorch (the `dfscan` binary, tests,
-// benchmarks, examples), never to `dfscan-coordinator`: `--no-as-needed
-// -ltorch_cuda` would load all of libtorch into a process that does not use it.
+// The flags go to every target of these packages. `dfscan-coordinator`,
+// which must not load libtorch (`--no-as-needed -ltorch_cuda` would map all
+// of it), is a binary of dfscan-process, which has neither torch-sys nor
+// this build script.
 
 use std::path::Path;
 
@@ -26,15 +28,7 @@ pub fn main() {
     if lib_dir.join("libtorch_cuda.so").exists() {
         args.extend(["-Wl,--no-as-needed".into(), "-ltorch_cuda".into()]);
     }
-    // Cargo refuses a scoped kind for which the package has no target.
-    let kinds: &[&str] = if std::env::var("CARGO_PKG_NAME").as_deref() == Ok("dfscan") {
-        &["-bin=dfscan", "-tests", "-benches"]
-    } else {
-        &[""]
-    };
-    for kind in kinds {
-        for arg in &args {
-            println!("cargo:rustc-link-arg{kind}={arg}");
-        }
+    for arg in &args {
+        println!("cargo:rustc-link-arg={arg}");
     }
 }

@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
-# The coordinator image: `dfscan-coordinator` alone, which does not link
-# libtorch (the coordinator, queue and proto crates never use it), on
-# distroless (glibc, libgcc, CA certificates; no shell). Build from the
-# repository root:
+# The coordinator image: `dfscan-coordinator` alone, a binary of the
+# dfscan-process package, whose dependency tree holds no libtorch
+# (crates/process/tests/libtorch_free.rs), on distroless (glibc, libgcc, CA
+# certificates; no shell). Build from the repository root:
 #
 #   docker build -f deploy/coordinator.Dockerfile -t dfscan/dfscan-coordinator:0.1.0 .
 
@@ -11,23 +11,13 @@ ARG DEBIAN=bookworm
 
 FROM rust:${RUST_VERSION}-${DEBIAN} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# cmake + nasm build the bundled libjpeg-turbo (the coordinator sniffs
-# images); python3 + torch only because `dfscan-coordinator` is a target of
-# the root package, whose torch-sys build script asks `import torch` for
-# libtorch's paths. Nothing of torch reaches the final image.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends cmake nasm python3 python3-venv \
-    && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/torch \
-    && /opt/torch/bin/pip install --no-cache-dir torch==2.11.0 \
-    && ln -s "$(/opt/torch/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" /opt/torch/site-packages
 WORKDIR /src
 COPY . .
+# Cargo builds dfscan-process's tree only: no torch wheel, no Python (the
+# image's gcc compiles ring's C). The ldd check guards the promise.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    ln -sfn /opt/torch .venv \
-    && cargo build --release --locked --bin dfscan-coordinator \
+    cargo build --release --locked -p dfscan-process --bin dfscan-coordinator \
     && cp target/release/dfscan-coordinator /usr/local/bin/dfscan-coordinator \
     && if ldd /usr/local/bin/dfscan-coordinator | grep -q torch; then echo "dfscan-coordinator links libtorch" >&2; exit 1; fi
 

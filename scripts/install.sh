@@ -20,7 +20,7 @@ target_dir=${CARGO_TARGET_DIR:-$repo/target}
 
 # What is installed, as PACKAGE:BINARY (a binary moved to another package
 # changes its entry here).
-binaries=(dfscan:dfscan dfscan:dfscan-coordinator)
+binaries=(dfscan:dfscan dfscan-process:dfscan-coordinator)
 
 log() { printf '[install] %s\n' "$*" >&2; }
 

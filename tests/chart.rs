@@ -1079,16 +1079,7 @@ impl<'a> Pod<'a> {
             .collect();
         let mut cmd = match words[0].as_str() {
             "dfscan" => Command::new(env!("CARGO_BIN_EXE_dfscan")),
-            // The coordinator image's binary; `dfscan coordinator` is the
-            // same process where this build has no separate binary.
-            "dfscan-coordinator" => match option_env!("CARGO_BIN_EXE_dfscan-coordinator") {
-                Some(bin) => Command::new(bin),
-                None => {
-                    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfscan"));
-                    cmd.arg("coordinator");
-                    cmd
-                }
-            },
+            "dfscan-coordinator" => Command::new(common::dfscan_coordinator_path()),
             other => panic!("no local binary for the image command {other}"),
         };
         cmd.args(&words[1..]).env_clear().envs(env);

@@ -21,7 +21,7 @@ pub fn dfscan(args: &[&str]) -> Command {
     binary(env!("CARGO_BIN_EXE_dfscan"), args)
 }
 
-pub fn binary(path: &str, args: &[&str]) -> Command {
+pub fn binary(path: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
     let mut cmd = Command::new(path);
     cmd.args(args)
         .env("DFSCAN_LOG", "warn")
@@ -38,8 +38,15 @@ pub fn spawn(mut cmd: Command) -> anyhow::Result<Proc> {
 /// `dfscan-coordinator` on `port`, accepting jobs for `models`.
 pub fn coordinator(redis: &RedisServer, port: u16, models: &str) -> anyhow::Result<Proc> {
     let listen = format!("127.0.0.1:{port}");
+    // A binary of dfscan-process, which cargo does not build for this
+    // package's benchmarks.
+    let coordinator = dfscan_testkit::workspace_binary(
+        "dfscan-process",
+        "dfscan-coordinator",
+        std::path::Path::new(env!("CARGO_BIN_EXE_dfscan")),
+    );
     spawn(binary(
-        env!("CARGO_BIN_EXE_dfscan-coordinator"),
+        coordinator,
         &[
             "--listen",
             &listen,

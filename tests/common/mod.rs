@@ -174,13 +174,26 @@ pub fn dfscan() -> Command {
     binary(env!("CARGO_BIN_EXE_dfscan"))
 }
 
-/// The libtorch-free `dfscan-coordinator` binary built for these tests.
-#[allow(dead_code)] // not every test binary runs a coordinator
+/// The libtorch-free `dfscan-coordinator` binary, the deployed one.
 pub fn dfscan_coordinator() -> Command {
-    binary(env!("CARGO_BIN_EXE_dfscan-coordinator"))
+    binary(dfscan_coordinator_path())
 }
 
-fn binary(path: &str) -> Command {
+/// Where `dfscan-coordinator` is: a binary of dfscan-process, which cargo
+/// does not build for this package's tests, so the first call builds it
+/// (or finds it fresh) in this build's profile.
+pub fn dfscan_coordinator_path() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        dfscan_testkit::workspace_binary(
+            "dfscan-process",
+            "dfscan-coordinator",
+            Path::new(env!("CARGO_BIN_EXE_dfscan")),
+        )
+    })
+}
+
+fn binary(path: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(path);
     // Keep a developer's own settings and hub cache out of the tests.
     for (key, _) in std::env::vars() {

@@ -4,9 +4,9 @@
 //! health), the coordinator process itself, and the configuration every
 //! process loads (`settings`: all sections, unknown keys refused).
 //!
-//! It exists apart from the CLI so that `dfscan-coordinator` can be built
-//! without libtorch: nothing here or below it links tch, which keeps the
-//! coordinator's memory and container image small. `dfscan coordinator`
+//! It exists apart from the CLI so that `dfscan-coordinator`, its binary,
+//! builds without libtorch: nothing here or below it links tch, which keeps
+//! the coordinator's memory and container image small. `dfscan coordinator`
 //! runs the same code inside the all-in-one binary.
 
 pub mod coordinator;
