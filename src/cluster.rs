@@ -20,7 +20,7 @@ use dfscan_process::metrics::{self, MetricsSettings, Scrape};
 use dfscan_process::settings::{self, FlagKeys};
 use dfscan_process::{connect_queue, runtime, shutdown_on_signals};
 use dfscan_queue::{JobQueue, MemoryQueue, QueueSettings};
-use dfscan_worker::{Health, Scoring, Worker, WorkerSettings};
+use dfscan_worker::{Health, Inference, Worker, WorkerSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::model_args::ModelArgs;
@@ -264,7 +264,7 @@ async fn start_worker(
         tracing::warn!("benchmark mode: the no-op scorer answers without scoring");
         let model = cfg.model.model.clone();
         (
-            Scoring::Noop {
+            Inference::Noop {
                 model: model.clone(),
             },
             model,
@@ -275,7 +275,7 @@ async fn start_worker(
             .await
             .context("loading the model")??;
         let model = engine.info().identity.name.clone();
-        let scoring = Scoring::Model {
+        let scoring = Inference::Model {
             engine,
             decode_threads: cfg.model.decode_threads,
             limits: dfscan_model::decode_limits(&cfg.model),

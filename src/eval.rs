@@ -7,12 +7,12 @@ use anyhow::{bail, Context};
 use clap::Args;
 use dfscan_core::metrics::EvalReport;
 
-use crate::model_args::ScoringArgs;
+use crate::model_args::LocalModelArgs;
 
 #[derive(Args)]
 pub struct EvalArgs {
     #[command(flatten)]
-    model: ScoringArgs,
+    model: LocalModelArgs,
     /// Print the report as JSON instead of text
     #[arg(long)]
     json: bool,

@@ -60,7 +60,7 @@ impl ModelArgs {
 /// The flags of `score` and `eval`, which batch the images themselves.
 #[derive(Args, Debug, Default, Serialize)]
 #[command(mut_args(settings::show_defaults(Self::KEYS)))]
-pub struct ScoringArgs {
+pub struct LocalModelArgs {
     #[command(flatten)]
     #[serde(skip)]
     model: ModelArgs,
@@ -69,7 +69,7 @@ pub struct ScoringArgs {
     batch_size: Option<usize>,
 }
 
-impl ScoringArgs {
+impl LocalModelArgs {
     const KEYS: FlagKeys = &[("batch_size", "batch_size")];
 
     /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags.

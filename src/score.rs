@@ -10,13 +10,13 @@ use clap::Args;
 use dfscan_model::Scorer;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::model_args::ScoringArgs;
+use crate::model_args::LocalModelArgs;
 use crate::output::{Format, ResultWriter, Row};
 
 #[derive(Args)]
 pub struct ScoreArgs {
     #[command(flatten)]
-    model: ScoringArgs,
+    model: LocalModelArgs,
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     format: Format,

@@ -185,7 +185,7 @@ async fn upload(
         let unreadable = unreadable.clone();
         inputs.into_iter().filter_map(move |path| {
             let id = path.to_string_lossy().into_owned();
-            match dfscan_model::read_limited(&path, max_file) {
+            match dfscan_imaging::read_limited(&path, max_file) {
                 Ok(data) => Some(Item {
                     id,
                     source: Some(Source::Data(data.into())),

@@ -12,7 +12,7 @@ use dfscan_proto::v1::ItemResult;
 use dfscan_queue::testing::{finished_results, sealed_job};
 use dfscan_queue::{JobQueue, JobRecord, JobState, QueueSettings, QueueStats, RedisQueue};
 use dfscan_testkit::RedisServer;
-use dfscan_worker::{Scoring, Worker, WorkerSettings};
+use dfscan_worker::{Inference, Worker, WorkerSettings};
 use redis::AsyncCommands;
 use tokio_util::sync::CancellationToken;
 
@@ -138,7 +138,7 @@ async fn foreign_task_entries_are_dead_lettered_and_good_jobs_still_score() {
     };
     let worker = Worker::new(
         queue.clone(),
-        Scoring::Noop {
+        Inference::Noop {
             model: MODEL.into(),
         },
         MODEL.into(),

@@ -514,6 +514,8 @@ fn error_kind(e: &ImagingError) -> &'static str {
         ImagingError::UnsupportedFormat(_) => "unsupported format",
         ImagingError::Decode(_) => "decode error",
         ImagingError::InvalidConfig(_) => "invalid config",
+        ImagingError::Unreadable(_) => "unreadable",
+        ImagingError::GrewPastLimit { .. } => "grew past the limit",
     }
 }
 

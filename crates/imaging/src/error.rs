@@ -43,6 +43,16 @@ pub enum ImagingError {
         /// Declared height.
         height: u32,
     },
+    /// The file could not be opened or read.
+    #[error("cannot read: {0}")]
+    Unreadable(#[from] std::io::Error),
+    /// The file grew past [`crate::DecodeLimits::max_bytes`] while it was
+    /// read (its size was within the limit when it was opened).
+    #[error("image file grew past the limit of {limit} bytes while it was read")]
+    GrewPastLimit {
+        /// The configured limit.
+        limit: u64,
+    },
     /// The input holds no bytes at all.
     #[error("image file is empty (0 bytes)")]
     Empty,

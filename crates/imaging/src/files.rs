@@ -1,9 +1,15 @@
-//! Finding image files on disk: what `dfscan score` walks, and the
+//! Image files on disk: finding them (what `dfscan score` walks, and the
 //! one-subfolder-per-label layout that `dfscan eval` and `dfscan train`
-//! read. Directories are walked recursively for files with an image
-//! extension, skipping hidden entries, in a stable (sorted) order.
+//! read; directories are walked recursively for files with an image
+//! extension, skipping hidden entries, in a stable (sorted) order), and
+//! reading one within a byte limit, the one bounded reader of every path
+//! that takes a file (score, eval, train, submit, a worker's URIs).
 
+use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use crate::ImagingError;
 
 /// What a folder walk takes for an image, by extension (any case).
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp", "bmp", "tif", "tiff"];
@@ -40,6 +46,29 @@ pub fn label_folders(dir: &Path) -> std::io::Result<Vec<(String, Vec<PathBuf>)>>
     Ok(folders)
 }
 
+/// The bytes of the file at `path`, refused (without reading it) when it
+/// is over `max` bytes.
+pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, ImagingError> {
+    read_file_limited(File::open(path)?, max)
+}
+
+/// The bytes of an open file, refused (without reading it) when it is over
+/// `max` bytes; a file that grows while it is read is cut off one byte past
+/// the limit and refused.
+pub fn read_file_limited(file: File, max: u64) -> Result<Vec<u8>, ImagingError> {
+    let size = file.metadata()?.len();
+    if size > max {
+        return Err(ImagingError::TooManyBytes { size, limit: max });
+    }
+    // `size` is within the limit: a safe first allocation.
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(ImagingError::GrewPastLimit { limit: max });
+    }
+    Ok(bytes)
+}
+
 fn has_image_extension(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
@@ -63,6 +92,23 @@ mod tests {
             .iter()
             .map(|p| p.strip_prefix(dir).unwrap().to_string_lossy().into_owned())
             .collect()
+    }
+
+    #[test]
+    fn reads_within_the_limit_and_refuses_beyond_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        std::fs::write(&path, [7u8; 10]).unwrap();
+        assert_eq!(read_limited(&path, 10).unwrap(), [7u8; 10]);
+        assert_eq!(
+            read_limited(&path, 9).unwrap_err().to_string(),
+            "image file is 10 bytes, over the limit of 9 bytes"
+        );
+        let missing = read_limited(&dir.path().join("none.png"), 10).unwrap_err();
+        assert!(
+            missing.to_string().starts_with("cannot read: "),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ mod resample;
 pub use config::PreprocessorConfig;
 pub use decode::{decode, decode_rgb, Decoded};
 pub use error::ImagingError;
-pub use files::{images_under, label_folders, IMAGE_EXTENSIONS};
+pub use files::{images_under, label_folders, read_file_limited, read_limited, IMAGE_EXTENSIONS};
 pub use limits::DecodeLimits;
 pub use normalize::{normalization_tables, pixel_values_into};
 pub use resample::{resize, Resample};

@@ -1,7 +1,9 @@
 //! The dfscan model engine: Hugging Face `ViTForImageClassification`
 //! checkpoints (local or from the hub cache) run through libtorch on one
-//! model thread, fed by a CPU decode pool.
+//! model thread, fed by a CPU decode pool; [`analysis`] is the one path from
+//! an item's bytes to its prediction.
 
+pub mod analysis;
 pub mod autocast;
 pub mod checkpoint;
 pub mod engine;
@@ -15,10 +17,11 @@ pub mod vit_config;
 use dfscan_core::settings::ModelSettings;
 use dfscan_imaging::DecodeLimits;
 
+pub use analysis::{Analysis, Prepared};
 pub use checkpoint::Checkpoint;
 pub use engine::{Engine, EngineOptions, ModelInfo};
 pub use error::ModelError;
-pub use scorer::{read_limited, ScoreTimes, Scorer};
+pub use scorer::{ScoreTimes, Scorer};
 
 /// Resolves, opens and loads the model that `settings` names.
 pub fn load_engine(settings: &ModelSettings) -> Result<Engine, ModelError> {

@@ -4,22 +4,20 @@
 //! memory stays bounded however many inputs there are. Results come back in
 //! input order, one per input, with a per-item error where an input failed.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dfscan_core::prediction::softmax;
 use dfscan_core::Prediction;
-use dfscan_imaging::{preprocess, DecodeLimits};
+use dfscan_imaging::{read_limited, DecodeLimits};
 use rayon::prelude::*;
 
+use crate::analysis::{batch_failed, Analysis, Predictions};
 use crate::engine::{Engine, LogitsReceiver};
 use crate::error::ModelError;
 
 pub struct Scorer {
-    engine: Engine,
+    analysis: Analysis,
     pool: rayon::ThreadPool,
-    limits: DecodeLimits,
     batch_size: usize,
 }
 
@@ -39,7 +37,10 @@ struct InFlight {
     first: usize,
     /// Per input of the chunk: `Ok(row)` into the batch's logits, or the error.
     slots: Vec<Result<usize, String>>,
-    logits: Option<LogitsReceiver>,
+    /// The batch's rows and where their logits arrive (or why the batch
+    /// could not be handed over); `None` when no input of the chunk
+    /// reached the model.
+    logits: Option<(usize, Result<LogitsReceiver, ModelError>)>,
 }
 
 impl Scorer {
@@ -56,15 +57,14 @@ impl Scorer {
             .build()
             .map_err(|e| ModelError::Spawn(format!("decode threads: {e}")))?;
         Ok(Self {
-            engine,
+            analysis: Analysis::new(engine, limits),
             pool,
-            limits,
             batch_size: batch_size.max(1),
         })
     }
 
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        self.analysis.engine()
     }
 
     /// Scores `paths`, calling `emit(index, result)` once per path, in order.
@@ -90,37 +90,36 @@ impl Scorer {
     /// Preprocesses a chunk in parallel and hands the good images to the model.
     fn start(&self, first: usize, chunk: &[PathBuf], times: &mut ScoreTimes) -> InFlight {
         let started = Instant::now();
-        let cfg = &self.engine.info().preprocessor;
-        let decoded: Vec<Result<Vec<f32>, String>> = self.pool.install(|| {
+        let analysis = &self.analysis;
+        let max_bytes = analysis.limits().max_bytes;
+        let prepared: Vec<_> = self.pool.install(|| {
             chunk
                 .par_iter()
                 .map(|path| {
-                    let bytes = read_limited(path, self.limits.max_bytes)?;
-                    preprocess(&bytes, cfg, &self.limits).map_err(|e| e.to_string())
+                    let bytes = read_limited(path, max_bytes).map_err(|e| e.to_string())?;
+                    analysis.prepare(&bytes)
                 })
                 .collect()
         });
-        let mut pixels = Vec::with_capacity(chunk.len() * self.engine.info().pixels_per_image());
-        let mut rows = 0;
-        let slots = decoded
+        let mut good = Vec::with_capacity(chunk.len());
+        let slots = prepared
             .into_iter()
-            .map(|d| {
-                d.map(|values| {
-                    pixels.extend_from_slice(&values);
-                    rows += 1;
-                    rows - 1
+            .map(|p| {
+                p.map(|item| {
+                    good.push(item);
+                    good.len() - 1
                 })
             })
             .collect();
+        let batch = (!good.is_empty()).then(|| analysis.batch(good));
         times.decoding += started.elapsed();
         // A full engine queue blocks here: that is waiting for the model.
         let submitted = Instant::now();
-        let logits = (rows > 0).then(|| self.engine.submit_blocking(pixels, rows));
+        let logits = batch.map(|batch| {
+            let rows = batch.rows();
+            (rows, analysis.submit_blocking(batch))
+        });
         times.waiting_for_model += submitted.elapsed();
-        let logits = match logits.transpose() {
-            Ok(l) => l,
-            Err(e) => return failed(first, chunk.len(), &e),
-        };
         InFlight {
             first,
             slots,
@@ -134,52 +133,21 @@ impl Scorer {
         emit: &mut impl FnMut(usize, Result<Prediction, String>),
         times: &mut ScoreTimes,
     ) {
-        let info = self.engine.info();
-        let labels = info.labels.len();
         let waiting = Instant::now();
-        let logits = chunk
-            .logits
-            .map(|rx| rx.blocking_recv().unwrap_or(Err(ModelError::EngineStopped)))
-            .transpose();
+        let predictions: Predictions = match chunk.logits {
+            Some((rows, submitted)) => {
+                let answer = submitted
+                    .and_then(|rx| rx.blocking_recv().unwrap_or(Err(ModelError::EngineStopped)));
+                self.analysis
+                    .predictions(rows, answer)
+                    .unwrap_or_else(|e| batch_failed(rows, &e))
+            }
+            None => Vec::new(),
+        };
         times.waiting_for_model += waiting.elapsed();
         for (i, slot) in chunk.slots.into_iter().enumerate() {
-            let result = match (&logits, slot) {
-                (_, Err(e)) => Err(e),
-                (Err(e), Ok(_)) => Err(format!("inference failed: {e}")),
-                (Ok(l), Ok(row)) => {
-                    let l = l.as_ref().expect("rows imply a batch");
-                    let probs = softmax(&l[row * labels..(row + 1) * labels]);
-                    Ok(Prediction::from_probabilities(
-                        &info.labels,
-                        &probs,
-                        info.fake_index,
-                    ))
-                }
-            };
+            let result = slot.and_then(|row| predictions[row].clone());
             emit(chunk.first + i, result);
         }
     }
-}
-
-fn failed(first: usize, len: usize, e: &ModelError) -> InFlight {
-    InFlight {
-        first,
-        slots: (0..len)
-            .map(|_| Err(format!("inference failed: {e}")))
-            .collect(),
-        logits: None,
-    }
-}
-
-/// Reads a file, refusing (without reading it all) one over `max` bytes.
-pub fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-    let mut bytes = Vec::new();
-    file.take(max.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if bytes.len() as u64 > max {
-        return Err(format!("file is over the limit of {max} bytes"));
-    }
-    Ok(bytes)
 }

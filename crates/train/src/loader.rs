@@ -48,7 +48,8 @@ pub struct ImageSpec {
 
 impl ImageSpec {
     fn load(&self, sample: &Sample) -> Result<Vec<u8>, String> {
-        let bytes = dfscan_model::read_limited(&sample.path, self.limits.max_bytes)?;
+        let bytes = dfscan_imaging::read_limited(&sample.path, self.limits.max_bytes)
+            .map_err(|e| e.to_string())?;
         let rgb = dfscan_imaging::decode(&bytes, &self.limits)
             .map_err(|e| e.to_string())?
             .into_processor_input(self.preprocessor.do_convert_rgb);

@@ -16,7 +16,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::error::WorkerError;
 use crate::health::Health;
 use crate::metrics::WorkerMetrics;
-use crate::scoring::Runner;
+use crate::scoring::{Ready, Runner};
 use crate::task::{Counters, Finisher, TaskSlot};
 
 /// Batches at the model at once: one running and one queued behind it,
@@ -24,12 +24,12 @@ use crate::task::{Counters, Finisher, TaskSlot};
 /// it and no third batch of pixels exists.
 const MAX_IN_FLIGHT: usize = 2;
 
-/// An image ready for the model.
+/// An item ready for the model.
 pub(crate) struct Decoded {
     pub slot: Arc<TaskSlot>,
     pub position: usize,
     pub id: String,
-    pub pixels: Vec<f32>,
+    pub item: Ready,
     /// Its share of the decoded-image memory budget.
     pub permit: OwnedSemaphorePermit,
 }
@@ -118,7 +118,7 @@ impl Batcher {
     async fn submit(&self, batch: Vec<Decoded>) -> Result<InFlight, WorkerError> {
         let submitted = Instant::now();
         let mut members = Vec::with_capacity(batch.len());
-        let mut pixels = Vec::with_capacity(batch.len());
+        let mut items = Vec::with_capacity(batch.len());
         let mut permits = Vec::with_capacity(batch.len());
         for image in batch {
             members.push(Member {
@@ -126,13 +126,13 @@ impl Batcher {
                 position: image.position,
                 id: image.id,
             });
-            pixels.push(image.pixels);
+            items.push(image.item);
             permits.push(image.permit);
         }
         // Counted from before the hand-over: a model that is stuck blocks
         // the submission itself once its channel is full.
         self.health.batch_submitted();
-        let logits = self.runner.submit(pixels, permits).await?;
+        let logits = self.runner.submit(items, permits).await?;
         Ok(InFlight {
             members,
             logits,

@@ -107,16 +107,16 @@ impl Dispatcher {
             let decoded = decoded.clone();
             let id = item.id.clone();
             let (metrics, handed) = (Arc::clone(&self.metrics), std::time::Instant::now());
-            self.runner.decode(item, move |pixels| {
+            self.runner.decode(item, move |prepared| {
                 metrics.decoded(handed.elapsed());
-                match pixels {
-                    Ok(pixels) => {
+                match prepared {
+                    Ok(item) => {
                         // Fails only while the worker is torn down.
                         let _ = decoded.send(Decoded {
                             slot,
                             position,
                             id,
-                            pixels,
+                            item,
                             permit,
                         });
                     }

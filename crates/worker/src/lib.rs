@@ -32,7 +32,7 @@ mod worker;
 pub use error::WorkerError;
 pub use health::Health;
 pub use metrics::WorkerMetrics;
-pub use scoring::Scoring;
+pub use scoring::Inference;
 pub use settings::WorkerSettings;
 pub use uri::URI_DISABLED;
 pub use worker::{Worker, WorkerReport};

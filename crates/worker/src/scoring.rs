@@ -1,17 +1,19 @@
-//! What turns an item into a score: decoding on a CPU pool, batches on the
-//! model thread, logits into the results the queue records. The no-op
-//! scorer goes through the same pipeline (claims, batches, completions)
-//! with nothing behind it, so a benchmark with it measures exactly the
-//! overhead the real scorer adds to inference.
+//! What turns an item into a score, in the worker: the item's bytes (inline
+//! or from a URI) through the model's one analysis path
+//! ([`dfscan_model::Analysis`]) on a CPU pool, batches to the model thread,
+//! predictions into the results the queue records. The no-op scorer goes
+//! through the same pipeline (claims, batches, completions) with nothing
+//! behind it, so a benchmark with it measures exactly the overhead the real
+//! scorer adds to inference.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use dfscan_core::prediction::softmax;
 use dfscan_core::Prediction;
-use dfscan_imaging::{preprocess, DecodeLimits};
+use dfscan_imaging::DecodeLimits;
+use dfscan_model::analysis::{batch_failed, Predictions};
 use dfscan_model::engine::LogitsReceiver;
-use dfscan_model::{Engine, ModelError};
+use dfscan_model::{Analysis, Engine, ModelError, Prepared};
 use dfscan_proto::v1::item::Source;
 use dfscan_proto::v1::{Item, ItemResult, LabelScore, ModelIdentity};
 use dfscan_queue::error_result;
@@ -21,7 +23,7 @@ use crate::error::WorkerError;
 use crate::uri::UriRoots;
 
 /// How a worker scores its items.
-pub enum Scoring {
+pub enum Inference {
     /// Decode on a CPU pool and run the model on its own thread.
     Model {
         engine: Engine,
@@ -61,46 +63,33 @@ enum Backend {
 }
 
 struct ModelBackend {
-    engine: Engine,
+    analysis: Analysis,
     pool: rayon::ThreadPool,
-    limits: DecodeLimits,
     uris: UriRoots,
 }
 
 impl ModelBackend {
-    fn pixels(&self, item: &Item) -> Result<Vec<f32>, String> {
+    fn prepare(&self, item: &Item) -> Result<Prepared, String> {
         let read;
         let bytes: &[u8] = match &item.source {
             Some(Source::Data(data)) => data,
             Some(Source::Uri(uri)) => {
-                read = self.uris.read(uri, self.limits.max_bytes)?;
+                read = self.uris.read(uri, self.analysis.limits().max_bytes)?;
                 &read
             }
             None => return Err("the item has neither data nor a URI".into()),
         };
-        let info = self.engine.info();
-        let pixels =
-            preprocess(bytes, &info.preprocessor, &self.limits).map_err(|e| e.to_string())?;
-        // A wrong size would fail the whole batch at the engine; fail only
-        // this item.
-        if pixels.len() != info.pixels_per_image() {
-            return Err(format!(
-                "preprocessing gave {} values, the model takes {}",
-                pixels.len(),
-                info.pixels_per_image()
-            ));
-        }
-        Ok(pixels)
+        self.analysis.prepare(bytes)
     }
 }
 
-/// Per row of a batch: the prediction or the item's error.
-pub(crate) type Predictions = Vec<Result<Prediction, String>>;
+/// An item ready for the model; the no-op scorers carry nothing.
+pub(crate) type Ready = Option<Prepared>;
 
 impl Runner {
-    pub(crate) fn new(scoring: Scoring, uris: UriRoots) -> Result<Self, WorkerError> {
+    pub(crate) fn new(scoring: Inference, uris: UriRoots) -> Result<Self, WorkerError> {
         match scoring {
-            Scoring::Model {
+            Inference::Model {
                 engine,
                 decode_threads,
                 limits,
@@ -121,16 +110,15 @@ impl Runner {
                     device: info.device.clone(),
                     dtype: info.dtype.to_string(),
                     backend: Backend::Model(Arc::new(ModelBackend {
-                        engine,
+                        analysis: Analysis::new(engine, limits),
                         pool,
-                        limits,
                         uris,
                     })),
                 })
             }
-            Scoring::Noop { model } => Ok(Self::scoring_nothing(model, Backend::Noop)),
+            Inference::Noop { model } => Ok(Self::scoring_nothing(model, Backend::Noop)),
             #[cfg(test)]
-            Scoring::Stalling { model, gate } => {
+            Inference::Stalling { model, gate } => {
                 Ok(Self::scoring_nothing(model, Backend::Stalling(gate)))
             }
         }
@@ -167,12 +155,12 @@ impl Runner {
         &self.dtype
     }
 
-    /// Turns an item into pixel values off the async threads and calls
-    /// `done` with them (or the item's error), on a decode thread.
+    /// Prepares an item for the model off the async threads and calls
+    /// `done` with it (or the item's error), on a decode thread.
     pub(crate) fn decode(
         &self,
         item: Item,
-        done: impl FnOnce(Result<Vec<f32>, String>) + Send + 'static,
+        done: impl FnOnce(Result<Ready, String>) + Send + 'static,
     ) {
         match &self.backend {
             Backend::Model(model) => {
@@ -180,14 +168,14 @@ impl Runner {
                 model.pool.spawn(move || {
                     // A panic here would abort the process (rayon's default)
                     // and leave the task without this item's result.
-                    let pixels = catch_unwind(AssertUnwindSafe(|| job.pixels(&item)))
+                    let prepared = catch_unwind(AssertUnwindSafe(|| job.prepare(&item)))
                         .unwrap_or_else(|_| Err("decoding failed unexpectedly".into()));
-                    done(pixels);
+                    done(prepared.map(Some));
                 });
             }
-            Backend::Noop => done(Ok(Vec::new())),
+            Backend::Noop => done(Ok(None)),
             #[cfg(test)]
-            Backend::Stalling(_) => done(Ok(Vec::new())),
+            Backend::Stalling(_) => done(Ok(None)),
         }
     }
 
@@ -197,13 +185,17 @@ impl Runner {
     /// job does not wait for them, and a batch that cannot run (out of
     /// memory) stops the worker at start rather than failing every task.
     pub(crate) async fn warm_up(&self, rows: usize) -> Result<(), WorkerError> {
-        let per_image = match &self.backend {
-            Backend::Model(model) => model.engine.info().pixels_per_image(),
-            _ => 0,
+        let logits = match &self.backend {
+            Backend::Model(model) => {
+                let model = Arc::clone(model);
+                self.submit_with(move || {
+                    let analysis = &model.analysis;
+                    analysis.submit_blocking(analysis.blank_batch(rows))
+                })
+                .await?
+            }
+            _ => ready(Ok(Vec::new())),
         };
-        let logits = self
-            .submit(vec![vec![0.0; per_image]; rows], Vec::new())
-            .await?;
         match logits.await {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(ModelError::EngineStopped)) | Err(_) => {
@@ -217,33 +209,36 @@ impl Runner {
     /// released once their pixels are copied into the batch.
     pub(crate) async fn submit(
         &self,
-        images: Vec<Vec<f32>>,
+        items: Vec<Ready>,
         hold: Vec<OwnedSemaphorePermit>,
     ) -> Result<LogitsReceiver, WorkerError> {
         let model = match &self.backend {
-            Backend::Model(model) => model,
+            Backend::Model(model) => Arc::clone(model),
             #[cfg(test)]
             Backend::Stalling(gate) => return Ok(gate.submit()),
-            _ => {
+            Backend::Noop => {
                 drop(hold);
                 // The no-op scorer's batches carry no logits.
                 return Ok(ready(Ok(Vec::new())));
             }
         };
-        let model = Arc::clone(model);
-        // Copying a batch and waiting for a place in the engine's channel
-        // both block: not on the async threads.
-        let submitted = tokio::task::spawn_blocking(move || {
-            let rows = images.len();
-            let mut pixels = Vec::with_capacity(rows * model.engine.info().pixels_per_image());
-            for image in images {
-                pixels.extend_from_slice(&image);
-            }
+        self.submit_with(move || {
+            let batch = model.analysis.batch(items.into_iter().flatten());
             drop(hold);
-            model.engine.submit_blocking(pixels, rows)
+            model.analysis.submit_blocking(batch)
         })
         .await
-        .map_err(|e| WorkerError::Panicked(format!("batch submission: {e}")))?;
+    }
+
+    /// Runs `submit` off the async threads: copying a batch and waiting for
+    /// a place in the engine's channel both block.
+    async fn submit_with(
+        &self,
+        submit: impl FnOnce() -> Result<LogitsReceiver, ModelError> + Send + 'static,
+    ) -> Result<LogitsReceiver, WorkerError> {
+        let submitted = tokio::task::spawn_blocking(submit)
+            .await
+            .map_err(|e| WorkerError::Panicked(format!("batch submission: {e}")))?;
         match submitted {
             Ok(logits) => Ok(logits),
             Err(ModelError::EngineStopped) => Err(WorkerError::Engine(ModelError::EngineStopped)),
@@ -252,43 +247,32 @@ impl Runner {
         }
     }
 
-    /// The predictions of a batch of `rows` images from what the model
+    /// The predictions of a batch of `rows` items from what the model
     /// returned.
     pub(crate) fn predictions(
         &self,
         rows: usize,
         outcome: Result<Result<Vec<f32>, ModelError>, oneshot::error::RecvError>,
     ) -> Result<Predictions, WorkerError> {
-        let logits = match outcome {
-            Err(_) | Ok(Err(ModelError::EngineStopped)) => {
-                return Err(WorkerError::Engine(ModelError::EngineStopped))
-            }
-            Ok(Err(e)) => return Ok(vec![Err(format!("inference failed: {e}")); rows]),
-            Ok(Ok(logits)) => logits,
-        };
-        if !matches!(self.backend, Backend::Model(_)) {
-            let certain =
-                Prediction::from_probabilities(&self.labels, &[1.0, 0.0], self.fake_index);
-            return Ok(vec![Ok(certain); rows]);
+        let answer = outcome.unwrap_or(Err(ModelError::EngineStopped));
+        match &self.backend {
+            Backend::Model(model) => model
+                .analysis
+                .predictions(rows, answer)
+                .map_err(WorkerError::Engine),
+            // The no-op scorers: a failed batch still fails its items.
+            _ => match answer {
+                Err(ModelError::EngineStopped) => {
+                    Err(WorkerError::Engine(ModelError::EngineStopped))
+                }
+                Err(e) => Ok(batch_failed(rows, &e)),
+                Ok(_) => {
+                    let certain =
+                        Prediction::from_probabilities(&self.labels, &[1.0, 0.0], self.fake_index);
+                    Ok(vec![Ok(certain); rows])
+                }
+            },
         }
-        let labels = self.labels.len();
-        if labels == 0 || logits.len() != rows * labels {
-            let e = format!(
-                "inference failed: the model returned {} logits for {rows} images of {labels} labels",
-                logits.len()
-            );
-            return Ok(vec![Err(e); rows]);
-        }
-        Ok(logits
-            .chunks_exact(labels)
-            .map(|row| {
-                Ok(Prediction::from_probabilities(
-                    &self.labels,
-                    &softmax(row),
-                    self.fake_index,
-                ))
-            })
-            .collect())
     }
 
     /// The result the queue records for one item.
@@ -378,7 +362,7 @@ mod tests {
 
     fn noop() -> Runner {
         Runner::new(
-            Scoring::Noop { model: "m".into() },
+            Inference::Noop { model: "m".into() },
             UriRoots::new(&[]).unwrap(),
         )
         .unwrap()

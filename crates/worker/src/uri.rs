@@ -4,7 +4,6 @@
 //! of the configured roots, and never past the byte limit.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::error::WorkerError;
@@ -58,21 +57,8 @@ impl UriRoots {
         if !meta.is_file() {
             return Err(denied());
         }
-        let too_big =
-            |size: u64| format!("{uri}: file is {size} bytes, over the limit of {max_bytes} bytes");
-        if meta.len() > max_bytes {
-            return Err(too_big(meta.len()));
-        }
         let file = File::open(&resolved).map_err(|e| format!("{uri}: cannot read: {e}"))?;
-        // The file may grow between the check and the read.
-        let mut bytes = Vec::new();
-        file.take(max_bytes.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("{uri}: cannot read: {e}"))?;
-        if bytes.len() as u64 > max_bytes {
-            return Err(too_big(bytes.len() as u64));
-        }
-        Ok(bytes)
+        dfscan_imaging::read_file_limited(file, max_bytes).map_err(|e| format!("{uri}: {e}"))
     }
 }
 

@@ -21,7 +21,7 @@ use crate::error::WorkerError;
 use crate::health::Health;
 use crate::keepalive;
 use crate::metrics::WorkerMetrics;
-use crate::scoring::{Runner, Scoring};
+use crate::scoring::{Inference, Runner};
 use crate::settings::{host_name, worker_id, WorkerSettings};
 use crate::task::{Counters, Finisher, InHand};
 use crate::uri::UriRoots;
@@ -51,10 +51,10 @@ pub struct WorkerReport {
 
 impl Worker {
     /// `model_name` is the name jobs use for the model in the queue (for
-    /// [`Scoring::Model`], the model's `identity.name`).
+    /// [`Inference::Model`], the model's `identity.name`).
     pub fn new(
         queue: Arc<dyn JobQueue>,
-        scoring: Scoring,
+        scoring: Inference,
         model_name: String,
         settings: WorkerSettings,
         queue_settings: &QueueSettings,
@@ -379,7 +379,7 @@ mod tests {
     fn stalling_worker(settings: WorkerSettings) -> (Arc<MemoryQueue>, Arc<Gate>, Worker) {
         let queue = Arc::new(MemoryQueue::new(QueueSettings::default()));
         let gate = Arc::new(Gate::default());
-        let scoring = Scoring::Stalling {
+        let scoring = Inference::Stalling {
             model: MODEL.into(),
             gate: Arc::clone(&gate),
         };

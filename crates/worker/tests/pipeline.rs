@@ -16,7 +16,7 @@ use dfscan_queue::{
     MemoryQueue, NewTask, QueueError, QueueSettings, QueueStats, ResultPage, TaskHandle,
     CANCELLED_ERROR,
 };
-use dfscan_worker::{Scoring, Worker, WorkerError, WorkerReport, WorkerSettings};
+use dfscan_worker::{Inference, Worker, WorkerError, WorkerReport, WorkerSettings};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -207,7 +207,7 @@ fn start(
 ) {
     let worker = Worker::new(
         queue,
-        Scoring::Noop {
+        Inference::Noop {
             model: MODEL.into(),
         },
         MODEL.into(),
@@ -408,7 +408,7 @@ async fn tasks_in_hand_are_refreshed() {
     let job = submit(&*queue, &[2]).await;
     let worker = Worker::new(
         queue.clone(),
-        Scoring::Noop {
+        Inference::Noop {
             model: MODEL.into(),
         },
         MODEL.into(),
@@ -466,7 +466,7 @@ async fn unreadable_payloads_are_left_to_be_dead_lettered() {
     let job = submit(&*queue, &[2, 3]).await;
     let worker = Worker::new(
         queue.clone(),
-        Scoring::Noop {
+        Inference::Noop {
             model: MODEL.into(),
         },
         MODEL.into(),
@@ -542,7 +542,7 @@ fn settings_that_cannot_work_are_refused() {
     let new = |settings: WorkerSettings| {
         Worker::new(
             queue.clone(),
-            Scoring::Noop {
+            Inference::Noop {
                 model: MODEL.into(),
             },
             MODEL.into(),

@@ -32,7 +32,8 @@ const BATCH: usize = 64;
 /// Results read per page for item callbacks.
 const PAGE: usize = 256;
 
-struct Dispatcher {
+/// What the delivery loop shares with each delivery it starts.
+struct CallbackCourier {
     queue: Arc<dyn JobQueue>,
     settings: CoordinatorSettings,
     metrics: Arc<CoordinatorMetrics>,
@@ -48,7 +49,7 @@ pub(crate) async fn run(
     metrics: Arc<CoordinatorMetrics>,
     shutdown: CancellationToken,
 ) {
-    let dispatcher = Arc::new(Dispatcher {
+    let courier = Arc::new(CallbackCourier {
         queue,
         settings,
         metrics,
@@ -67,7 +68,7 @@ pub(crate) async fn run(
             _ = tick.tick() => {}
         }
         while deliveries.try_join_next().is_some() {}
-        let pending = match dispatcher.queue.pending_callbacks(BATCH).await {
+        let pending = match courier.queue.pending_callbacks(BATCH).await {
             Ok(pending) => pending,
             Err(error) => {
                 tracing::warn!(%error, "cannot list pending callbacks");
@@ -75,20 +76,20 @@ pub(crate) async fn run(
             }
         };
         for job_id in pending {
-            if !dispatcher.lock().insert(job_id.clone()) {
+            if !courier.lock().insert(job_id.clone()) {
                 continue;
             }
-            let dispatcher = Arc::clone(&dispatcher);
+            let courier = Arc::clone(&courier);
             deliveries.spawn(async move {
-                dispatcher.deliver(&job_id).await;
-                dispatcher.lock().remove(&job_id);
+                courier.deliver(&job_id).await;
+                courier.lock().remove(&job_id);
             });
         }
     }
     deliveries.abort_all();
 }
 
-impl Dispatcher {
+impl CallbackCourier {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
