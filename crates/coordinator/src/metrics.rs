@@ -1,7 +1,8 @@
-//! The coordinator's Prometheus metrics. Counters are kept as requests go
-//! by; the queue's state (items queued, live workers, jobs by state) is
-//! read from the queue at each scrape, so every coordinator of a cluster
-//! reports the same values for it.
+//! The coordinator's Prometheus metrics. Its own counters
+//! (`dfscan_coordinator_*`) are kept as requests go by; the queue's state
+//! (`dfscan_queue_*`: items queued, live workers, jobs by state) is read
+//! from the queue at each scrape, so every coordinator of a cluster reports
+//! the same values for it (aggregate it with `max`, not `sum`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +47,7 @@ pub struct CoordinatorMetrics {
     pub(crate) jobs_submitted: Family<ModelLabel, Counter>,
     pub(crate) items_submitted: Family<ModelLabel, Counter>,
     pub(crate) infer_requests: Family<InferLabels, Counter>,
-    pub(crate) infer_seconds: Histogram,
+    infer_duration: Histogram,
     pub(crate) callbacks: Family<OutcomeLabel, Counter>,
     queued_items: Family<ModelLabel, Gauge>,
     workers: Family<ModelLabel, Gauge>,
@@ -60,43 +61,45 @@ impl CoordinatorMetrics {
         let items_submitted = Family::<ModelLabel, Counter>::default();
         let infer_requests = Family::<InferLabels, Counter>::default();
         // 1 ms to about 33 s.
-        let infer_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let infer_duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let callbacks = Family::<OutcomeLabel, Counter>::default();
         let queued_items = Family::<ModelLabel, Gauge>::default();
         let workers = Family::<ModelLabel, Gauge>::default();
         let jobs = Family::<StateLabel, Gauge>::default();
-        registry.register(
+        let coordinator = registry.sub_registry_with_prefix("coordinator");
+        coordinator.register(
             "jobs_submitted",
             "Jobs accepted by this coordinator",
             jobs_submitted.clone(),
         );
-        registry.register(
+        coordinator.register(
             "items_submitted",
             "Items uploaded in jobs accepted by this coordinator",
             items_submitted.clone(),
         );
-        registry.register(
+        coordinator.register(
             "infer_requests",
             "KServe ModelInfer calls answered by this coordinator, by gRPC status",
             infer_requests.clone(),
         );
-        registry.register(
+        coordinator.register(
             "infer_duration_seconds",
             "End-to-end time of KServe ModelInfer calls",
-            infer_seconds.clone(),
+            infer_duration.clone(),
         );
-        registry.register(
+        coordinator.register(
             "callbacks",
             "Callback deliveries by outcome (delivered or given_up)",
             callbacks.clone(),
         );
-        registry.register(
-            "queue_items",
+        let queue_state = registry.sub_registry_with_prefix("queue");
+        queue_state.register(
+            "items",
             "Items waiting or in progress per model",
             queued_items.clone(),
         );
-        registry.register("workers", "Live workers per model", workers.clone());
-        registry.register(
+        queue_state.register("workers", "Live workers per model", workers.clone());
+        queue_state.register(
             "jobs",
             "Jobs by state (finished ones until their retention ends)",
             jobs.clone(),
@@ -108,7 +111,7 @@ impl CoordinatorMetrics {
             jobs_submitted,
             items_submitted,
             infer_requests,
-            infer_seconds,
+            infer_duration,
             callbacks,
             queued_items,
             workers,
@@ -123,7 +126,7 @@ impl CoordinatorMetrics {
                 code: format!("{code:?}"),
             })
             .inc();
-        self.infer_seconds.observe(took.as_secs_f64());
+        self.infer_duration.observe(took.as_secs_f64());
     }
 
     pub(crate) fn callback(&self, outcome: &str) {

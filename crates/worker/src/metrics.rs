@@ -28,10 +28,10 @@ pub struct WorkerMetrics {
     items: Family<OutcomeLabel, Counter>,
     tasks: Counter,
     batch_size: Histogram,
-    inference_seconds: Histogram,
-    decode_seconds: Histogram,
-    queue_wait_seconds: Histogram,
-    end_to_end_seconds: Histogram,
+    inference_duration: Histogram,
+    decode_duration: Histogram,
+    queue_wait_duration: Histogram,
+    end_to_end_duration: Histogram,
     pub(crate) tasks_in_hand: Gauge,
     /// Memory in use on the GPUs the worker sees (read at each scrape;
     /// none on CPU workers or without an NVIDIA driver).
@@ -54,11 +54,11 @@ impl WorkerMetrics {
             tasks: Counter::default(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 11)),
             // 0.5 ms to about 16 s.
-            inference_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
-            decode_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            inference_duration: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            decode_duration: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             // 1 ms to about 9 h: a task may wait long behind a big job.
-            queue_wait_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 25)),
-            end_to_end_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 25)),
+            queue_wait_duration: Histogram::new(exponential_buckets(0.001, 2.0, 25)),
+            end_to_end_duration: Histogram::new(exponential_buckets(0.001, 2.0, 25)),
             tasks_in_hand: Gauge::default(),
             gpu_memory_used: Family::default(),
             gpu_memory_total: Family::default(),
@@ -81,24 +81,24 @@ impl WorkerMetrics {
             metrics.batch_size.clone(),
         );
         registry.register(
-            "inference_seconds",
+            "inference_duration_seconds",
             "Time of a batch at the model, from submission to logits",
-            metrics.inference_seconds.clone(),
+            metrics.inference_duration.clone(),
         );
         registry.register(
-            "decode_seconds",
+            "decode_duration_seconds",
             "Time to decode and preprocess one image",
-            metrics.decode_seconds.clone(),
+            metrics.decode_duration.clone(),
         );
         registry.register(
-            "queue_wait_seconds",
+            "queue_wait_duration_seconds",
             "Time a task waited in the queue before this worker claimed it",
-            metrics.queue_wait_seconds.clone(),
+            metrics.queue_wait_duration.clone(),
         );
         registry.register(
-            "end_to_end_seconds",
+            "end_to_end_duration_seconds",
             "Time from a task's enqueueing to its results being recorded",
-            metrics.end_to_end_seconds.clone(),
+            metrics.end_to_end_duration.clone(),
         );
         registry.register(
             "tasks_in_hand",
@@ -129,21 +129,21 @@ impl WorkerMetrics {
             .get_or_create(&OutcomeLabel { outcome: "failed" })
             .inc_by(failed);
         self.tasks.inc();
-        self.end_to_end_seconds
+        self.end_to_end_duration
             .observe(since_enqueued.as_secs_f64());
     }
 
     pub(crate) fn batch(&self, size: usize, at_model: Duration) {
         self.batch_size.observe(size as f64);
-        self.inference_seconds.observe(at_model.as_secs_f64());
+        self.inference_duration.observe(at_model.as_secs_f64());
     }
 
     pub(crate) fn decoded(&self, took: Duration) {
-        self.decode_seconds.observe(took.as_secs_f64());
+        self.decode_duration.observe(took.as_secs_f64());
     }
 
     pub(crate) fn claimed(&self, waited: Duration) {
-        self.queue_wait_seconds.observe(waited.as_secs_f64());
+        self.queue_wait_duration.observe(waited.as_secs_f64());
     }
 
     /// The OpenMetrics text of a scrape.
