@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::metrics::{self, MetricsSettings, Scrape};
 use crate::{connect_queue, ProcessError};
 
-#[derive(Args)]
+#[derive(Args, Serialize)]
 #[command(mut_args(settings::show_defaults(Self::KEYS)))]
 pub struct CoordinatorArgs {
     /// Address the gRPC API listens on
@@ -32,6 +32,7 @@ pub struct CoordinatorArgs {
     #[arg(long)]
     pub default_model: Option<String>,
     #[command(flatten)]
+    #[serde(skip)]
     pub auth: AuthArgs,
 }
 
@@ -42,6 +43,14 @@ impl CoordinatorArgs {
         ("models", "coordinator.models"),
         ("default_model", "coordinator.default_model"),
     ];
+
+    /// The flags given, as (settings key, value) overrides; the list
+    /// (`--models`) is applied after loading.
+    pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
+        let mut overrides = settings::flag_overrides(self, Self::KEYS);
+        overrides.extend(self.auth.overrides());
+        overrides
+    }
 }
 
 /// Authentication flags of the processes that serve the API.
@@ -81,13 +90,7 @@ pub struct CoordinatorConfig {
 
 impl CoordinatorConfig {
     pub fn load(file: Option<&Path>, args: &CoordinatorArgs) -> Result<Self, ProcessError> {
-        let mut overrides = vec![
-            ("coordinator.listen", args.listen.clone()),
-            ("redis", args.redis.clone()),
-            ("coordinator.default_model", args.default_model.clone()),
-        ];
-        overrides.extend(args.auth.overrides());
-        let mut cfg: Self = settings::load(file, &overrides)?;
+        let mut cfg: Self = settings::load(file, &args.overrides())?;
         if let Some(models) = &args.models {
             cfg.coordinator.models = models.clone();
         }
