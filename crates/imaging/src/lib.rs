@@ -11,9 +11,15 @@
 //! 3. rescale in float64, normalize in float32, channels first
 //!    ([`pixel_values_into`], bit-exact).
 //!
+//! Face crops are cut here too: [`face_square`] + [`crop`] (the square
+//! around a detected face, as `PIL.Image.crop` cuts it) or [`align_face`]
+//! (five-point alignment), each then preprocessed as above.
+//!
 //! No libtorch here: the model crate copies these `f32`s into its tensors.
 
+mod align;
 mod config;
+mod crop;
 mod decode;
 mod error;
 mod exif;
@@ -24,7 +30,9 @@ mod normalize;
 mod orient;
 mod resample;
 
+pub use align::{align_face, face_template, similarity, Affine};
 pub use config::PreprocessorConfig;
+pub use crop::{crop, face_square, CropRegion};
 pub use decode::{decode, decode_rgb, Decoded};
 pub use error::ImagingError;
 pub use files::{images_under, label_folders, read_file_limited, read_limited, IMAGE_EXTENSIONS};
