@@ -200,6 +200,6 @@ pub fn load_weights(
     Ok(LoadedWeights { sha256, unused })
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

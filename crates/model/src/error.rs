@@ -37,6 +37,10 @@ pub enum ModelError {
     InvalidBatch(String),
     #[error("the model thread has stopped")]
     EngineStopped,
+    #[error("invalid face detector {path}: {reason}")]
+    InvalidDetector { path: PathBuf, reason: String },
+    #[error("face detection: {0}")]
+    FaceOptions(String),
 }
 
 impl From<tch::TchError> for ModelError {

@@ -8,6 +8,7 @@ pub mod autocast;
 pub mod checkpoint;
 pub mod engine;
 mod error;
+pub mod faces;
 pub mod hub;
 pub mod labels;
 pub mod scorer;
