@@ -121,34 +121,14 @@ fn next_chunk(bytes: &[u8], pos: usize) -> Next<'_> {
     })
 }
 
-/// CRC-32 (ISO-HDLC), the checksum PNG chunks carry.
-fn crc32(parts: &[&[u8]]) -> u32 {
-    const TABLE: [u32; 256] = {
-        let mut table = [0u32; 256];
-        let mut n = 0;
-        while n < 256 {
-            let mut c = n as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0xedb8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            table[n] = c;
-            n += 1;
-        }
-        table
-    };
-    let mut c = !0u32;
-    for part in parts {
-        for &b in *part {
-            c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-        }
-    }
-    !c
+/// CRC-32 (ISO-HDLC), the checksum PNG chunks carry, over the chunk type
+/// and data (crc32fast: the implementation the `png` crate itself uses,
+/// SIMD where the CPU has it).
+fn crc32(kind: &[u8], data: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(kind);
+    hasher.update(data);
+    hasher.finalize()
 }
 
 fn parse_header(data: &[u8]) -> Result<Header, ImagingError> {
@@ -395,7 +375,7 @@ fn walk(bytes: &[u8], limits: &DecodeLimits) -> Result<(Header, Chunks), Imaging
         let stored = chunk
             .crc
             .ok_or_else(|| err("file is truncated before the image data"))?;
-        if crc32(&[&chunk.kind, chunk.data]) != stored {
+        if crc32(&chunk.kind, chunk.data) != stored {
             return Err(err(format!(
                 "bad checksum in {} chunk",
                 String::from_utf8_lossy(&chunk.kind)
