@@ -1,16 +1,18 @@
 //! Test support shared by dfscan's test suites: real `redis-server`
-//! processes on free loopback ports, and the binaries of other workspace
-//! packages ([`workspace_binary`]).
+//! processes on free loopback ports, the binaries of other workspace
+//! packages ([`workspace_binary`]), and the byte-level mutator of the
+//! stable fuzzers ([`mutate`]).
 //!
 //! The queue's guarantees (Lua scripts, consumer groups, delivery counts,
 //! AOF surviving `kill -9`) are Redis behaviour that no mock reproduces, so
 //! the tests run the real server. Each [`RedisServer`] is a child process
 //! with its own port and data directory, so suites run in parallel and
 //! never touch a Redis that belongs to someone else (in particular, never
-//! the system one on 6379). Only std, `tempfile` and `serde_json` (for
-//! cargo's messages), so that depending on this crate costs the test builds
-//! next to nothing.
+//! the system one on 6379). Only std, `tempfile`, `serde_json` (for
+//! cargo's messages) and `rand` (the mutator's seeded choices), so that
+//! depending on this crate costs the test builds next to nothing.
 
+pub mod mutate;
 mod workspace;
 
 pub use workspace::workspace_binary;

@@ -1,6 +1,7 @@
 //! The seeded random cases: fields drawn from hostile values, streams
 //! shuffled, bytes damaged. The same seed gives the same cases.
 
+use dfscan_testkit::mutate::mutate;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 
@@ -216,28 +217,6 @@ fn items_message(rng: &mut StdRng, ctx: &Context) -> Vec<u8> {
     wrapped(2, batch.done())
 }
 
-/// Byte-level damage: truncation, flipped bits, inserted noise.
-fn mutate(rng: &mut StdRng, bytes: &mut Vec<u8>) {
-    match rng.random_range(0..3) {
-        0 if !bytes.is_empty() => {
-            let at = rng.random_range(0..bytes.len());
-            bytes.truncate(at);
-        }
-        1 if !bytes.is_empty() => {
-            for _ in 0..rng.random_range(1..4) {
-                let at = rng.random_range(0..bytes.len());
-                bytes[at] ^= 1 << rng.random_range(0..8);
-            }
-        }
-        _ => {
-            let at = rng.random_range(0..=bytes.len());
-            let mut noise = vec![0; rng.random_range(1..16)];
-            rng.fill_bytes(&mut noise);
-            bytes.splice(at..at, noise);
-        }
-    }
-}
-
 /// A random case; the same `rng` state gives the same case.
 pub fn random(rng: &mut StdRng, ctx: &Context) -> Case {
     let rpc = Rpc::ALL[rng.random_range(0..Rpc::ALL.len())];
@@ -264,8 +243,9 @@ pub fn random(rng: &mut StdRng, ctx: &Context) -> Case {
         }
     }
     if rng.random_bool(0.25) {
+        // Byte-level damage, by the mutator the image fuzzer uses too.
         for message in &mut messages {
-            mutate(rng, message);
+            mutate(message, &[], rng);
         }
         name = "random fields, damaged bytes";
     }
