@@ -24,7 +24,7 @@ from .errors import (
     QueueFull,
     Unavailable,
 )
-from .records import ItemResult, Job, Model, ModelIdentity, Worker
+from .records import FaceOptions, FaceResult, ItemResult, Job, Model, ModelIdentity, Worker
 from .sources import IMAGE_EXTENSIONS, images_under, item
 
 __version__ = "0.1.0"
@@ -33,6 +33,8 @@ __all__ = [
     "Client",
     "DeadlineExceeded",
     "DfscanError",
+    "FaceOptions",
+    "FaceResult",
     "FailedPrecondition",
     "IMAGE_EXTENSIONS",
     "InvalidArgument",

@@ -7,14 +7,14 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
 
 from . import errors
 from ._proto.dfscan.v1 import scoring_pb2 as pb
 from ._proto.dfscan.v1 import scoring_pb2_grpc as pb_grpc
-from .records import Job, ItemResult, Model, Worker, state_value
+from .records import FaceOptions, FaceOptionsLike, ItemResult, Job, Model, Worker, state_value
 from .sources import OnUnreadable, Source, batches, iter_items
 
 log = logging.getLogger("dfscan_client")
@@ -127,6 +127,7 @@ class Client:
         metadata: Optional[Mapping[str, str]] = None,
         idempotency_key: Optional[str] = None,
         task_size: Optional[int] = None,
+        faces: Union[FaceOptionsLike, pb.FaceOptions, None] = None,
         on_unreadable: Optional[OnUnreadable] = None,
         progress: Optional[Progress] = None,
         **header: object,
@@ -147,7 +148,11 @@ class Client:
         default); ``metadata`` is kept with the job; a repeated
         ``idempotency_key`` returns the first job (``job.deduplicated``);
         ``task_size`` is items per queue task (None: the coordinator's).
-        Other keyword arguments are set on the ``JobHeader`` message as they
+        ``faces`` is how images are turned into face crops: a mode
+        (``"auto"``, ``"require"``, ``"off"``), a :class:`FaceOptions` or a
+        mapping of its fields (``{"mode": "require", "max_faces": 4}``), or
+        a ``pb.FaceOptions``; None, and every field left unset: the
+        workers' configuration. Other keyword arguments are set on the ``JobHeader`` message as they
         are, for header fields this wrapper does not name.
 
         Raises :class:`~dfscan_client.QueueFull` when the model's queue is
@@ -161,6 +166,8 @@ class Client:
             task_size=task_size or 0,
             **header,
         )
+        if faces is not None:
+            header_message.faces.CopyFrom(faces if isinstance(faces, pb.FaceOptions) else FaceOptions.of(faces).to_pb())
         max_file = max(self.max_message_bytes - _FRAMING_BYTES, 1)
         items = iter_items(source, max_file, on_unreadable)
         first = next(items, None)

@@ -4,14 +4,17 @@ types (dicts, ``None`` for absent values, job states as lowercase strings).
 Each keeps the message it came from as ``raw``; a field the dataclass does
 not declare (one added to the proto after this wrapper was written) is read
 from ``raw``, so regenerating the stubs is enough to reach it.
+:class:`FaceOptions` goes the other way: a job's face settings, turned into
+the ``JobHeader.faces`` message.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Union
 
 from ._proto.dfscan.v1 import scoring_pb2 as pb
 
@@ -76,11 +79,14 @@ def _f32_value(x: float) -> float:
 def json_line(record: Dict[str, Any]) -> str:
     """``record`` (an :meth:`ItemResult.to_dict`) as the JSON line ``dfscan``
     writes for it, without the newline: compact, UTF-8 rather than ``\\u``
-    escapes, and floats (all float32 scores) as :func:`f32_text`."""
+    escapes, and floats (all float32s: scores, face boxes and landmarks) as
+    :func:`f32_text`; ints (face crops) as they are."""
 
     def encode(value: Any) -> str:
         if isinstance(value, dict):
             return "{" + ",".join(f"{encode(k)}:{encode(v)}" for k, v in value.items()) + "}"
+        if isinstance(value, list):
+            return "[" + ",".join(encode(v) for v in value) + "]"
         if isinstance(value, float):
             return f32_text(value)
         # Strings: json escapes the characters serde_json does, alike.
@@ -132,6 +138,56 @@ class ModelIdentity:
         return cls(name=message.name, sha256=message.sha256)
 
 
+@dataclass(frozen=True)
+class FaceOptions:
+    """How a job's images are turned into face crops (``JobHeader.faces``).
+    Every field left None takes the workers' configuration (``faces.*``);
+    the coordinator refuses values no worker could honour
+    (:class:`~dfscan_client.InvalidArgument`)."""
+
+    #: "auto" (score each face; none found: the whole image, outcome
+    #: "whole_image"), "require" (none found: outcome "no_face", no score) or
+    #: "off" (the whole image, no detector).
+    mode: Optional[str] = None
+    #: The crop is the square of ``scale`` × the box's longer side, 1 to 4.
+    scale: Optional[float] = None
+    #: Five-point aligned crops instead of squares.
+    align: Optional[bool] = None
+    #: Detector score a face must pass, in [0, 1).
+    threshold: Optional[float] = None
+    #: Faces whose longer side is shorter (pixels) are dropped.
+    min_size: Optional[float] = None
+    #: At most this many faces per image, the largest; 1 to 64.
+    max_faces: Optional[int] = None
+    #: The detector sees the image with its longer side at most this many
+    #: pixels, 32 to 2048.
+    working_size: Optional[int] = None
+    #: How the image's score comes from its faces': "max" (the most fake
+    #: face) or "mean".
+    aggregation: Optional[str] = None
+
+    @classmethod
+    def of(cls, value: "FaceOptionsLike") -> "FaceOptions":
+        """``value`` as FaceOptions: a mode name (``"require"``), a mapping
+        of these fields (unknown names raise TypeError), or FaceOptions."""
+        if isinstance(value, FaceOptions):
+            return value
+        if isinstance(value, str):
+            return cls(mode=value)
+        if isinstance(value, Mapping):
+            return cls(**value)
+        raise TypeError(f"faces: expected a mode name, a mapping or FaceOptions, not {type(value).__name__}")
+
+    def to_pb(self) -> pb.FaceOptions:
+        """The message, with only the fields that are set."""
+        given = {f.name: getattr(self, f.name) for f in fields(self)}
+        return pb.FaceOptions(**{name: value for name, value in given.items() if value is not None})
+
+
+#: What ``Client.submit(faces=...)`` takes.
+FaceOptionsLike = Union[str, Mapping[str, Any], FaceOptions]
+
+
 @dataclass
 class Job(_FromRaw):
     """A job as the coordinator reports it."""
@@ -176,9 +232,75 @@ class Job(_FromRaw):
         )
 
 
+def _f32_values(xs: Iterable[float]) -> List[float]:
+    return [_f32_value(x) for x in xs]
+
+
+@dataclass
+class FaceResult(_FromRaw):
+    """One face of an image and its score. Coordinates are pixels of the
+    EXIF-oriented image; floats are float32s given as the decimal ``dfscan``
+    writes (see :attr:`ItemResult.scores`)."""
+
+    #: ``[x0, y0, x1, y1]`` as the detector found it.
+    box: List[float]
+    detector_score: float
+    #: ``[x, y]`` of the left eye, right eye, nose, left and right mouth
+    #: corner.
+    landmarks: List[List[float]]
+    #: ``[left, top, right, bottom]``: exactly the region handed to the
+    #: classifier, as PIL's ``Image.crop`` cuts it (zero outside the image);
+    #: with alignment, the bounding square of the aligned crop.
+    crop: List[int]
+    #: The crop's most probable label.
+    label: str
+    #: Every label's probability for the crop, in the model's label order.
+    scores: Dict[str, float]
+    #: Probability of the model's fake label for the crop.
+    fake_score: float
+    raw: Optional[pb.FaceResult] = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_pb(cls, message: pb.FaceResult) -> "FaceResult":
+        points = _f32_values(message.landmarks)
+        return cls(
+            box=_f32_values(message.box),
+            detector_score=_f32_value(message.detector_score),
+            landmarks=[points[i : i + 2] for i in range(0, len(points), 2)],
+            crop=list(message.crop),
+            label=message.label,
+            scores={s.label: _f32_value(s.score) for s in message.scores},
+            fake_score=_f32_value(message.fake_score),
+            raw=message,
+        )
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The face's object in the result record, keys in its order."""
+        return {
+            "box": list(self.box),
+            "detector_score": self.detector_score,
+            "landmarks": [list(p) for p in self.landmarks],
+            "crop": list(self.crop),
+            "label": self.label,
+            "scores": dict(self.scores),
+            "fake_score": self.fake_score,
+        }
+
+
+#: Outcomes that come with a score.
+_SCORED_OUTCOMES = ("scored", "whole_image")
+
+
+def _outcome(outcome: str, error: Optional[str]) -> str:
+    """``outcome``, or for a result without one (a coordinator older than
+    faces) "error" when ``error`` is set, else "scored"."""
+    return outcome or ("error" if error else "scored")
+
+
 @dataclass
 class ItemResult(_FromRaw):
-    """One item's result: a score, or an ``error`` saying why it has none."""
+    """One item's result: a score, no face where one was required, or an
+    ``error`` saying why it has none."""
 
     id: str
     #: Position of the item in the upload, from 0.
@@ -186,62 +308,89 @@ class ItemResult(_FromRaw):
     #: Position of this result in the job's result stream, from 1: pass the
     #: last one seen as ``after_cursor`` to resume.
     cursor: int
-    #: The most probable label; None when ``error`` is set.
+    #: The most probable label; None without a score (``ok`` false).
     label: Optional[str]
-    #: Every label's probability, in the model's label order (empty on
-    #: error). Scores are float32s, given as the shortest decimal that
+    #: Every label's probability, in the model's label order (empty without
+    #: a score). Scores are float32s, given as the shortest decimal that
     #: reads back as the same float32 (``0.1``, not ``0.10000000149011612``),
     #: the digits ``dfscan`` writes.
     scores: Dict[str, float]
-    #: Probability of the model's fake label; None when ``error`` is set.
+    #: Probability of the model's fake label; None without a score.
     fake_score: Optional[float]
     #: The weights that scored the item; for an error recorded before any
     #: weights saw it, the job's model with an empty sha256.
     model: ModelIdentity
     #: Why the item has no score (unreadable image, "job cancelled", ...);
-    #: None on success.
+    #: None on success and for "no_face".
     error: Optional[str]
     #: The job policy's verdict ("flag", "review", ...); None without a
-    #: policy or on error.
+    #: policy or without a score.
     verdict: Optional[str] = None
     #: The item's metadata as submitted.
     metadata: Dict[str, str] = field(default_factory=dict)
+    #: "scored" (faces found and scored, or faces off), "whole_image" (no
+    #: face found, mode "auto": the whole image was scored), "no_face" (none
+    #: found, mode "require": no score) or "error". Empty (a coordinator
+    #: older than faces): "error" when ``error`` is set, else "scored".
+    outcome: str = ""
+    #: The faces scored, largest first; empty when none was found or faces
+    #: were not looked for.
+    faces: List[FaceResult] = field(default_factory=list)
+    #: The detector that looked for faces; None when faces were off.
+    face_detector: Optional[ModelIdentity] = None
     raw: Optional[pb.ItemResult] = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.outcome = _outcome(self.outcome, self.error)
 
     @property
     def ok(self) -> bool:
-        """True when the item was scored."""
-        return self.error is None
+        """True when the item has a score (outcome "scored" or
+        "whole_image"); false for "no_face" and errors."""
+        return self.outcome in _SCORED_OUTCOMES
 
     @classmethod
     def from_pb(cls, message: pb.ItemResult, job_model: str = "") -> "ItemResult":
         """``job_model``: the model of the result's job, named by results the
         API gives no model identity (as ``dfscan submit`` does)."""
-        failed = bool(message.error)
+        outcome = _outcome(message.outcome, message.error)
+        scored = outcome in _SCORED_OUTCOMES
         return cls(
             id=message.id,
             index=message.index,
             cursor=message.cursor,
-            label=None if failed else message.label,
-            scores={s.label: _f32_value(s.score) for s in message.scores},
-            fake_score=_f32_value(message.fake_score) if message.HasField("fake_score") else None,
+            label=message.label if scored else None,
+            scores={s.label: _f32_value(s.score) for s in message.scores} if scored else {},
+            fake_score=_f32_value(message.fake_score) if scored and message.HasField("fake_score") else None,
             model=ModelIdentity.from_pb(message.model) if message.HasField("model") else ModelIdentity(job_model, ""),
             error=message.error or None,
             verdict=message.verdict or None,
             metadata=dict(sorted(message.metadata.items())),
+            outcome=outcome,
+            faces=[FaceResult.from_pb(f) for f in message.faces],
+            face_detector=ModelIdentity.from_pb(message.face_detector) if message.HasField("face_detector") else None,
             raw=message,
         )
 
     def to_dict(self) -> Dict[str, Any]:
         """The result record (docs/result-record.schema.json) ``dfscan
-        submit`` writes for this result, keys in its order."""
+        submit`` writes for this result, keys in its order: ``face_detector``
+        and ``faces`` only where faces were looked for."""
+        looked_for_faces: Dict[str, Any] = {}
+        if self.face_detector is not None:
+            looked_for_faces = {
+                "face_detector": {"name": self.face_detector.name, "sha256": self.face_detector.sha256},
+                "faces": [f.to_dict() for f in self.faces],
+            }
         return {
             "id": self.id,
             "path": self.id,
             "label": self.label,
-            "scores": None if self.error else dict(self.scores),
+            "scores": dict(self.scores) if self.ok else None,
             "fake_score": self.fake_score,
             "model": {"name": self.model.name, "sha256": self.model.sha256},
+            **looked_for_faces,
+            "outcome": self.outcome,
             "error": self.error,
             **({"verdict": self.verdict} if self.verdict else {}),
             **({"metadata": dict(self.metadata)} if self.metadata else {}),

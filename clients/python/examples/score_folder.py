@@ -6,10 +6,10 @@
 Every image under DIR (recursively) gets one line: the line ``dfscan submit
 DIR`` writes for it, byte for byte (the result record of
 docs/result-record.schema.json: id = DIR as given joined with the image's
-path under it, label, scores, fake_score, model, error). If the run is
-interrupted after the upload, finish the same file without duplicates or
-gaps with ``--attach JOB --output FILE``: the lines already written are
-counted and the results resume after them.
+path under it, label, scores, fake_score, model, faces, outcome, error). If
+the run is interrupted after the upload, finish the same file without
+duplicates or gaps with ``--attach JOB --output FILE``: the lines already
+written are counted and the results resume after them.
 """
 
 from __future__ import annotations

@@ -115,11 +115,13 @@ def assert_matches_reference(result: dict, ref: dict) -> None:
 
 
 def assert_record(line: str) -> dict:
-    """``line`` is a result record: valid under the schema, keys in its
-    order. Returns it parsed."""
+    """``line`` is a result record: valid under the schema, keys (its
+    faces' too) in its order. Returns it parsed."""
     record = json.loads(line)
     jsonschema.Draft202012Validator(SCHEMA).validate(record)
     assert list(record) == [k for k in SCHEMA["properties"] if k in record], line
+    for face in record.get("faces", []):
+        assert list(face) == list(SCHEMA["$defs"]["face"]["properties"]), line
     return record
 
 

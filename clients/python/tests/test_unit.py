@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import grpc
+import jsonschema
 import pytest
 
 import dfscan_client
@@ -20,7 +21,7 @@ from dfscan_client import Client, pb, pb_grpc
 from dfscan_client.client import _target
 from dfscan_client.records import f32_text
 from dfscan_client.sources import batches, images_under, iter_items
-from conftest import assert_record
+from conftest import SCHEMA, assert_record
 
 JOB_ID = "ab" * 16
 
@@ -178,7 +179,7 @@ def test_error_results() -> None:
     assert r.model == dfscan_client.ModelIdentity("m", "")
     assert r.to_json() == (
         '{"id":"x","path":"x","label":null,"scores":null,"fake_score":null,'
-        '"model":{"name":"m","sha256":""},"error":"unsupported image format"}'
+        '"model":{"name":"m","sha256":""},"outcome":"error","error":"unsupported image format"}'
     )
     assert assert_record(r.to_json()) == r.to_dict()
 
@@ -200,11 +201,155 @@ def test_records_as_dfscan_writes_them() -> None:
     assert message.scores[0].score != 0.1 and r.scores == {"Real": 0.1, "Fake": 0.9} and r.fake_score == 0.9
     assert r.to_json() == (
         '{"id":"dir/é.png","path":"dir/é.png","label":"Fake","scores":{"Real":0.1,"Fake":0.9},"fake_score":0.9,'
-        f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"error":null,"verdict":"flag",'
+        f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"outcome":"scored","error":null,"verdict":"flag",'
         '"metadata":{"a":"quote \\" and \\\\ \\u0001\\n","z":"last"}}'
     )
     assert json.loads(r.to_json()) == r.to_dict()
     assert list(assert_record(r.to_json())) == list(r.to_dict())
+
+
+DETECTOR = pb.ModelIdentity(name="scrfd", sha256="cd" * 32)
+
+
+def face(fake: float, x: float = 10.5) -> pb.FaceResult:
+    return pb.FaceResult(
+        box=[x, 20.1, 50.0, 70.25],
+        detector_score=0.9,
+        landmarks=[20.0, 30.0, 40.0, 30.5, 30.0, 45.0, 22.0, 55.0, 38.0, 55.1],
+        crop=[-3, 0, 70, 73],
+        label="Fake" if fake > 0.5 else "Real",
+        scores=[pb.LabelScore(label="Real", score=1 - fake), pb.LabelScore(label="Fake", score=fake)],
+        fake_score=fake,
+    )
+
+
+def test_face_records_as_dfscan_writes_them() -> None:
+    """Faces looked for and found: the detector, each face (float32s as
+    dfscan writes them, landmarks as points, the crop as integers), the
+    outcome, in the schema's key order."""
+    message = pb.ItemResult(
+        id="a.png",
+        label="Fake",
+        scores=[pb.LabelScore(label="Real", score=0.3), pb.LabelScore(label="Fake", score=0.7)],
+        fake_score=0.7,
+        model=pb.ModelIdentity(name="m", sha256="ab" * 32),
+        faces=[face(0.7), face(0.1, x=1.0)],
+        outcome="scored",
+        face_detector=DETECTOR,
+        verdict="review",
+    )
+    r = dfscan_client.ItemResult.from_pb(message)
+    assert r.ok and r.outcome == "scored" and r.face_detector == dfscan_client.ModelIdentity("scrfd", "cd" * 32)
+    first = r.faces[0]
+    assert isinstance(first, dfscan_client.FaceResult)
+    assert first.box == [10.5, 20.1, 50.0, 70.25] and first.detector_score == 0.9
+    assert first.landmarks == [[20.0, 30.0], [40.0, 30.5], [30.0, 45.0], [22.0, 55.0], [38.0, 55.1]]
+    assert first.crop == [-3, 0, 70, 73] and first.scores == {"Real": 0.3, "Fake": 0.7}
+    face_json = (
+        '{"box":[%s,20.1,50.0,70.25],"detector_score":0.9,'
+        '"landmarks":[[20.0,30.0],[40.0,30.5],[30.0,45.0],[22.0,55.0],[38.0,55.1]],"crop":[-3,0,70,73],'
+        '"label":"%s","scores":{"Real":%s,"Fake":%s},"fake_score":%s}'
+    )
+    assert r.to_json() == (
+        '{"id":"a.png","path":"a.png","label":"Fake","scores":{"Real":0.3,"Fake":0.7},"fake_score":0.7,'
+        f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
+        '"faces":['
+        + face_json % ("10.5", "Fake", "0.3", "0.7", "0.7")
+        + ","
+        + face_json % ("1.0", "Real", "0.9", "0.1", "0.1")
+        + '],"outcome":"scored","error":null,"verdict":"review"}'
+    )
+    assert assert_record(r.to_json()) == r.to_dict()
+
+
+def test_whole_image_records() -> None:
+    """Faces looked for, none found, mode "auto": the whole image's score,
+    an empty list of faces."""
+    message = pb.ItemResult(
+        id="b.png",
+        label="Real",
+        scores=[pb.LabelScore(label="Real", score=0.75), pb.LabelScore(label="Fake", score=0.25)],
+        fake_score=0.25,
+        model=pb.ModelIdentity(name="m", sha256="ab" * 32),
+        outcome="whole_image",
+        face_detector=DETECTOR,
+    )
+    r = dfscan_client.ItemResult.from_pb(message)
+    assert r.ok and r.faces == [] and r.fake_score == 0.25
+    assert r.to_json() == (
+        '{"id":"b.png","path":"b.png","label":"Real","scores":{"Real":0.75,"Fake":0.25},"fake_score":0.25,'
+        f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
+        '"faces":[],"outcome":"whole_image","error":null}'
+    )
+    assert assert_record(r.to_json()) == r.to_dict()
+
+
+def test_no_face_records() -> None:
+    """None found, mode "require": no score, and no error either."""
+    message = pb.ItemResult(
+        id="c.png",
+        model=pb.ModelIdentity(name="m", sha256="ab" * 32),
+        outcome="no_face",
+        face_detector=DETECTOR,
+        metadata={"k": "v"},
+    )
+    r = dfscan_client.ItemResult.from_pb(message)
+    assert not r.ok and r.error is None
+    assert (r.label, r.scores, r.fake_score, r.faces) == (None, {}, None, [])
+    assert r.to_json() == (
+        '{"id":"c.png","path":"c.png","label":null,"scores":null,"fake_score":null,'
+        f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
+        '"faces":[],"outcome":"no_face","error":null,"metadata":{"k":"v"}}'
+    )
+    assert assert_record(r.to_json()) == r.to_dict()
+
+
+def test_error_records_with_faces_looked_for() -> None:
+    message = pb.ItemResult(id="d.png", error="truncated image", outcome="error", face_detector=DETECTOR)
+    r = dfscan_client.ItemResult.from_pb(message, job_model="m")
+    assert not r.ok and r.outcome == "error"
+    assert r.to_json() == (
+        '{"id":"d.png","path":"d.png","label":null,"scores":null,"fake_score":null,"model":{"name":"m","sha256":""},'
+        f'"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
+        '"faces":[],"outcome":"error","error":"truncated image"}'
+    )
+    assert assert_record(r.to_json()) == r.to_dict()
+
+
+def test_records_schema_refuses_inconsistent_outcomes() -> None:
+    """The schema ties the outcome to what comes with it."""
+    no_face = json.loads(
+        dfscan_client.ItemResult.from_pb(pb.ItemResult(id="e", outcome="no_face", face_detector=DETECTOR)).to_json()
+    )
+    scored = json.loads(dfscan_client.ItemResult.from_pb(result(0)).to_json())
+    scored["model"] = no_face["model"] = {"name": "m", "sha256": "ab" * 32}
+    detector = {"face_detector": no_face["face_detector"]}
+    assert_record(json.dumps(no_face))
+    assert_record(json.dumps(scored))
+    refused = [
+        {**no_face, "outcome": "scored"},  # no score
+        {**no_face, "outcome": "whole_image"},
+        {**no_face, "outcome": "error"},  # no error
+        {**no_face, "outcome": "sometimes"},
+        {**no_face, "verdict": "pass"},
+        {k: v for k, v in no_face.items() if k != "faces"},
+        {k: v for k, v in no_face.items() if k != "face_detector"},
+        {k: v for k, v in scored.items() if k != "outcome"},
+        {**scored, **detector, "faces": []},  # "scored" on faces: some faces
+        {**scored, "outcome": "whole_image"},  # no detector
+    ]
+    for record in refused:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.Draft202012Validator(SCHEMA).validate(record)
+
+
+def test_results_without_an_outcome() -> None:
+    """A coordinator older than faces sends no outcome: "error" with an
+    error, "scored" otherwise; the outcome of a result built by hand alike."""
+    assert dfscan_client.ItemResult.from_pb(result(0)).outcome == "scored"
+    assert dfscan_client.ItemResult.from_pb(pb.ItemResult(id="x", error="bad")).outcome == "error"
+    made = dfscan_client.ItemResult("x", 0, 1, None, {}, None, dfscan_client.ModelIdentity("m", ""), "bad")
+    assert made.outcome == "error" and not made.ok
 
 
 def f32_bits(bits: int) -> float:
@@ -289,6 +434,40 @@ def test_submit_batches_by_items_and_bytes(fake: FakeScoring) -> None:
         client.submit([(f"b{i}", b"y" * 1000) for i in range(7)])
         assert fake.batch_sizes == [3, 3, 1]
     assert [i.id for i in fake.items] == [f"b{i}" for i in range(7)]
+
+
+def test_submit_face_options(fake: FakeScoring) -> None:
+    """``faces`` becomes JobHeader.faces with only the fields given: a
+    mode, a mapping, FaceOptions or the message itself."""
+    FaceOptions = dfscan_client.FaceOptions
+    with connect(fake) as client:
+        client.submit([("a", b"x")])
+        client.submit([("a", b"x")], faces="require")
+        client.submit([("a", b"x")], faces={"mode": "auto", "max_faces": 4, "align": False})
+        client.submit(
+            [("a", b"x")],
+            faces=FaceOptions(scale=1.3, threshold=0.5, min_size=0.0, working_size=640, aggregation="mean"),
+        )
+        client.submit([("a", b"x")], faces=pb.FaceOptions(mode="off"))
+        with pytest.raises(TypeError):
+            client.submit([("a", b"x")], faces={"mode": "auto", "maximum_faces": 4})
+        with pytest.raises(TypeError):
+            client.submit([("a", b"x")], faces=3)
+    unset, required, mapped, options, message = fake.headers
+    assert not unset.HasField("faces")
+    assert required.faces == pb.FaceOptions(mode="require")
+    assert mapped.faces == pb.FaceOptions(mode="auto", max_faces=4, align=False)
+    # Set to their zero values, yet present: not the workers' configuration.
+    assert mapped.faces.HasField("align") and not mapped.faces.HasField("scale")
+    assert options.faces.mode == "" and options.faces.aggregation == "mean"
+    assert options.faces.HasField("min_size") and options.faces.min_size == 0.0
+    assert (f32_text(options.faces.scale), f32_text(options.faces.threshold), options.faces.working_size) == (
+        "1.3",
+        "0.5",
+        640,
+    )
+    assert not options.faces.HasField("align") and not options.faces.HasField("max_faces")
+    assert message.faces == pb.FaceOptions(mode="off")
 
 
 def test_submit_reads_lazily(fake: FakeScoring) -> None:

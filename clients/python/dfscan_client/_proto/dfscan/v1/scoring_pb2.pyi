@@ -29,7 +29,7 @@ class SubmitJobRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[JobHeader, _Mapping]] = ..., items: _Optional[_Union[ItemBatch, _Mapping]] = ...) -> None: ...
 
 class JobHeader(_message.Message):
-    __slots__ = ("model", "idempotency_key", "metadata", "task_size", "policy", "callback")
+    __slots__ = ("model", "idempotency_key", "metadata", "task_size", "policy", "callback", "faces")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -43,13 +43,35 @@ class JobHeader(_message.Message):
     TASK_SIZE_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
     CALLBACK_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
     model: str
     idempotency_key: str
     metadata: _containers.ScalarMap[str, str]
     task_size: int
     policy: VerdictPolicy
     callback: Callback
-    def __init__(self, model: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., task_size: _Optional[int] = ..., policy: _Optional[_Union[VerdictPolicy, _Mapping]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ...) -> None: ...
+    faces: FaceOptions
+    def __init__(self, model: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., task_size: _Optional[int] = ..., policy: _Optional[_Union[VerdictPolicy, _Mapping]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ..., faces: _Optional[_Union[FaceOptions, _Mapping]] = ...) -> None: ...
+
+class FaceOptions(_message.Message):
+    __slots__ = ("mode", "scale", "align", "threshold", "min_size", "max_faces", "working_size", "aggregation")
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SCALE_FIELD_NUMBER: _ClassVar[int]
+    ALIGN_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MIN_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_FACES_FIELD_NUMBER: _ClassVar[int]
+    WORKING_SIZE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATION_FIELD_NUMBER: _ClassVar[int]
+    mode: str
+    scale: float
+    align: bool
+    threshold: float
+    min_size: float
+    max_faces: int
+    working_size: int
+    aggregation: str
+    def __init__(self, mode: _Optional[str] = ..., scale: _Optional[float] = ..., align: _Optional[bool] = ..., threshold: _Optional[float] = ..., min_size: _Optional[float] = ..., max_faces: _Optional[int] = ..., working_size: _Optional[int] = ..., aggregation: _Optional[str] = ...) -> None: ...
 
 class VerdictPolicy(_message.Message):
     __slots__ = ("thresholds", "otherwise")
@@ -109,7 +131,7 @@ class SubmitJobResponse(_message.Message):
     def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., deduplicated: _Optional[bool] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "state", "model", "total", "completed", "failed", "created_unix_ms", "finished_unix_ms", "metadata", "idempotency_key", "finished", "policy", "callback", "verdicts")
+    __slots__ = ("job_id", "state", "model", "total", "completed", "failed", "created_unix_ms", "finished_unix_ms", "metadata", "idempotency_key", "finished", "policy", "callback", "verdicts", "faces")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +160,7 @@ class Job(_message.Message):
     POLICY_FIELD_NUMBER: _ClassVar[int]
     CALLBACK_FIELD_NUMBER: _ClassVar[int]
     VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     state: JobState
     model: str
@@ -152,7 +175,8 @@ class Job(_message.Message):
     policy: VerdictPolicy
     callback: Callback
     verdicts: _containers.ScalarMap[str, int]
-    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., model: _Optional[str] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., finished_unix_ms: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., finished: _Optional[bool] = ..., policy: _Optional[_Union[VerdictPolicy, _Mapping]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ..., verdicts: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    faces: FaceOptions
+    def __init__(self, job_id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., model: _Optional[str] = ..., total: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., finished_unix_ms: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., finished: _Optional[bool] = ..., policy: _Optional[_Union[VerdictPolicy, _Mapping]] = ..., callback: _Optional[_Union[Callback, _Mapping]] = ..., verdicts: _Optional[_Mapping[str, int]] = ..., faces: _Optional[_Union[FaceOptions, _Mapping]] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id",)
@@ -211,7 +235,7 @@ class ModelIdentity(_message.Message):
     def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ItemResult(_message.Message):
-    __slots__ = ("id", "index", "cursor", "label", "scores", "fake_score", "model", "error", "verdict", "metadata")
+    __slots__ = ("id", "index", "cursor", "label", "scores", "fake_score", "model", "error", "verdict", "metadata", "faces", "outcome", "face_detector")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -229,6 +253,9 @@ class ItemResult(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     VERDICT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    FACE_DETECTOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     index: int
     cursor: int
@@ -239,7 +266,28 @@ class ItemResult(_message.Message):
     error: str
     verdict: str
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., cursor: _Optional[int] = ..., label: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., fake_score: _Optional[float] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., error: _Optional[str] = ..., verdict: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    faces: _containers.RepeatedCompositeFieldContainer[FaceResult]
+    outcome: str
+    face_detector: ModelIdentity
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., cursor: _Optional[int] = ..., label: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., fake_score: _Optional[float] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., error: _Optional[str] = ..., verdict: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., faces: _Optional[_Iterable[_Union[FaceResult, _Mapping]]] = ..., outcome: _Optional[str] = ..., face_detector: _Optional[_Union[ModelIdentity, _Mapping]] = ...) -> None: ...
+
+class FaceResult(_message.Message):
+    __slots__ = ("box", "detector_score", "landmarks", "crop", "label", "scores", "fake_score")
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    DETECTOR_SCORE_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    CROP_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    FAKE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    box: _containers.RepeatedScalarFieldContainer[float]
+    detector_score: float
+    landmarks: _containers.RepeatedScalarFieldContainer[float]
+    crop: _containers.RepeatedScalarFieldContainer[int]
+    label: str
+    scores: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    fake_score: float
+    def __init__(self, box: _Optional[_Iterable[float]] = ..., detector_score: _Optional[float] = ..., landmarks: _Optional[_Iterable[float]] = ..., crop: _Optional[_Iterable[int]] = ..., label: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., fake_score: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()
