@@ -81,6 +81,8 @@ ln -sfn "$tools_venv" "$repo/.venv-tools"
 face_detector=$("$tools_venv/bin/python" "$repo/scripts/convert_face_detector.py" "$cache/face-detectors")
 log "face detector $face_detector"
 ln -sfn "$face_detector" "$repo/.face-detector"
+# Where dfscan looks for a detector when faces.detector is not set.
+ln -sfn "$(basename "$face_detector")" "$cache/face-detectors/centerface"
 
 if ! command -v cargo >/dev/null 2>&1; then
   log "cargo is missing: install a Rust toolchain (https://rustup.rs) and rerun"

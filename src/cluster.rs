@@ -12,6 +12,7 @@ use dfscan_client::ClientSettings;
 use dfscan_coordinator::CoordinatorMetrics;
 use dfscan_coordinator::CoordinatorSettings;
 use dfscan_core::settings::ModelSettings;
+use dfscan_core::FaceSettings;
 use dfscan_process::coordinator::{
     bind, run as run_coordinator, scrape, serve_on, AuthArgs, CoordinatorArgs, CoordinatorConfig,
 };
@@ -38,6 +39,7 @@ pub struct ClusterConfig {
     /// Redis URL of the queue; `serve` without it keeps the queue in memory.
     pub redis: Option<String>,
     pub queue: QueueSettings,
+    pub faces: FaceSettings,
     pub worker: WorkerSettings,
     pub coordinator: CoordinatorSettings,
     pub client: ClientSettings,
@@ -270,15 +272,20 @@ async fn start_worker(
             model,
         )
     } else {
-        let settings = cfg.model.clone();
-        let engine = tokio::task::spawn_blocking(move || dfscan_model::load_engine(&settings))
-            .await
-            .context("loading the model")??;
+        let (settings, faces) = (cfg.model.clone(), cfg.faces.clone());
+        faces.validate().map_err(anyhow::Error::msg)?;
+        let max_rows = cfg.worker.max_batch;
+        let engine = tokio::task::spawn_blocking(move || {
+            dfscan_model::load_engine(&settings, &faces, max_rows)
+        })
+        .await
+        .context("loading the model")??;
         let model = engine.info().identity.name.clone();
         let scoring = Inference::Model {
             engine,
             decode_threads: cfg.model.decode_threads,
             limits: dfscan_model::decode_limits(&cfg.model),
+            faces: cfg.faces.clone(),
         };
         (scoring, model)
     };

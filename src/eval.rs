@@ -21,10 +21,10 @@ pub struct EvalArgs {
 }
 
 pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
-    let settings = args.model.settings(config)?;
+    let (settings, faces) = args.model.settings(config)?;
     // The folder is checked before the model spends its time loading.
     let folders = label_folders(&args.dir)?;
-    let scorer = crate::score::load_scorer(&settings)?;
+    let scorer = crate::score::load_scorer(&settings, &faces)?;
     let info = scorer.engine().info();
     let (paths, truth) = labelled_images(&args.dir, folders, &info.labels)?;
     let progress = crate::score::progress_bar(paths.len() as u64);
@@ -32,6 +32,11 @@ pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
         (Vec::new(), Vec::new(), Vec::new(), 0);
     scorer.score_files(&paths, |i, result| {
         progress.inc(1);
+        // An image without a face in mode `require` has no score to count.
+        let result = result.and_then(|s| {
+            s.prediction
+                .ok_or_else(|| format!("no face found (outcome {})", s.outcome.name()))
+        });
         match result {
             Ok(p) => {
                 kept_truth.push(truth[i]);

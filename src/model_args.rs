@@ -3,12 +3,13 @@
 //! `worker.max_batch`). Each one is optional so that an absent flag leaves
 //! the config file or environment value in force.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use dfscan_core::settings::ModelSettings;
+use dfscan_core::FaceSettings;
 use dfscan_process::settings::{self, FlagKeys};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Args, Debug, Default, Serialize)]
 #[command(mut_args(settings::show_defaults(Self::KEYS)))]
@@ -19,6 +20,9 @@ pub struct ModelArgs {
     #[command(flatten)]
     #[serde(skip)]
     runtime: RuntimeArgs,
+    #[command(flatten)]
+    #[serde(skip)]
+    faces: FaceArgs,
     /// f32, bf16 or f16
     #[arg(long)]
     dtype: Option<String>,
@@ -46,6 +50,7 @@ impl ModelArgs {
     pub fn overrides(&self) -> Vec<(&'static str, Option<String>)> {
         let mut overrides = settings::flag_overrides(self, Self::KEYS);
         overrides.extend(self.runtime.overrides());
+        overrides.extend(settings::flag_overrides(&self.faces, FaceArgs::KEYS));
         overrides
     }
 
@@ -72,14 +77,71 @@ pub struct LocalModelArgs {
 impl LocalModelArgs {
     const KEYS: FlagKeys = &[("batch_size", "batch_size")];
 
-    /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags.
-    pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<ModelSettings> {
+    /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags:
+    /// the model's and the faces'.
+    pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<(ModelSettings, FaceSettings)> {
         let mut overrides = self.model.overrides();
         overrides.extend(settings::flag_overrides(self, Self::KEYS));
         let mut settings: ModelSettings = settings::load(config, &overrides)?;
         self.model.apply_lists(&mut settings);
-        Ok(settings)
+        let faces: FacesSection = settings::load(config, &overrides)?;
+        Ok((settings, faces.faces))
     }
+}
+
+/// The `faces` section alone, as [`settings::load`] reads a section.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct FacesSection {
+    faces: FaceSettings,
+}
+
+/// How faces are found, cut and combined (section `faces`), for every
+/// subcommand that runs the model.
+#[derive(Args, Debug, Default, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
+pub struct FaceArgs {
+    /// auto (score each face; none: the whole image), require (none: outcome no_face) or off (the whole image)
+    #[arg(long = "faces", value_name = "MODE")]
+    faces: Option<String>,
+    /// A converted face detector's directory; none: the one setup converts
+    #[arg(long, value_name = "DIR")]
+    face_detector: Option<PathBuf>,
+    /// Crop side as a multiple of the face box's longer side
+    #[arg(long)]
+    face_scale: Option<f64>,
+    /// Five-point aligned crops instead of squares
+    #[arg(long)]
+    align: bool,
+    /// Detector score a face must pass
+    #[arg(long)]
+    face_threshold: Option<f32>,
+    /// Faces with a longer side under this many pixels are dropped
+    #[arg(long)]
+    min_face_size: Option<f32>,
+    /// Most faces scored per image, the largest
+    #[arg(long)]
+    max_faces: Option<usize>,
+    /// Longest side of the image as the detector sees it, in pixels
+    #[arg(long)]
+    face_working_size: Option<u32>,
+    /// How an image's score comes from its faces': max (the most fake face) or mean
+    #[arg(long)]
+    face_aggregation: Option<String>,
+}
+
+impl FaceArgs {
+    const KEYS: FlagKeys = &[
+        ("faces", "faces.mode"),
+        ("face_detector", "faces.detector"),
+        ("face_scale", "faces.scale"),
+        ("align", "faces.align"),
+        ("face_threshold", "faces.threshold"),
+        ("min_face_size", "faces.min_size"),
+        ("max_faces", "faces.max_faces"),
+        ("face_working_size", "faces.working_size"),
+        ("face_aggregation", "faces.aggregation"),
+    ];
 }
 
 /// Where a model comes from and runs, shared by scoring and training.

@@ -1,7 +1,9 @@
 //! Writing per-image results as a table, JSON Lines or CSV. Every format
 //! carries the same facts: path, label, every label's probability,
-//! fake_score, the model identity and the per-item error; results that came
-//! through the cluster also carry the item's `id`.
+//! fake_score, the model identity, the outcome, the faces scored (with the
+//! detector's identity) and the per-item error; results that came through
+//! the cluster also carry the item's `id`. The table shows the number of
+//! faces; CSV gives the faces as one JSON array per row.
 //!
 //! A JSON line is the result record of `docs/result-record.schema.json`,
 //! which the Python client's `ItemResult.to_json()` writes byte for byte
@@ -15,7 +17,7 @@ use std::io::Write;
 
 use clap::ValueEnum;
 use dfscan_core::prediction::ScoreMap;
-use dfscan_core::{ModelIdentity, Prediction};
+use dfscan_core::{FaceScore, ImageScore, ModelIdentity, Outcome, Prediction};
 use serde::Serialize;
 
 /// Standard output for results. A reader that stops reading (`| head`) is
@@ -81,8 +83,10 @@ pub struct Row<'a> {
     /// The item id, for results from the cluster.
     pub id: Option<&'a str>,
     pub path: &'a str,
-    pub result: Result<&'a Prediction, &'a str>,
+    pub result: Result<&'a ImageScore, &'a str>,
     pub model: &'a ModelIdentity,
+    /// The detector that looked for the image's faces (results with faces).
+    pub face_detector: Option<&'a ModelIdentity>,
     /// The job policy's verdict, for results from the cluster.
     pub verdict: Option<&'a str>,
     /// The item's metadata, for results from the cluster.
@@ -98,6 +102,11 @@ struct JsonLine<'a> {
     scores: Option<ScoreMap<'a>>,
     fake_score: Option<f32>,
     model: &'a ModelIdentity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    face_detector: Option<&'a ModelIdentity>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faces: Option<&'a [FaceScore]>,
+    outcome: &'static str,
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     verdict: Option<&'a str>,
@@ -130,7 +139,11 @@ impl<W: Write> ResultWriter<W> {
         header_written: bool,
     ) -> std::io::Result<Self> {
         if format == Format::Table && !header_written {
-            writeln!(out, "{:<10} {:>10}  path  error", "label", "fake_score")?;
+            writeln!(
+                out,
+                "{:<10} {:>10} {:>5}  path  error",
+                "label", "fake_score", "faces"
+            )?;
         }
         let mut writer = Self {
             out,
@@ -160,10 +173,13 @@ impl<W: Write> ResultWriter<W> {
     }
 
     pub fn write(&mut self, row: &Row) -> std::io::Result<()> {
-        let (pred, error) = match row.result {
-            Ok(p) => (Some(p), None),
+        let (score, error) = match row.result {
+            Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e)),
         };
+        let pred = score.and_then(|s| s.prediction.as_ref());
+        let faces = score.and_then(|s| s.faces.as_deref());
+        let outcome = score.map_or(Outcome::Error, |s| s.outcome).name();
         match self.format {
             Format::Jsonl => {
                 let line = JsonLine {
@@ -173,6 +189,9 @@ impl<W: Write> ResultWriter<W> {
                     scores: pred.map(|p| ScoreMap(&p.scores)),
                     fake_score: pred.map(|p| p.fake_score),
                     model: row.model,
+                    face_detector: faces.and(row.face_detector),
+                    faces,
+                    outcome,
                     error,
                     verdict: row.verdict.filter(|v| !v.is_empty()),
                     metadata: row
@@ -183,22 +202,26 @@ impl<W: Write> ResultWriter<W> {
                 serde_json::to_writer(&mut self.out, &line)?;
                 writeln!(self.out)?;
             }
-            Format::Csv => self.write_csv(row, pred, error)?,
-            Format::Table => match pred {
-                Some(p) => writeln!(
-                    self.out,
-                    "{:<10} {:>10.4}  {}",
-                    p.label, p.fake_score, row.path
-                )?,
-                None => writeln!(
-                    self.out,
-                    "{:<10} {:>10}  {}  {}",
-                    "-",
-                    "-",
-                    row.path,
-                    error.unwrap_or_default()
-                )?,
-            },
+            Format::Csv => self.write_csv(row, pred, faces, outcome, error)?,
+            Format::Table => {
+                let faces = faces.map_or("-".to_string(), |f| f.len().to_string());
+                match pred {
+                    Some(p) => writeln!(
+                        self.out,
+                        "{:<10} {:>10.4} {:>5}  {}",
+                        p.label, p.fake_score, faces, row.path
+                    )?,
+                    None => writeln!(
+                        self.out,
+                        "{:<10} {:>10} {:>5}  {}  {}",
+                        "-",
+                        "-",
+                        faces,
+                        row.path,
+                        error.unwrap_or(outcome)
+                    )?,
+                }
+            }
         }
         Ok(())
     }
@@ -207,6 +230,8 @@ impl<W: Write> ResultWriter<W> {
         &mut self,
         row: &Row,
         pred: Option<&Prediction>,
+        faces: Option<&[FaceScore]>,
+        outcome: &str,
         error: Option<&str>,
     ) -> std::io::Result<()> {
         if self.labels.is_none() {
@@ -233,6 +258,11 @@ impl<W: Write> ResultWriter<W> {
             row.model.name.clone(),
             row.model.sha256.clone(),
             error.unwrap_or_default().to_string(),
+            outcome.to_string(),
+            faces
+                .map(|f| serde_json::to_string(f).map_err(std::io::Error::other))
+                .transpose()?
+                .unwrap_or_default(),
         ];
         if self.with_id {
             tail.push(row.verdict.unwrap_or_default().to_string());
@@ -275,7 +305,7 @@ pub fn csv_header(labels: &[String], with_id: bool) -> Vec<String> {
     }
     header.extend(["path".into(), "label".into(), "fake_score".into()]);
     header.extend(labels.iter().map(|l| format!("score_{l}")));
-    header.extend(["model".into(), "model_sha256".into(), "error".into()]);
+    header.extend(["model", "model_sha256", "error", "outcome", "faces"].map(String::from));
     if with_id {
         header.push("verdict".into());
     }

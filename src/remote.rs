@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Args;
 use dfscan_client::{Client, ClientError};
-use dfscan_core::{ModelIdentity, Prediction};
+use dfscan_core::ModelIdentity;
 use dfscan_process::settings::{self, FlagKeys};
 use dfscan_proto::v1::{ItemResult, Job, JobState};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -146,20 +146,17 @@ fn write_results(
                 sha256: String::new(),
             },
         };
-        let prediction = r.error.is_empty().then(|| Prediction {
-            label: r.label.clone(),
-            scores: r
-                .scores
-                .iter()
-                .map(|s| (s.label.clone(), s.score))
-                .collect(),
-            fake_score: r.fake_score.unwrap_or_default(),
+        let score = dfscan_queue::faces::image_score(r);
+        let detector = r.face_detector.as_ref().map(|d| ModelIdentity {
+            name: d.name.clone(),
+            sha256: d.sha256.clone(),
         });
         writer.write(&Row {
             id: Some(&r.id),
             path: &r.id,
-            result: prediction.as_ref().ok_or(r.error.as_str()),
+            result: score.as_ref().ok_or(r.error.as_str()),
             model: &model,
+            face_detector: detector.as_ref(),
             verdict: Some(&r.verdict),
             metadata: Some(&r.metadata),
         })?;

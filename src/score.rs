@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use dfscan_core::FaceSettings;
 use dfscan_model::Scorer;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -30,14 +31,14 @@ pub struct ScoreArgs {
 
 /// Scores every input; `Ok(false)` when some could not be scored.
 pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
-    let settings = args.model.settings(config)?;
+    let (settings, faces) = args.model.settings(config)?;
     let inputs = crate::inputs::collect(&args.paths)?;
     anyhow::ensure!(
         !inputs.is_empty(),
         "{}",
         crate::inputs::none_found(&args.paths)
     );
-    let scorer = load_scorer(&settings)?;
+    let scorer = load_scorer(&settings, &faces)?;
     let info = scorer.engine().info();
     let out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(BufWriter::new(
@@ -61,6 +62,7 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
             path: &path,
             result: result.as_ref().map_err(String::as_str),
             model: &info.identity,
+            face_detector: info.face_detector.as_ref(),
             verdict: None,
             metadata: None,
         };
@@ -93,13 +95,18 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
     Ok(failed == 0)
 }
 
-pub fn load_scorer(settings: &dfscan_core::settings::ModelSettings) -> anyhow::Result<Scorer> {
-    let engine = dfscan_model::load_engine(settings)?;
+pub fn load_scorer(
+    settings: &dfscan_core::settings::ModelSettings,
+    faces: &FaceSettings,
+) -> anyhow::Result<Scorer> {
+    faces.validate().map_err(anyhow::Error::msg)?;
+    let engine = dfscan_model::load_engine(settings, faces, settings.batch_size)?;
     Ok(Scorer::new(
         engine,
         settings.decode_threads,
         dfscan_model::decode_limits(settings),
         settings.batch_size,
+        faces.clone(),
     )?)
 }
 

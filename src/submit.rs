@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
-use dfscan_proto::v1::{item::Source, Callback, Item, JobHeader, VerdictPolicy, VerdictThreshold};
+use dfscan_proto::v1::{
+    item::Source, Callback, FaceOptions, Item, JobHeader, VerdictPolicy, VerdictThreshold,
+};
 use indicatif::ProgressBar;
 
 use crate::output::Format;
@@ -52,12 +54,61 @@ pub struct SubmitArgs {
     /// Also POST each item whose verdict is one of these (comma-separated)
     #[arg(long, value_delimiter = ',', requires = "callback_url")]
     item_callbacks: Vec<String>,
+    #[command(flatten)]
+    faces: JobFaceArgs,
     /// Finish the output of an earlier submit of this job instead of uploading
     #[arg(long, conflicts_with = "paths")]
     attach: Option<String>,
     /// Image files and directories (searched recursively)
     #[arg(required_unless_present = "attach")]
     paths: Vec<PathBuf>,
+}
+
+/// The job's face options; each one left out takes the workers'
+/// configuration (`faces.*`).
+#[derive(Args)]
+struct JobFaceArgs {
+    /// auto, require or off [default: the workers' faces.mode]
+    #[arg(long = "faces", value_name = "MODE")]
+    mode: Option<String>,
+    /// Crop side as a multiple of the face box's longer side [default: the workers']
+    #[arg(long)]
+    face_scale: Option<f32>,
+    /// Five-point aligned crops instead of squares [default: the workers']
+    #[arg(long)]
+    align: Option<bool>,
+    /// Detector score a face must pass [default: the workers']
+    #[arg(long)]
+    face_threshold: Option<f32>,
+    /// Faces with a longer side under this many pixels are dropped [default: the workers']
+    #[arg(long)]
+    min_face_size: Option<f32>,
+    /// Most faces scored per image [default: the workers']
+    #[arg(long)]
+    max_faces: Option<u32>,
+    /// Longest side of the image as the detector sees it [default: the workers']
+    #[arg(long)]
+    face_working_size: Option<u32>,
+    /// max or mean [default: the workers' faces.aggregation]
+    #[arg(long)]
+    face_aggregation: Option<String>,
+}
+
+impl JobFaceArgs {
+    /// `None` when no face option was given, so the job says nothing.
+    fn options(&self) -> Option<FaceOptions> {
+        let options = FaceOptions {
+            mode: self.mode.clone().unwrap_or_default(),
+            scale: self.face_scale,
+            align: self.align,
+            threshold: self.face_threshold,
+            min_size: self.min_face_size,
+            max_faces: self.max_faces,
+            working_size: self.face_working_size,
+            aggregation: self.face_aggregation.clone().unwrap_or_default(),
+        };
+        (options != FaceOptions::default()).then_some(options)
+    }
 }
 
 fn parse_policy(s: &str) -> Result<VerdictPolicy, String> {
@@ -177,6 +228,7 @@ async fn upload(
             url: url.clone(),
             item_verdicts: args.item_callbacks.clone(),
         }),
+        faces: args.faces.options(),
     };
     // Room for the message framing around one image.
     let max_file = client.settings().max_message_bytes.saturating_sub(64 << 10) as u64;

@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod error;
+pub mod faces;
 pub mod metrics;
 pub mod prediction;
 pub mod retry;
@@ -12,5 +13,6 @@ pub mod settings;
 
 pub use device::{DType, DeviceRequest};
 pub use error::CoreError;
+pub use faces::{FaceAggregation, FaceMode, FaceScore, FaceSettings, ImageScore, Outcome};
 pub use prediction::{ModelIdentity, Prediction};
 pub use retry::Backoff;

@@ -6,6 +6,8 @@
 
 use image::RgbImage;
 
+use crate::crop::CropRegion;
+
 /// ArcFace's 112 × 112 five-point template (left eye, right eye, nose tip,
 /// left and right mouth corners, as seen in the image), which DeepfakeBench
 /// (`preprocessing/preprocess.py`, `img_align_crop`) scales to its output.
@@ -83,6 +85,38 @@ pub fn align_face(
     let src = landmarks.map(|[x, y]| [f64::from(x), f64::from(y)]);
     let forward = similarity(&src, &face_template(size, scale))?;
     Some(warp(img, &invert(&forward)?, size))
+}
+
+/// The bounding square, in pixels of the image, of the region
+/// [`align_face`] samples for the same arguments: a record of where the
+/// aligned face came from (the aligned crop itself is rotated).
+pub fn aligned_region(landmarks: &[[f32; 2]; 5], size: u32, scale: f64) -> Option<CropRegion> {
+    let src = landmarks.map(|[x, y]| [f64::from(x), f64::from(y)]);
+    let inverse = invert(&similarity(&src, &face_template(size, scale))?)?;
+    let s = f64::from(size);
+    let corners = [[0.0, 0.0], [s, 0.0], [0.0, s], [s, s]].map(|[x, y]| {
+        [
+            inverse[0][0] * x + inverse[0][1] * y + inverse[0][2],
+            inverse[1][0] * x + inverse[1][1] * y + inverse[1][2],
+        ]
+    });
+    let bound = |axis: usize, pick: fn(f64, f64) -> f64, start: f64| {
+        corners.iter().map(|c| c[axis]).fold(start, pick)
+    };
+    let (x0, x1) = (
+        bound(0, f64::min, f64::INFINITY),
+        bound(0, f64::max, f64::NEG_INFINITY),
+    );
+    let (y0, y1) = (
+        bound(1, f64::min, f64::INFINITY),
+        bound(1, f64::max, f64::NEG_INFINITY),
+    );
+    let region = [x0.floor(), y0.floor(), x1.ceil(), y1.ceil()];
+    // Saturating casts, as for the square crop.
+    region
+        .iter()
+        .all(|v| v.is_finite())
+        .then(|| region.map(|v| v as i64))
 }
 
 /// The inverse of a similarity (or any invertible affine) matrix.

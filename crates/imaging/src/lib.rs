@@ -30,7 +30,7 @@ mod normalize;
 mod orient;
 mod resample;
 
-pub use align::{align_face, face_template, similarity, Affine};
+pub use align::{align_face, aligned_region, face_template, similarity, Affine};
 pub use config::PreprocessorConfig;
 pub use crop::{crop, face_square, CropRegion};
 pub use decode::{decode, decode_rgb, Decoded};

@@ -1,29 +1,39 @@
 //! The model thread. libtorch state (weights, CUDA context, grad mode, the
 //! intra-op thread count) lives on one dedicated OS thread that owns the
-//! accelerator; callers send batches of pixel values through a bounded
-//! channel and get logits back through a oneshot (tokio's channels, so async
-//! callers can await the same receiver).
+//! accelerator and runs both networks: the classifier and, when one is
+//! loaded, the face detector. Callers hand classifier batches and face
+//! detections to its [`Inbox`]; classifier logits come back through a
+//! oneshot (tokio's, so async callers can await the same receiver).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use dfscan_core::{DType, DeviceRequest, ModelIdentity};
 use dfscan_imaging::PreprocessorConfig;
 use tch::{nn, Device, Kind, Tensor};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::checkpoint::{load_weights, Checkpoint};
 use crate::error::ModelError;
+use crate::faces::{DetectorInput, FaceDetector, HeadMaps};
+use crate::inbox::{Inbox, Work};
 use crate::vit::VitClassifier;
 
 /// How the model runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub device: DeviceRequest,
     pub dtype: DType,
     /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
     pub threads: usize,
+    /// Most images per classifier forward pass: a batch with more rows (an
+    /// item's faces are rows of their own) runs as several passes, so the
+    /// activations' memory is bounded whatever the items hold.
+    pub max_rows: usize,
+    /// A converted face detector to load beside the classifier.
+    pub face_detector: Option<PathBuf>,
 }
 
 /// What a loaded model is and expects.
@@ -39,6 +49,8 @@ pub struct ModelInfo {
     /// The resolved device, e.g. `cpu` or `cuda:0`.
     pub device: String,
     pub dtype: DType,
+    /// The face detector's identity, when one is loaded.
+    pub face_detector: Option<ModelIdentity>,
 }
 
 impl ModelInfo {
@@ -56,10 +68,17 @@ struct Request {
     reply: oneshot::Sender<Result<Vec<f32>, ModelError>>,
 }
 
+struct Detection {
+    input: DetectorInput,
+    reply: oneshot::Sender<Result<HeadMaps, ModelError>>,
+}
+
+type ModelInbox = Inbox<Request, Detection>;
+
 /// Handle to the model thread; dropping it stops the thread after the
-/// batches already sent.
+/// work already handed over.
 pub struct Engine {
-    requests: Option<mpsc::Sender<Request>>,
+    inbox: Arc<ModelInbox>,
     info: Arc<ModelInfo>,
     thread: Option<JoinHandle<()>>,
 }
@@ -73,8 +92,8 @@ impl Engine {
         opts: EngineOptions,
     ) -> Result<Self, ModelError> {
         let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
-        // Two batches in flight: one running, one queued behind it.
-        let (tx, rx) = mpsc::channel(2);
+        let inbox = Arc::new(ModelInbox::default());
+        let work = Arc::clone(&inbox);
         let thread = std::thread::Builder::new()
             .name("dfscan-model".into())
             .spawn(move || {
@@ -82,9 +101,10 @@ impl Engine {
                 match Loaded::new(&checkpoint, labels, fake_index, opts) {
                     Ok(loaded) => {
                         let _ = ready_tx.send(Ok(loaded.info.clone()));
-                        loaded.serve(rx);
+                        loaded.serve(&work);
                     }
                     Err(e) => {
+                        work.close();
                         let _ = ready_tx.send(Err(e));
                     }
                 }
@@ -92,7 +112,7 @@ impl Engine {
             .map_err(|e| ModelError::Spawn(format!("the model thread: {e}")))?;
         let info = ready_rx.recv().map_err(|_| ModelError::EngineStopped)??;
         Ok(Self {
-            requests: Some(tx),
+            inbox,
             info: Arc::new(info),
             thread: Some(thread),
         })
@@ -118,15 +138,27 @@ impl Engine {
             )));
         }
         let (reply, rx) = oneshot::channel();
-        let requests = self.requests.as_ref().ok_or(ModelError::EngineStopped)?;
-        requests
-            .blocking_send(Request {
+        self.inbox
+            .send_batch(Request {
                 pixels,
                 batch,
                 reply,
             })
             .map_err(|_| ModelError::EngineStopped)?;
         Ok(rx)
+    }
+
+    /// Runs the face detector on one prepared image, batched on the model
+    /// thread with the other detections waiting there; blocks until done.
+    pub fn detect_blocking(&self, input: DetectorInput) -> Result<HeadMaps, ModelError> {
+        if self.info.face_detector.is_none() {
+            return Err(ModelError::NoFaceDetector);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.inbox
+            .send_detection(Detection { input, reply })
+            .map_err(|_| ModelError::EngineStopped)?;
+        rx.blocking_recv().map_err(|_| ModelError::EngineStopped)?
     }
 
     /// Logits for a batch, from sync code.
@@ -139,7 +171,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        self.requests.take();
+        self.inbox.close();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -149,6 +181,8 @@ impl Drop for Engine {
 /// The model as it lives on its thread.
 struct Loaded {
     model: VitClassifier,
+    detector: Option<FaceDetector>,
+    max_rows: usize,
     // Owns the variables the model's modules point into.
     _vars: nn::VarStore,
     device: Device,
@@ -179,6 +213,11 @@ impl Loaded {
         vars.set_kind(kind);
         vars.freeze();
         let loaded = load_weights(&checkpoint.weight_files, &vars.variables())?;
+        let detector = opts
+            .face_detector
+            .as_deref()
+            .map(|dir| FaceDetector::load(dir, device, kind))
+            .transpose()?;
         if !loaded.unused.is_empty() {
             tracing::info!(tensors = %loaded.unused.join(", "), "checkpoint tensors not used by the classifier");
         }
@@ -200,10 +239,13 @@ impl Loaded {
             ],
             device: device_name(device),
             dtype: opts.dtype,
+            face_detector: detector.as_ref().map(|d| d.identity().clone()),
         };
         tracing::info!(model = %info.identity.name, sha256 = %info.identity.sha256, device = %info.device, dtype = %info.dtype, threads = tch::get_num_threads(), "model loaded");
         Ok(Self {
             model,
+            detector,
+            max_rows: opts.max_rows.max(1),
             _vars: vars,
             device,
             kind,
@@ -211,27 +253,68 @@ impl Loaded {
         })
     }
 
-    fn serve(&self, mut requests: mpsc::Receiver<Request>) {
-        while let Some(req) = requests.blocking_recv() {
-            let result = catch_unwind(AssertUnwindSafe(|| self.forward(&req.pixels, req.batch)))
-                .unwrap_or_else(|panic| Err(ModelError::Torch(panic_message(panic))));
-            let _ = req.reply.send(result);
+    fn serve(&self, inbox: &ModelInbox) {
+        while let Some(work) = inbox.next() {
+            match work {
+                Work::Batch(req) => {
+                    let result = guarded(|| self.forward(&req.pixels, req.batch));
+                    let _ = req.reply.send(result);
+                }
+                Work::Detections(detections) => self.detect(detections),
+            }
         }
     }
 
+    /// Runs waiting detections as one batch; a failed batch fails each.
+    fn detect(&self, detections: Vec<Detection>) {
+        let (inputs, replies): (Vec<_>, Vec<_>) =
+            detections.into_iter().map(|d| (d.input, d.reply)).unzip();
+        let result = guarded(|| match &self.detector {
+            Some(detector) => detector.run(&inputs),
+            None => Err(ModelError::NoFaceDetector),
+        });
+        match result {
+            Ok(maps) => {
+                for (reply, maps) in replies.into_iter().zip(maps) {
+                    let _ = reply.send(Ok(maps));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(ModelError::Torch(message.clone())));
+                }
+            }
+        }
+    }
+
+    /// Logits of `batch` images, in passes of at most `max_rows`.
     fn forward(&self, pixels: &[f32], batch: usize) -> Result<Vec<f32>, ModelError> {
         let [c, h, w] = self.info.input_shape.map(|d| d as i64);
-        let input = Tensor::from_slice(pixels)
-            .view([batch as i64, c, h, w])
-            .to_device(self.device)
-            .to_kind(self.kind);
-        let logits = self
-            .model
-            .forward(&input)
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu);
-        Ok(Vec::<f32>::try_from(logits.flatten(0, -1))?)
+        let per_image = self.info.pixels_per_image();
+        let mut logits = Vec::with_capacity(batch * self.info.labels.len());
+        for chunk in pixels.chunks(self.max_rows * per_image) {
+            let rows = (chunk.len() / per_image) as i64;
+            let input = Tensor::from_slice(chunk)
+                .view([rows, c, h, w])
+                .to_device(self.device)
+                .to_kind(self.kind);
+            let out = self
+                .model
+                .forward(&input)
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            logits.extend(Vec::<f32>::try_from(out.flatten(0, -1))?);
+        }
+        Ok(logits)
     }
+}
+
+/// Runs `f`, turning a panic (libtorch's C++ errors surface as panics in
+/// tch) into the work's error instead of the thread's end.
+fn guarded<T>(f: impl FnOnce() -> Result<T, ModelError>) -> Result<T, ModelError> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|panic| Err(ModelError::Torch(panic_message(panic))))
 }
 
 /// How results and logs name a device: `cpu` or `cuda:N`.

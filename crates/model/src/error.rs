@@ -40,7 +40,9 @@ pub enum ModelError {
     #[error("invalid face detector {path}: {reason}")]
     InvalidDetector { path: PathBuf, reason: String },
     #[error("face detection: {0}")]
-    FaceOptions(String),
+    FaceSettings(String),
+    #[error("faces were asked for but no face detector is loaded (see faces.detector)")]
+    NoFaceDetector,
 }
 
 impl From<tch::TchError> for ModelError {

@@ -1,17 +1,19 @@
-//! Scoring many images: files are read and preprocessed on a CPU thread
-//! pool while the model thread runs the previous batch, so decoding and
-//! inference overlap; at most two batches of pixels exist at once, so
-//! memory stays bounded however many inputs there are. Results come back in
-//! input order, one per input, with a per-item error where an input failed.
+//! Scoring many images: files are read, their faces found and their rows
+//! preprocessed on a CPU thread pool while the model thread runs the
+//! previous batch, so decoding and inference overlap (the detector's
+//! batches run on the model thread between the classifier's); at most two
+//! batches of pixels exist at once, so memory stays bounded however many
+//! inputs there are. Results come back in input order, one per input, with
+//! a per-item error where an input failed.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dfscan_core::Prediction;
+use dfscan_core::{FaceSettings, ImageScore};
 use dfscan_imaging::{read_limited, DecodeLimits};
 use rayon::prelude::*;
 
-use crate::analysis::{batch_failed, Analysis, Predictions};
+use crate::analysis::{Analysis, Plan};
 use crate::engine::{Engine, LogitsReceiver};
 use crate::error::ModelError;
 
@@ -35,21 +37,24 @@ pub struct ScoreTimes {
 /// One chunk of inputs on its way through the model.
 struct InFlight {
     first: usize,
-    /// Per input of the chunk: `Ok(row)` into the batch's logits, or the error.
+    /// Per input of the chunk: `Ok(n)`, its place among the batch's items,
+    /// or the error.
     slots: Vec<Result<usize, String>>,
-    /// The batch's rows and where their logits arrive (or why the batch
+    /// The batch's items and where their logits arrive (or why the batch
     /// could not be handed over); `None` when no input of the chunk
     /// reached the model.
-    logits: Option<(usize, Result<LogitsReceiver, ModelError>)>,
+    logits: Option<(Vec<Plan>, Result<LogitsReceiver, ModelError>)>,
 }
 
 impl Scorer {
-    /// `decode_threads` 0 means one per core.
+    /// `decode_threads` 0 means one per core; `faces` is how every input's
+    /// faces are found, cut and combined.
     pub fn new(
         engine: Engine,
         decode_threads: usize,
         limits: DecodeLimits,
         batch_size: usize,
+        faces: FaceSettings,
     ) -> Result<Self, ModelError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(decode_threads)
@@ -57,7 +62,7 @@ impl Scorer {
             .build()
             .map_err(|e| ModelError::Spawn(format!("decode threads: {e}")))?;
         Ok(Self {
-            analysis: Analysis::new(engine, limits),
+            analysis: Analysis::new(engine, limits, faces)?,
             pool,
             batch_size: batch_size.max(1),
         })
@@ -71,7 +76,7 @@ impl Scorer {
     pub fn score_files(
         &self,
         paths: &[PathBuf],
-        mut emit: impl FnMut(usize, Result<Prediction, String>),
+        mut emit: impl FnMut(usize, Result<ImageScore, String>),
     ) -> ScoreTimes {
         let mut times = ScoreTimes::default();
         let mut in_flight: Option<InFlight> = None;
@@ -97,7 +102,7 @@ impl Scorer {
                 .par_iter()
                 .map(|path| {
                     let bytes = read_limited(path, max_bytes).map_err(|e| e.to_string())?;
-                    analysis.prepare(&bytes)
+                    analysis.prepare(&bytes, analysis.faces())
                 })
                 .collect()
         });
@@ -115,10 +120,7 @@ impl Scorer {
         times.decoding += started.elapsed();
         // A full engine queue blocks here: that is waiting for the model.
         let submitted = Instant::now();
-        let logits = batch.map(|batch| {
-            let rows = batch.rows();
-            (rows, analysis.submit_blocking(batch))
-        });
+        let logits = batch.map(|(batch, plans)| (plans, analysis.submit_blocking(batch)));
         times.waiting_for_model += submitted.elapsed();
         InFlight {
             first,
@@ -130,23 +132,30 @@ impl Scorer {
     fn finish(
         &self,
         chunk: InFlight,
-        emit: &mut impl FnMut(usize, Result<Prediction, String>),
+        emit: &mut impl FnMut(usize, Result<ImageScore, String>),
         times: &mut ScoreTimes,
     ) {
         let waiting = Instant::now();
-        let predictions: Predictions = match chunk.logits {
-            Some((rows, submitted)) => {
+        let scores = match chunk.logits {
+            Some((plans, submitted)) => {
+                let items = plans.len();
                 let answer = submitted
                     .and_then(|rx| rx.blocking_recv().unwrap_or(Err(ModelError::EngineStopped)));
                 self.analysis
-                    .predictions(rows, answer)
-                    .unwrap_or_else(|e| batch_failed(rows, &e))
+                    .scores(plans, answer)
+                    .unwrap_or_else(|e| vec![Err(format!("inference failed: {e}")); items])
             }
             None => Vec::new(),
         };
         times.waiting_for_model += waiting.elapsed();
+        let mut scores: Vec<Option<Result<ImageScore, String>>> =
+            scores.into_iter().map(Some).collect();
         for (i, slot) in chunk.slots.into_iter().enumerate() {
-            let result = slot.and_then(|row| predictions[row].clone());
+            let result = slot.and_then(|n| {
+                scores[n]
+                    .take()
+                    .unwrap_or_else(|| Err("inference failed: no score for the item".into()))
+            });
             emit(chunk.first + i, result);
         }
     }

@@ -17,6 +17,7 @@ use dfscan_core::settings::train::TrainSettings;
 use dfscan_core::settings::worker::WorkerSettings;
 use dfscan_core::settings::{KnownKeys, ModelSettings, Section};
 use dfscan_core::CoreError;
+use dfscan_core::FaceSettings;
 use dfscan_queue::QueueSettings;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -50,6 +51,7 @@ pub fn known() -> &'static KnownKeys {
     KNOWN.get_or_init(|| {
         KnownKeys::default()
             .with::<ModelSettings>()
+            .with::<FaceSettings>()
             .with::<LogSettings>()
             .with::<QueueUrl>()
             .with::<QueueSettings>()

@@ -15,6 +15,7 @@
 //! error result for each of its items.
 
 mod error;
+pub mod faces;
 pub mod memory;
 pub mod policy;
 pub mod redis;

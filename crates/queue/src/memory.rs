@@ -391,6 +391,7 @@ impl State {
                     job_cancelled: job.is_some_and(|job| job.state == JobState::Cancelled),
                     deliveries: task.deliveries,
                     policy: job.and_then(|job| job.spec.policy.clone()),
+                    faces: job.and_then(|job| job.spec.faces.clone()),
                     enqueued_ms: task.enqueued_ms,
                 }
             })

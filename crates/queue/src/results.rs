@@ -17,6 +17,7 @@ pub fn error_result(id: &str, index: u64, error: &str) -> ItemResult {
         id: id.to_string(),
         index,
         error: error.to_string(),
+        outcome: dfscan_core::Outcome::Error.name().to_string(),
         ..Default::default()
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use dfscan_proto::v1::{self as pb, Callback, Item, ItemResult, VerdictPolicy};
+use dfscan_proto::v1::{self as pb, Callback, FaceOptions, Item, ItemResult, VerdictPolicy};
 
 /// What a job is created from (the SubmitJob header, validated).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -17,6 +17,9 @@ pub struct JobSpec {
     /// Verdicts for the job's scored items (validated by the coordinator).
     pub policy: Option<VerdictPolicy>,
     pub callback: Option<Callback>,
+    /// How the job's images become face crops, over the workers'
+    /// configuration (validated by the coordinator).
+    pub faces: Option<FaceOptions>,
     /// The tenant the job belongs to ("" without authentication).
     pub tenant: String,
 }
@@ -178,6 +181,7 @@ impl JobRecord {
             finished: self.is_finished(),
             policy: self.spec.policy.clone(),
             callback: self.spec.callback.clone(),
+            faces: self.spec.faces.clone(),
             verdicts: self.verdicts.clone().into_iter().collect(),
         }
     }
@@ -259,6 +263,8 @@ pub struct ClaimedTask {
     pub deliveries: u64,
     /// The job's verdict policy, for the worker to apply.
     pub policy: Option<VerdictPolicy>,
+    /// The job's face options, for the worker to apply over its own.
+    pub faces: Option<FaceOptions>,
     /// When the task was queued (ms since the Unix epoch), for the time
     /// it waited.
     pub enqueued_ms: i64,

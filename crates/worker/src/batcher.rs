@@ -1,5 +1,7 @@
 //! Merges decoded images from any tasks into batches for the model. A
-//! batch goes as soon as it is full, or `max_wait` after its first image
+//! batch is full at `max_batch` classifier rows (an image is one row, or
+//! one per face); it goes as soon as it is full, or `max_wait` after its
+//! first image
 //! when the model has room; while the model is busy it keeps filling, so a
 //! loaded worker runs full batches and a quiet one answers within a few
 //! milliseconds.
@@ -16,7 +18,7 @@ use tokio::time::{sleep_until, Instant};
 use crate::error::WorkerError;
 use crate::health::Health;
 use crate::metrics::WorkerMetrics;
-use crate::scoring::{Ready, Runner};
+use crate::scoring::{rows, Plans, Ready, Runner};
 use crate::task::{Counters, Finisher, TaskSlot};
 
 /// Batches at the model at once: one running and one queued behind it,
@@ -43,6 +45,7 @@ struct Member {
 
 struct InFlight {
     members: Vec<Member>,
+    plans: Plans,
     logits: LogitsReceiver,
     submitted: Instant,
 }
@@ -76,8 +79,9 @@ impl Batcher {
         let mut open = true;
         loop {
             let mut batch = Vec::with_capacity(self.max_batch);
+            let mut batch_rows = 0;
             let mut due: Option<Instant> = None;
-            while open && batch.len() < self.max_batch {
+            while open && batch_rows < self.max_batch {
                 let room = in_flight.len() < MAX_IN_FLIGHT;
                 let wake = due.unwrap_or_else(Instant::now);
                 let event = tokio::select! {
@@ -94,6 +98,7 @@ impl Batcher {
                     }
                     Event::Image(Some(image)) => {
                         due.get_or_insert_with(|| Instant::now() + self.max_wait);
+                        batch_rows += rows(&image.item);
                         batch.push(image);
                     }
                     Event::Image(None) => open = false,
@@ -132,9 +137,10 @@ impl Batcher {
         // Counted from before the hand-over: a model that is stuck blocks
         // the submission itself once its channel is full.
         self.health.batch_submitted();
-        let logits = self.runner.submit(items, permits).await?;
+        let (logits, plans) = self.runner.submit(items, permits).await?;
         Ok(InFlight {
             members,
+            plans,
             logits,
             submitted,
         })
@@ -152,8 +158,8 @@ impl Batcher {
     fn finish(&self, batch: InFlight, outcome: Outcome) -> Result<(), WorkerError> {
         self.health.batch_answered();
         let rows = batch.members.len();
-        let predictions = self.runner.predictions(rows, outcome)?;
-        let scored = predictions.iter().filter(|p| p.is_ok()).count();
+        let scores = self.runner.scores(batch.plans, outcome)?;
+        let scored = scores.iter().filter(|p| p.is_ok()).count();
         Counters::add(&self.counters.batches, 1);
         Counters::add(&self.counters.scored, scored as u64);
         self.metrics.batch(rows, batch.submitted.elapsed());
@@ -163,9 +169,9 @@ impl Batcher {
             ms = batch.submitted.elapsed().as_secs_f64() * 1e3,
             "batch scored"
         );
-        for (member, prediction) in batch.members.into_iter().zip(predictions) {
+        for (member, score) in batch.members.into_iter().zip(scores) {
             let index = member.slot.index(member.position);
-            let result = self.runner.result(member.id, index, prediction);
+            let result = self.runner.result(member.id, index, score);
             self.finisher.record(&member.slot, member.position, result);
         }
         Ok(())

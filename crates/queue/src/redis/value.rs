@@ -179,6 +179,9 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
     let policy = message("policy")
         .map(|b| pb::VerdictPolicy::decode(b.as_slice()).map_err(|_| bad("policy")))
         .transpose()?;
+    let faces = message("faces")
+        .map(|b| pb::FaceOptions::decode(b.as_slice()).map_err(|_| bad("faces")))
+        .transpose()?;
     let callback = message("callback")
         .map(|b| pb::Callback::decode(b.as_slice()).map_err(|_| bad("callback")))
         .transpose()?;
@@ -209,6 +212,7 @@ pub(super) fn job_record(id: &str, hash: &HashMap<String, Vec<u8>>) -> Result<Op
         },
         policy,
         callback,
+        faces,
         tenant: text("tenant").unwrap_or_default(),
     };
     Ok(Some(JobRecord {
