@@ -68,28 +68,28 @@ pub struct SubmitArgs {
 /// configuration (`faces.*`).
 #[derive(Args)]
 struct JobFaceArgs {
-    /// auto, require or off [default: the workers' faces.mode]
+    /// auto, require or off (left out: the workers' faces.mode)
     #[arg(long = "faces", value_name = "MODE")]
     mode: Option<String>,
-    /// Crop side as a multiple of the face box's longer side [default: the workers']
+    /// Crop side as a multiple of the face box's longer side (left out: the workers')
     #[arg(long)]
     face_scale: Option<f32>,
-    /// Five-point aligned crops instead of squares [default: the workers']
+    /// Five-point aligned crops instead of squares (left out: the workers')
     #[arg(long)]
     align: Option<bool>,
-    /// Detector score a face must pass [default: the workers']
+    /// Detector score a face must pass (left out: the workers')
     #[arg(long)]
     face_threshold: Option<f32>,
-    /// Faces with a longer side under this many pixels are dropped [default: the workers']
+    /// Faces with a longer side under this many pixels are dropped (left out: the workers')
     #[arg(long)]
     min_face_size: Option<f32>,
-    /// Most faces scored per image [default: the workers']
+    /// Most faces scored per image (left out: the workers')
     #[arg(long)]
     max_faces: Option<u32>,
-    /// Longest side of the image as the detector sees it [default: the workers']
+    /// Longest side of the image as the detector sees it (left out: the workers')
     #[arg(long)]
     face_working_size: Option<u32>,
-    /// max or mean [default: the workers' faces.aggregation]
+    /// max or mean (left out: the workers' faces.aggregation)
     #[arg(long)]
     face_aggregation: Option<String>,
 }

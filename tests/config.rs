@@ -393,6 +393,16 @@ const NOT_THE_SETTING: &[(&str, &str)] = &[
     // The job's model, as `dfscan models` lists it: not the checkpoint
     // that the `model` key loads.
     ("submit", "--model"),
+    // The job's face options, which the workers' `faces.*` stand in for
+    // where they are left out.
+    ("submit", "--faces"),
+    ("submit", "--face-scale"),
+    ("submit", "--align"),
+    ("submit", "--face-threshold"),
+    ("submit", "--min-face-size"),
+    ("submit", "--max-faces"),
+    ("submit", "--face-working-size"),
+    ("submit", "--face-aggregation"),
 ];
 
 /// The flags `cmd --help` lists, each with the default its help shows.

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use dfscan_core::settings::ModelSettings;
-use dfscan_core::{DType, DeviceRequest};
+use dfscan_core::{DType, DeviceRequest, FaceMode, FaceSettings};
 use dfscan_model::{load_engine, Engine, Scorer};
 use serde::Deserialize;
 
@@ -23,6 +23,15 @@ const MODELS: [&str; 2] = ["tiny-a", "tiny-b"];
 struct Reference {
     probs: Vec<f32>,
     label: String,
+}
+
+/// The pipeline's own path, the whole image: these tests check the
+/// classifier (tests/faces.rs checks face crops).
+fn whole_images() -> FaceSettings {
+    FaceSettings {
+        mode: FaceMode::Off,
+        ..FaceSettings::default()
+    }
 }
 
 fn engine(model: &str) -> Engine {
@@ -36,7 +45,7 @@ fn engine_in(model: &str, dtype: DType) -> Engine {
         dtype,
         ..Default::default()
     };
-    load_engine(&settings).unwrap()
+    load_engine(&settings, &whole_images(), 32).unwrap()
 }
 
 fn references(model: &str) -> BTreeMap<String, Reference> {
@@ -96,7 +105,7 @@ fn probabilities_from_files_match_the_pipeline() {
         let refs = references(model);
         let engine = engine(model);
         let limits = dfscan_model::decode_limits(&ModelSettings::default());
-        let scorer = Scorer::new(engine, 2, limits, 4).unwrap();
+        let scorer = Scorer::new(engine, 2, limits, 4, whole_images()).unwrap();
         let names: Vec<&String> = refs.keys().collect();
         let paths: Vec<PathBuf> = names
             .iter()
@@ -107,6 +116,7 @@ fn probabilities_from_files_match_the_pipeline() {
             let name = names[i];
             let reference = &refs[name];
             let got = result.unwrap_or_else(|e| panic!("{model}/{name}: {e}"));
+            let got = got.prediction.expect("a whole image has a score");
             let probs: Vec<f32> = got.scores.iter().map(|(_, p)| *p).collect();
             let diff = max_abs_diff(&probs, &reference.probs);
             assert!(
@@ -186,7 +196,7 @@ fn engine_on(model: &str, device: DeviceRequest, dtype: DType) -> Engine {
         dtype,
         ..Default::default()
     };
-    let engine = load_engine(&settings).unwrap();
+    let engine = load_engine(&settings, &whole_images(), 32).unwrap();
     // Never `auto`: the device asked for is the device used.
     assert_eq!(engine.info().device, device.to_string());
     assert_eq!(engine.info().dtype, dtype);
@@ -258,11 +268,12 @@ fn cuda_probabilities_from_files_match_the_pipeline() {
             let engine = engine_on(model, device, dtype);
             let on = engine.info().device.clone();
             let limits = dfscan_model::decode_limits(&ModelSettings::default());
-            let scorer = Scorer::new(engine, 2, limits, 4).unwrap();
+            let scorer = Scorer::new(engine, 2, limits, 4, whole_images()).unwrap();
             let (mut worst, mut seen) = (0f32, 0);
             scorer.score_files(&paths, |i, result| {
                 let reference = &refs[names[i]];
                 let got = result.unwrap_or_else(|e| panic!("{model}/{}: {e}", names[i]));
+                let got = got.prediction.expect("a whole image has a score");
                 let probs: Vec<f32> = got.scores.iter().map(|(_, p)| *p).collect();
                 worst = worst.max(max_abs_diff(&probs, &reference.probs));
                 let mut sorted = reference.probs.clone();

@@ -19,8 +19,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use dfscan_core::FaceSettings;
 use dfscan_imaging::{decode_rgb, resize, DecodeLimits, Resample, Rgb, RgbImage};
-use dfscan_model::faces::{self, iou, DetectorInput, Face, FaceDetector, FaceOptions};
+use dfscan_model::faces::{self, iou, DetectorInput, Face, FaceDetector, Geometry};
 use serde_json::{json, Value};
 use tch::{Device, Kind};
 
@@ -300,9 +301,9 @@ fn detector_matches_onnxruntime_and_finds_the_known_faces() {
         .map(|c| {
             faces::prepare(
                 &c.image,
-                &FaceOptions {
+                &FaceSettings {
                     working_size: c.working_size,
-                    ..FaceOptions::default()
+                    ..FaceSettings::default()
                 },
             )
         })
@@ -318,17 +319,17 @@ fn detector_matches_onnxruntime_and_finds_the_known_faces() {
     let maps = detector.run(&inputs).unwrap();
 
     // Parity: every face, nothing filtered.
-    let everything = FaceOptions {
+    let everything = FaceSettings {
         threshold: THRESHOLD,
         min_size: 0.0,
         max_faces: usize::MAX,
-        ..FaceOptions::default()
+        ..FaceSettings::default()
     };
     let mut problems = Vec::new();
     let mut compared = 0;
     let (mut landmark_error, mut worst_iou, mut score_error) = (0.0_f32, 1.0_f32, 0.0_f32);
     for ((case, input), maps) in cases.iter().zip(&inputs).zip(&maps) {
-        let ours = faces::faces(input, maps, &everything);
+        let ours = faces::faces(&Geometry::of(input), maps, &everything);
         let theirs = reference_faces(&reference[&case.name]);
         for (a, b) in [(&theirs, &ours), (&ours, &theirs)] {
             problems.extend(
@@ -372,11 +373,11 @@ fn detector_matches_onnxruntime_and_finds_the_known_faces() {
     );
 
     // Detection quality with the default options.
-    let defaults = FaceOptions::default();
+    let defaults = FaceSettings::default();
     let (mut known, mut found, mut detections, mut false_detections) = (0, 0, 0, 0);
     for ((case, input), maps) in cases.iter().zip(&inputs).zip(&maps) {
         let Some(truth) = &case.known else { continue };
-        let ours = faces::faces(input, maps, &defaults);
+        let ours = faces::faces(&Geometry::of(input), maps, &defaults);
         known += truth.len();
         found += truth
             .iter()
@@ -416,7 +417,7 @@ fn detector_matches_onnxruntime_and_finds_the_known_faces() {
 #[test]
 fn hostile_shapes_are_detected_without_failing() {
     let detector = detector();
-    let opts = FaceOptions::default();
+    let opts = FaceSettings::default();
     let images = [
         RgbImage::from_pixel(1, 1, Rgb([128, 128, 128])),
         noise(20000, 3, 128, 60, 4),
@@ -436,7 +437,7 @@ fn hostile_shapes_are_detected_without_failing() {
     assert!(detector
         .detect(
             &refs,
-            &FaceOptions {
+            &FaceSettings {
                 working_size: 8,
                 ..opts
             }
@@ -464,10 +465,10 @@ fn many_faces_are_capped_largest_first() {
             );
         }
     }
-    let opts = FaceOptions {
+    let opts = FaceSettings {
         max_faces: 10,
         working_size: 1280,
-        ..FaceOptions::default()
+        ..FaceSettings::default()
     };
     let faces = &detector.detect(&[&canvas], &opts).unwrap()[0];
     assert_eq!(faces.len(), 10, "{faces:?}");

@@ -407,7 +407,7 @@ mod tests {
     #[test]
     fn noop_scores_real_with_certainty() {
         let runner = noop();
-        let preds = runner.predictions(2, Ok(Ok(Vec::new()))).unwrap();
+        let preds = runner.scores(vec![None; 2], Ok(Ok(Vec::new()))).unwrap();
         assert_eq!(preds.len(), 2);
         let r = runner.result("a".into(), 7, preds[0].clone());
         assert_eq!((r.id.as_str(), r.index, r.label.as_str()), ("a", 7, "Real"));
@@ -427,7 +427,10 @@ mod tests {
     fn a_failed_batch_fails_its_items_and_a_stopped_engine_stops_the_worker() {
         let runner = noop();
         let preds = runner
-            .predictions(3, Ok(Err(ModelError::Torch("out of memory".into()))))
+            .scores(
+                vec![None; 3],
+                Ok(Err(ModelError::Torch("out of memory".into()))),
+            )
             .unwrap();
         assert_eq!(preds.len(), 3);
         assert!(preds
@@ -436,7 +439,7 @@ mod tests {
         let r = runner.result("b".into(), 1, preds[0].clone());
         assert!(r.error.contains("out of memory") && r.fake_score.is_none());
         assert!(matches!(
-            runner.predictions(1, Ok(Err(ModelError::EngineStopped))),
+            runner.scores(vec![None], Ok(Err(ModelError::EngineStopped))),
             Err(WorkerError::Engine(_))
         ));
     }
