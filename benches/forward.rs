@@ -49,7 +49,12 @@ fn main() -> anyhow::Result<()> {
         dtype,
         ..Default::default()
     };
-    let engine = dfscan_model::load_engine(&settings)?;
+    // The classifier alone: the forward pass is what is measured.
+    let classifier_only = dfscan_core::FaceSettings {
+        mode: dfscan_core::FaceMode::Off,
+        ..Default::default()
+    };
+    let engine = dfscan_model::load_engine(&settings, &classifier_only, batch)?;
     let pixels = vec![0.1f32; batch * engine.info().pixels_per_image()];
     engine.logits_blocking(pixels.clone(), batch)?; // warm-up
     let mut times = Vec::with_capacity(iters);

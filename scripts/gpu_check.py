@@ -710,6 +710,9 @@ class Context:
         # every dfscan process here is configured by its flags alone.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DFSCAN_", "HF_"))}
         self.env["HF_HUB_OFFLINE"] = "1"
+        # These steps measure the classifier on whole images, as the pipeline
+        # scores them; a GPU host has no converted face detector of its own.
+        self.env["DFSCAN_FACES__MODE"] = "off"
         self.report = {"schema": 1, "mode": self.mode, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        "config": self.cfg, "facts": {}, "steps": {}}
         self.t0 = time.monotonic()

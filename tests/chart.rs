@@ -915,6 +915,10 @@ fn rendered_processes_score_a_job() {
         "config": {
             "queue": {"visibility_timeout_ms": 2000, "worker_ttl_ms": 3000},
             "worker": {"claim_wait_ms": 200, "heartbeat_ms": 500},
+            // The worker image carries its face detector (and names it in
+            // DFSCAN_FACES__DETECTOR, deploy/worker.Dockerfile); this local
+            // process is given setup's.
+            "faces": {"detector": common::setup_file(".face-detector")},
         },
         "logLevel": "warn",
     });

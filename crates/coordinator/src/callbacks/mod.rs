@@ -230,6 +230,17 @@ fn item_body(job: &JobRecord, result: &ItemResult) -> serde_json::Value {
         Some(m) => json!({"name": m.name, "sha256": m.sha256}),
         None => json!({"name": job.spec.model, "sha256": ""}),
     };
+    let faces = dfscan_queue::faces::image_score(result)
+        .and_then(|score| score.faces)
+        // Through the text, as score_value does, so that each f32 keeps
+        // its shortest decimal.
+        .and_then(|faces| {
+            serde_json::from_str::<serde_json::Value>(&serde_json::to_string(&faces).ok()?).ok()
+        });
+    let face_detector = result
+        .face_detector
+        .as_ref()
+        .map(|d| json!({"name": d.name, "sha256": d.sha256}));
     json!({
         "event": "item",
         "job_id": job.id,
@@ -243,6 +254,9 @@ fn item_body(job: &JobRecord, result: &ItemResult) -> serde_json::Value {
         "verdict": result.verdict,
         "metadata": result.metadata,
         "model": model,
+        "outcome": result.outcome,
+        "face_detector": face_detector,
+        "faces": faces,
     })
 }
 
@@ -290,5 +304,41 @@ mod tests {
         let body = item_body(&job, &failed);
         assert_eq!(body["model"], json!({"name": "tiny-a", "sha256": ""}));
         assert!(body["fake_score"].is_null());
+        let mut with_faces = scored.clone();
+        dfscan_queue::faces::fill_result(
+            &mut with_faces,
+            dfscan_core::ImageScore::from_faces(
+                vec![dfscan_core::FaceScore {
+                    bbox: [1.0, 2.0, 3.0, 4.0],
+                    detector_score: 0.1,
+                    landmarks: [[0.1, 0.2]; 5],
+                    crop: [0, 1, 5, 6],
+                    prediction: dfscan_core::Prediction {
+                        label: "Real".into(),
+                        scores: vec![("Real".into(), 0.9), ("Fake".into(), 0.1)],
+                        fake_score: 0.1,
+                    },
+                }],
+                None,
+                dfscan_core::FaceAggregation::Max,
+                1,
+            ),
+            Some(&ModelIdentity {
+                name: "centerface".into(),
+                sha256: "cd".into(),
+            }),
+        );
+        let body = item_body(&job, &with_faces);
+        let face = &body["faces"][0];
+        // Each f32 as its shortest decimal, not widened (0.10000000149…).
+        assert_eq!(face["detector_score"], json!(0.1), "{body}");
+        assert_eq!(face["landmarks"][0], json!([0.1, 0.2]), "{body}");
+        assert_eq!(face["crop"], json!([0, 1, 5, 6]), "{body}");
+        assert_eq!(body["outcome"], "scored");
+        let body = body.to_string();
+        assert!(
+            body.contains(r#""face_detector":{"name":"centerface""#),
+            "{body}"
+        );
     }
 }
