@@ -9,11 +9,18 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// Generated once per test binary (its tests share it).
 fn images() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(generate).clone()
+}
+
+fn generate() -> PathBuf {
     let out = Command::new(common::tools_python())
         .arg(common::repo().join("tests/tools/face_detector_reference.py"))
         .arg("paths")
@@ -83,7 +90,11 @@ fn a_crowd_is_scored_on_its_largest_faces_up_to_the_limit() {
     let found = faces(more);
     assert_eq!(found.len(), 64, "300 faces, 64 scored");
     for pair in found.windows(2) {
-        assert!(area(&pair[0]) >= area(&pair[1]), "largest first: {pair:?}");
+        // Equal faces' areas may differ in their last bits.
+        assert!(
+            area(&pair[0]) >= area(&pair[1]) * (1.0 - 1e-5),
+            "largest first: {pair:?}"
+        );
     }
     // The image is as fake as its most fake face.
     let most = found
