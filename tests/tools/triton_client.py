@@ -1,21 +1,27 @@
 """Drives dfscan's KServe v2 endpoint with Triton's own Python client
 library (tritonclient.grpc), unchanged, and prints what it saw as JSON.
 
-    triton_client.py --url HOST:PORT --model NAME --descriptors FILE IMAGE...
+    triton_client.py --url HOST:PORT --model NAME --descriptors FILE \
+        --face-image FILE --faceless-image FILE IMAGE...
 
 Checks on the way (an AssertionError fails the run):
 - every message and RPC of dfscan's proto/inference/grpc_service.proto
   (read from the descriptor set in FILE) has the name, number, type and
   label it has in tritonclient's own grpc_service.proto/model_config.proto;
 - the metadata calls answer as Triton's would;
-- a request with an undecodable image, a wrong datatype and an unknown
-  model get the status codes the protocol prescribes.
-The probabilities themselves are compared with `dfscan score` by the
-caller (tests/kserve.rs).
+- a request with an undecodable image, a wrong datatype, an unknown
+  model and bad face parameters get the status codes the protocol
+  prescribes.
+It also asks for the FACES output of an image with a face and one without,
+with the face parameters `faces` = auto (the workers' default), require
+and off, and reports the documents. The probabilities and faces
+themselves are compared with `dfscan score` by the caller
+(tests/kserve.rs).
 """
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -86,11 +92,36 @@ def status_of(call):
     raise AssertionError("the call succeeded")
 
 
+def with_faces(client, model, images, parameters):
+    """PROBABILITIES, LABEL and FACES of `images` (file contents) in one
+    call: per image its row (NaN as None: JSON has no NaN), label and
+    parsed FACES document."""
+    tensor = triton.InferInput("IMAGE", [len(images)], "BYTES")
+    tensor.set_data_from_numpy(np.array(images, dtype=np.object_))
+    outputs = [triton.InferRequestedOutput(name) for name in ["PROBABILITIES", "LABEL", "FACES"]]
+    result = client.infer(model, [tensor], outputs=outputs, parameters=parameters)
+    assert [o.name for o in result.get_response().outputs] == ["PROBABILITIES", "LABEL", "FACES"]
+    faces = result.as_numpy("FACES")
+    assert faces.shape == (len(images),)
+    return [
+        {
+            "probabilities": [None if math.isnan(p) else p for p in row.tolist()],
+            "label": label.decode(),
+            "faces": json.loads(document),
+        }
+        for row, label, document in zip(
+            result.as_numpy("PROBABILITIES"), result.as_numpy("LABEL"), faces
+        )
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--descriptors", required=True)
+    parser.add_argument("--face-image", required=True, help="an image with one face")
+    parser.add_argument("--faceless-image", required=True, help="an image without a face")
     parser.add_argument("images", nargs="+")
     args = parser.parse_args()
     report = {"proto": check_proto(args.descriptors)}
@@ -132,6 +163,8 @@ def main():
     column.set_data_from_numpy(data.reshape(-1, 1))
     again = client.infer(args.model, [column])
     assert again.as_numpy("LABEL").shape == (len(images), 1)
+    # Naming no output: the two a client that knows nothing of faces expects.
+    report["default_outputs"] = [o.name for o in again.get_response().outputs]
     # Another call may be batched with other work: equal up to float32
     # rounding, never bit for bit.
     np.testing.assert_allclose(again.as_numpy("PROBABILITIES"), probabilities, rtol=0, atol=1e-5)
@@ -147,6 +180,26 @@ def main():
         lambda: client.infer(
             args.model, [image], outputs=[triton.InferRequestedOutput("SCORES")]
         )
+    )
+
+    face_images = [open(p, "rb").read() for p in [args.face_image, args.faceless_image]]
+    report["faces"] = {
+        mode: with_faces(client, args.model, face_images, parameters)
+        for mode, parameters in [
+            ("default", None),
+            ("require", {"faces": "require"}),
+            ("off", {"faces": "off"}),
+        ]
+    }
+    one = [face_images[0]]
+    report["bad_faces"] = status_of(
+        lambda: with_faces(client, args.model, one, {"faces": "sometimes"})
+    )
+    report["bad_max_faces"] = status_of(
+        lambda: with_faces(client, args.model, one, {"faces": "auto", "max_faces": 0})
+    )
+    report["unknown_face_parameter"] = status_of(
+        lambda: with_faces(client, args.model, one, {"face_mode": "off"})
     )
     json.dump(report, sys.stdout)
 

@@ -1,22 +1,26 @@
 //! ModelInfer: one request is one small job on the model's online queue,
 //! which workers drain before bulk tasks, so online and batch traffic
-//! share the GPUs. The call waits for the job's results and answers with
-//! the probabilities and labels in request order. A client that cancels or
-//! times out cancels the job; online jobs expire soon after finishing
+//! share the GPUs; its face parameters become the job's face options. The
+//! call waits for the job's results and answers with the probabilities,
+//! labels and (when asked) faces in request order. A client that cancels
+//! or times out cancels the job; online jobs expire soon after finishing
 //! (`coordinator.infer_retention_s`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dfscan_core::ImageScore;
 use dfscan_proto::inference::model_infer_response::InferOutputTensor;
 use dfscan_proto::inference::{ModelInferRequest, ModelInferResponse};
 use dfscan_proto::v1::{item::Source, Item, ItemResult};
+use dfscan_queue::faces::image_score;
 use dfscan_queue::{JobQueue, JobSpec, Priority};
 use tonic::Status;
 
+use super::faces::{document, face_options};
 use super::tensors::{input_images, raw_bytes, raw_fp32};
-use super::{KserveService, INPUT, OUTPUT_LABEL, OUTPUT_PROBABILITIES, VERSION};
+use super::{KserveService, INPUT, OUTPUT_FACES, OUTPUT_LABEL, OUTPUT_PROBABILITIES, VERSION};
 use crate::auth::Tenant;
 use crate::error::{shown, status};
 use crate::service::submit_items;
@@ -32,7 +36,7 @@ pub(super) async fn model_infer(
     tenant: Tenant,
     request: ModelInferRequest,
 ) -> Result<ModelInferResponse, Status> {
-    let model = svc
+    let (model, view) = svc
         .ready_model(&request.model_name, &request.model_version)
         .await?;
     let settings = svc.scoring.settings();
@@ -43,6 +47,7 @@ pub(super) async fn model_infer(
         )));
     }
     let outputs = requested_outputs(&request)?;
+    let faces = face_options(&request.parameters).map_err(invalid)?;
     let [input] = &request.inputs[..] else {
         return Err(invalid(format!(
             "expected one input, {INPUT:?}; the request has {}",
@@ -86,6 +91,7 @@ pub(super) async fn model_infer(
         idempotency_key: None,
         priority: Priority::Online,
         retention_s: Some(settings.infer_retention_s),
+        faces,
         tenant: tenant.0,
         ..Default::default()
     };
@@ -106,36 +112,56 @@ pub(super) async fn model_infer(
         }
     };
     guard.disarm();
-    respond(request, model, &outputs, results)
+    respond(request, model, view.labels.len(), &outputs, results)
 }
 
 fn invalid(message: impl Into<String>) -> Status {
     Status::invalid_argument(message)
 }
 
-/// The outputs to send, in the order asked (both when none are named).
-/// Each at most once: a request naming one output many times would
-/// otherwise get a response that many times the size of its results.
-fn requested_outputs(request: &ModelInferRequest) -> Result<Vec<&'static str>, Status> {
-    if request.outputs.is_empty() {
-        return Ok(vec![OUTPUT_PROBABILITIES, OUTPUT_LABEL]);
-    }
-    let mut outputs = Vec::with_capacity(2);
-    for output in &request.outputs {
-        let name = match output.name.as_str() {
-            OUTPUT_PROBABILITIES => OUTPUT_PROBABILITIES,
-            OUTPUT_LABEL => OUTPUT_LABEL,
-            other => {
-                return Err(invalid(format!(
-                "unknown output {}; the model's outputs are {OUTPUT_PROBABILITIES:?} and {OUTPUT_LABEL:?}",
-                shown(other)
-            )))
-            }
-        };
-        if outputs.contains(&name) {
-            return Err(invalid(format!("output {name:?} is requested twice")));
+/// An output of the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Probabilities,
+    Label,
+    Faces,
+}
+
+impl Output {
+    const ALL: [Output; 3] = [Output::Probabilities, Output::Label, Output::Faces];
+
+    fn name(self) -> &'static str {
+        match self {
+            Output::Probabilities => OUTPUT_PROBABILITIES,
+            Output::Label => OUTPUT_LABEL,
+            Output::Faces => OUTPUT_FACES,
         }
-        outputs.push(name);
+    }
+}
+
+/// The outputs to send, in the order asked (PROBABILITIES and LABEL when
+/// none are named: FACES only for a client that knows it). Each at most
+/// once: a request naming one output many times would otherwise get a
+/// response that many times the size of its results.
+fn requested_outputs(request: &ModelInferRequest) -> Result<Vec<Output>, Status> {
+    if request.outputs.is_empty() {
+        return Ok(vec![Output::Probabilities, Output::Label]);
+    }
+    let mut outputs = Vec::with_capacity(Output::ALL.len());
+    for requested in &request.outputs {
+        let Some(output) = Output::ALL.into_iter().find(|o| o.name() == requested.name) else {
+            return Err(invalid(format!(
+                "unknown output {}; the model's outputs are {OUTPUT_PROBABILITIES:?}, {OUTPUT_LABEL:?} and {OUTPUT_FACES:?}",
+                shown(&requested.name)
+            )));
+        };
+        if outputs.contains(&output) {
+            return Err(invalid(format!(
+                "output {:?} is requested twice",
+                output.name()
+            )));
+        }
+        outputs.push(output);
     }
     Ok(outputs)
 }
@@ -165,47 +191,84 @@ async fn all_results(
     Ok(results)
 }
 
+/// The response: the tensors asked for, one row per image in request
+/// order. An image that failed fails the call; one left unscored for want
+/// of a face (mode `require`) has NaN probabilities and an empty label,
+/// its FACES document saying `no_face`. `labels` is the model's label
+/// count as its workers report it, the row width when no image is scored.
 fn respond(
     request: ModelInferRequest,
     model: String,
-    outputs: &[&str],
+    labels: usize,
+    outputs: &[Output],
     results: Vec<ItemResult>,
 ) -> Result<ModelInferResponse, Status> {
-    if let Some(failed) = results.iter().find(|r| !r.error.is_empty()) {
-        let message = format!("{INPUT}[{}]: {}", failed.index, failed.error);
-        // An image the worker could not read is the caller's to fix; a
-        // task the queue gave up on is not.
-        return Err(if failed.error.starts_with("dead-lettered") {
-            Status::unavailable(message)
-        } else {
-            Status::invalid_argument(message)
-        });
+    let mut scores: Vec<ImageScore> = Vec::with_capacity(results.len());
+    for result in &results {
+        match image_score(result) {
+            Some(score) => scores.push(score),
+            None => {
+                let message = format!("{INPUT}[{}]: {}", result.index, result.error);
+                // An image the worker could not read is the caller's to
+                // fix; a task the queue gave up on is not.
+                return Err(if result.error.starts_with("dead-lettered") {
+                    Status::unavailable(message)
+                } else {
+                    Status::invalid_argument(message)
+                });
+            }
+        }
     }
-    let rows = results.len() as i64;
-    let labels = results.first().map_or(0, |r| r.scores.len());
+    let rows = scores.len() as i64;
+    let labels = scores
+        .iter()
+        .find_map(|s| s.prediction.as_ref())
+        .map_or(labels, |p| p.scores.len());
     let label_shape = match request.inputs[0].shape.len() {
         2 => vec![rows, 1],
         _ => vec![rows],
     };
     let mut tensors = Vec::new();
     let mut raw = Vec::new();
-    for &name in outputs {
-        if name == OUTPUT_PROBABILITIES {
-            let mut probabilities = Vec::with_capacity(results.len() * labels);
-            for result in &results {
-                if result.scores.len() != labels {
-                    return Err(Status::internal(
-                        "workers of this model disagree on its labels",
-                    ));
+    for &output in outputs {
+        let name = output.name();
+        match output {
+            Output::Probabilities => {
+                let mut probabilities = Vec::with_capacity(scores.len() * labels);
+                for score in &scores {
+                    match &score.prediction {
+                        Some(p) if p.scores.len() == labels => {
+                            probabilities.extend(p.scores.iter().map(|(_, s)| s));
+                        }
+                        Some(_) => {
+                            return Err(Status::internal(
+                                "workers of this model disagree on its labels",
+                            ))
+                        }
+                        None => probabilities.extend(std::iter::repeat_n(f32::NAN, labels)),
+                    }
                 }
-                probabilities.extend(result.scores.iter().map(|s| s.score));
+                tensors.push(tensor(name, "FP32", vec![rows, labels as i64]));
+                raw.push(raw_fp32(&probabilities));
             }
-            tensors.push(tensor(name, "FP32", vec![rows, labels as i64]));
-            raw.push(raw_fp32(&probabilities));
-        } else {
-            let names: Vec<&str> = results.iter().map(|r| r.label.as_str()).collect();
-            tensors.push(tensor(name, "BYTES", label_shape.clone()));
-            raw.push(raw_bytes(&names));
+            Output::Label => {
+                let names: Vec<&str> = scores
+                    .iter()
+                    .map(|s| s.prediction.as_ref().map_or("", |p| p.label.as_str()))
+                    .collect();
+                tensors.push(tensor(name, "BYTES", label_shape.clone()));
+                raw.push(raw_bytes(&names));
+            }
+            Output::Faces => {
+                let documents: Vec<String> = scores
+                    .iter()
+                    .zip(&results)
+                    .map(|(score, result)| document(score, result.face_detector.as_ref()))
+                    .collect();
+                let documents: Vec<&str> = documents.iter().map(String::as_str).collect();
+                tensors.push(tensor(name, "BYTES", label_shape.clone()));
+                raw.push(raw_bytes(&documents));
+            }
         }
     }
     Ok(ModelInferResponse {
@@ -259,5 +322,130 @@ impl Drop for CancelOnDrop {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dfscan_core::{FaceAggregation, FaceScore, Prediction};
+    use dfscan_proto::inference::model_infer_request::InferInputTensor;
+    use dfscan_proto::v1::ModelIdentity;
+    use dfscan_queue::faces::fill_result;
+
+    use super::*;
+
+    fn prediction(fake: f32) -> Prediction {
+        let labels = ["Real".to_string(), "Fake".to_string()];
+        Prediction::from_probabilities(&labels, &[1.0 - fake, fake], 1)
+    }
+
+    fn result(index: u64, score: ImageScore) -> ItemResult {
+        let mut result = ItemResult {
+            index,
+            ..Default::default()
+        };
+        let detector = ModelIdentity {
+            name: "centerface".into(),
+            sha256: "ab".into(),
+        };
+        fill_result(&mut result, score, Some(&detector));
+        result
+    }
+
+    fn request() -> ModelInferRequest {
+        ModelInferRequest {
+            inputs: vec![InferInputTensor {
+                shape: vec![2],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn f32s(raw: &[u8]) -> Vec<f32> {
+        raw.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    fn strings(raw: &bytes::Bytes, count: usize) -> Vec<String> {
+        super::super::tensors::split_raw_bytes(raw, count)
+            .unwrap()
+            .iter()
+            .map(|s| String::from_utf8(s.to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_image_without_the_face_it_required_is_a_row_of_nan() {
+        let face = FaceScore {
+            bbox: [1.0, 2.0, 30.0, 40.0],
+            detector_score: 0.875,
+            landmarks: [[5.0, 6.0]; 5],
+            crop: [-3, -4, 35, 34],
+            prediction: prediction(0.75),
+        };
+        let results = vec![
+            result(
+                0,
+                ImageScore::from_faces(vec![face], None, FaceAggregation::Max, 1),
+            ),
+            result(
+                1,
+                ImageScore::from_faces(Vec::new(), None, FaceAggregation::Max, 1),
+            ),
+        ];
+        let outputs = [Output::Faces, Output::Probabilities, Output::Label];
+        let response = respond(request(), "m".into(), 2, &outputs, results.clone()).unwrap();
+        let names: Vec<&str> = response.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["FACES", "PROBABILITIES", "LABEL"]);
+        let raw = &response.raw_output_contents;
+        let probabilities = f32s(&raw[1]);
+        assert_eq!(probabilities[..2], [0.25, 0.75]);
+        assert!(
+            probabilities[2..].iter().all(|p| p.is_nan()),
+            "{probabilities:?}"
+        );
+        assert_eq!(strings(&raw[2], 2), ["Fake", ""]);
+        let documents = strings(&raw[0], 2);
+        assert!(documents[0].starts_with(r#"{"outcome":"scored","face_detector":{"name":"centerface","sha256":"ab"},"faces":[{"box":[1.0,2.0,30.0,40.0]"#), "{}", documents[0]);
+        assert!(
+            documents[1].starts_with(r#"{"outcome":"no_face""#),
+            "{}",
+            documents[1]
+        );
+
+        // No image scored: the row width is the model's label count.
+        let response = respond(
+            request(),
+            "m".into(),
+            2,
+            &outputs,
+            vec![results[1].clone(); 2],
+        )
+        .unwrap();
+        assert_eq!(response.outputs[1].shape, [2, 2]);
+        assert_eq!(f32s(&response.raw_output_contents[1]).len(), 4);
+    }
+
+    #[test]
+    fn an_image_that_failed_fails_the_call() {
+        let scored = result(0, ImageScore::whole(prediction(0.5)));
+        let failed = ItemResult {
+            index: 1,
+            error: "cannot decode: not an image".into(),
+            outcome: "error".into(),
+            ..Default::default()
+        };
+        let error = respond(
+            request(),
+            "m".into(),
+            2,
+            &[Output::Probabilities],
+            vec![scored, failed],
+        )
+        .unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument);
+        assert_eq!(error.message(), "IMAGE[1]: cannot decode: not an image");
     }
 }

@@ -10,7 +10,7 @@ use dfscan_proto::inference::{
     ServerMetadataResponse,
 };
 
-use super::{INPUT, OUTPUT_LABEL, OUTPUT_PROBABILITIES, VERSION};
+use super::{INPUT, OUTPUT_FACES, OUTPUT_LABEL, OUTPUT_PROBABILITIES, VERSION};
 use crate::service::ModelView;
 
 const PLATFORM: &str = "dfscan_vit";
@@ -46,6 +46,7 @@ pub(super) fn model(name: String, view: &ModelView) -> ModelMetadataResponse {
         outputs: vec![
             tensor(OUTPUT_PROBABILITIES, "FP32", vec![-1, label_dim(view)]),
             tensor(OUTPUT_LABEL, "BYTES", vec![-1]),
+            tensor(OUTPUT_FACES, "BYTES", vec![-1]),
         ],
     }
 }
@@ -72,6 +73,12 @@ pub(super) fn config(name: String, view: &ModelView, max_batch: usize) -> ModelC
             },
             ModelOutput {
                 name: OUTPUT_LABEL.into(),
+                data_type: DataType::TypeString as i32,
+                dims: vec![1],
+                label_filename: String::new(),
+            },
+            ModelOutput {
+                name: OUTPUT_FACES.into(),
                 data_type: DataType::TypeString as i32,
                 dims: vec![1],
                 label_filename: String::new(),

@@ -4,12 +4,26 @@
 //! images per call through the same queue and workers as jobs.
 //!
 //! Each model `ListModels` shows is a protocol model of version "1" with
-//! one input and two outputs:
+//! one input and three outputs:
 //!
 //! - `IMAGE`: BYTES, shape [N] or [N, 1], encoded images;
 //! - `PROBABILITIES`: FP32, [N, labels], in the model's label order;
-//! - `LABEL`: BYTES, the winning label per image, shaped like `IMAGE`.
+//! - `LABEL`: BYTES, the winning label per image, shaped like `IMAGE`;
+//! - `FACES`: BYTES, shaped like `IMAGE`, one JSON document per image,
+//!   `{"outcome", "face_detector", "faces"}`, as the result records say
+//!   them. Sent only to a request that names it in `outputs`: a request
+//!   naming none gets `PROBABILITIES` and `LABEL`, as before faces.
+//!
+//! Request `parameters` set the call's face options, named as `dfscan
+//! submit`'s flags (`faces`, `face_scale`, `align`, `face_threshold`,
+//! `min_face_size`, `max_faces`, `face_working_size`, `face_aggregation`)
+//! and checked as a job's are (INVALID_ARGUMENT); others are the
+//! protocol's and ignored. An image that fails fails the call
+//! (INVALID_ARGUMENT naming `IMAGE[i]`); one with no face where a face is
+//! required (outcome `no_face`) is an answer, not an error: its row of
+//! `PROBABILITIES` is NaN, its `LABEL` empty, its `FACES` says `no_face`.
 
+mod faces;
 mod infer;
 mod metadata;
 mod tensors;
@@ -27,6 +41,7 @@ use crate::ScoringService;
 const INPUT: &str = "IMAGE";
 const OUTPUT_PROBABILITIES: &str = "PROBABILITIES";
 const OUTPUT_LABEL: &str = "LABEL";
+const OUTPUT_FACES: &str = "FACES";
 /// Each model has this one version.
 const VERSION: &str = "1";
 
@@ -42,15 +57,15 @@ impl KserveService {
     }
 
     /// The model a call names, if it exists (NOT_FOUND) and a live worker
-    /// serves it (UNAVAILABLE).
-    async fn ready_model(&self, name: &str, version: &str) -> Result<String, Status> {
+    /// serves it (UNAVAILABLE), and what the cluster knows of it.
+    async fn ready_model(&self, name: &str, version: &str) -> Result<(String, ModelView), Status> {
         let (name, view) = self.model(name, version).await?;
         if view.workers == 0 {
             return Err(Status::unavailable(format!(
                 "model {name:?} is not ready: no live worker serves it"
             )));
         }
-        Ok(name)
+        Ok((name, view))
     }
 
     /// The model a call names and what the cluster knows of it.
