@@ -103,7 +103,7 @@ fn verdicts_follow_the_thresholds_and_callbacks_survive_a_failing_receiver() {
     let model_arg = model.to_str().unwrap();
 
     // Thresholds from the scores themselves, so every verdict occurs.
-    let scores: BTreeMap<String, f32> = score_jsonl(&model, &images)
+    let scores: BTreeMap<String, f32> = score_jsonl(&model, &images, &[])
         .into_iter()
         .map(|row| {
             let path = row["path"].as_str().unwrap().to_string();

@@ -34,7 +34,7 @@ const SAME_RESULT: f64 = 1e-6;
 
 /// `dfscan score`'s result lines by file name.
 fn reference(model: &Path, images: &Path) -> HashMap<String, Value> {
-    score_jsonl(model, images)
+    score_jsonl(model, images, &[])
         .into_iter()
         .map(|row| {
             let name = row["path"]

@@ -94,12 +94,14 @@ pub fn output_with_closed_stdout(cmd: &mut Command) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
-/// `dfscan score --format jsonl` of `inputs` with `model`: its lines.
-pub fn score_jsonl(model: &Path, inputs: &Path) -> Vec<serde_json::Value> {
+/// `dfscan score --format jsonl` of `inputs` with `model` and `extra`
+/// flags: its lines.
+pub fn score_jsonl(model: &Path, inputs: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let out = run_ok(
         dfscan()
             .args(["score", "--format", "jsonl", "--model"])
             .arg(model)
+            .args(extra)
             .arg(inputs),
     );
     String::from_utf8(out.stdout)

@@ -143,9 +143,10 @@ fn infer_message(rng: &mut StdRng, ctx: &Context) -> Vec<u8> {
     }
     raw = raw.bytes(5, &tensor.done());
     for _ in 0..rng.random_range(0..3) {
-        let name: &[u8] = match rng.random_range(0..3) {
+        let name: &[u8] = match rng.random_range(0..4) {
             0 => b"PROBABILITIES",
             1 => b"LABEL",
+            2 => b"FACES",
             _ => b"OTHER",
         };
         raw = raw.bytes(6, &Raw::default().bytes(1, name).done());
