@@ -285,6 +285,17 @@ impl ImageScore {
     }
 }
 
+/// Intersection over union of two `[x0, y0, x1, y1]` boxes, as
+/// CenterFace's `nms` computes it: NaN for two empty boxes (which then
+/// overlap nothing, as in numpy's comparisons).
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    inter / (area(a) + area(b) - inter)
+}
+
 /// An image's prediction from its faces' (at least one).
 pub fn aggregate(
     faces: &[FaceScore],

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod prediction;
 pub mod retry;
 pub mod settings;
+pub mod video;
 
 pub use device::{DType, DeviceRequest};
 pub use error::CoreError;

@@ -6,6 +6,8 @@
 //! centred at (cell + offset + 0.5) × stride, exp(scale) × stride in size,
 //! with landmarks relative to its top-left corner in units of that size.
 
+pub use dfscan_core::faces::iou;
+
 /// At most this many candidates (the best scoring) enter non-maximum
 /// suppression, which compares every pair: an image that lights up every
 /// cell (25,600 at the default working size) costs bounded time.
@@ -100,16 +102,6 @@ pub fn decode(
     faces.sort_by(|a, b| b.score.total_cmp(&a.score));
     faces.truncate(MAX_CANDIDATES);
     nms(faces, NMS_IOU)
-}
-
-/// Intersection over union of two `[x0, y0, x1, y1]` boxes, as
-/// `CenterFace.nms` computes it: NaN for two empty boxes.
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    inter / (area(a) + area(b) - inter)
 }
 
 /// `CenterFace.nms` on faces sorted best first: each face not yet
