@@ -1,0 +1,311 @@
+//! Test videos made with the `ffmpeg` CLI (none are downloaded), once per
+//! test binary, and the CLI's own view of them (`ffmpeg -ss T` frames as PNG,
+//! `ffprobe`'s keyframe times) to compare with.
+
+#![allow(dead_code)] // each test binary uses its own part of this
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use dfscan_imaging::RgbImage;
+
+/// A test video: its file name (container by extension) and the `ffmpeg`
+/// arguments between `-y` and the output path.
+pub struct Spec {
+    pub name: &'static str,
+    pub args: &'static [&'static str],
+}
+
+/// 4 s of testsrc2 (a moving pattern and a counter) at 25 fps, 320x240.
+macro_rules! spec {
+    ($name:literal, [$($arg:literal),* $(,)?]) => {
+        Spec { name: $name, args: &["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=4", $($arg),*] }
+    };
+}
+
+/// H.264 yuv420p with B-frames, a keyframe every 25 frames, MP4.
+pub const H264_MP4: Spec = spec!(
+    "h264.mp4",
+    [
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-keyint_min",
+        "25",
+        "-sc_threshold",
+        "0",
+        "-preset",
+        "veryfast"
+    ]
+);
+/// The same with the index (`moov`) before the data, as streaming sites write it.
+pub const H264_FASTSTART: Spec = spec!(
+    "h264_faststart.mp4",
+    [
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-keyint_min",
+        "25",
+        "-sc_threshold",
+        "0",
+        "-preset",
+        "veryfast",
+        "-movflags",
+        "+faststart"
+    ]
+);
+/// H.264 in Matroska, keyframes every 50 frames.
+pub const H264_MKV: Spec = spec!(
+    "h264.mkv",
+    [
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "50",
+        "-keyint_min",
+        "50",
+        "-sc_threshold",
+        "0",
+        "-preset",
+        "veryfast"
+    ]
+);
+/// Lossless: FFV1 in RGB, so the CLI's PNG and our RGB must agree exactly.
+pub const FFV1_MKV: Spec = spec!("ffv1.mkv", ["-c:v", "ffv1", "-pix_fmt", "bgr0", "-g", "10"]);
+/// Lossless H.264 in RGB (`libx264rgb -qp 0`).
+pub const X264RGB_MKV: Spec = spec!(
+    "x264rgb.mkv",
+    [
+        "-c:v",
+        "libx264rgb",
+        "-qp",
+        "0",
+        "-g",
+        "20",
+        "-keyint_min",
+        "20",
+        "-sc_threshold",
+        "0",
+        "-preset",
+        "veryfast"
+    ]
+);
+/// MPEG-4 Part 2 in AVI.
+pub const MPEG4_AVI: Spec = spec!(
+    "mpeg4.avi",
+    ["-c:v", "mpeg4", "-q:v", "4", "-g", "12", "-bf", "2"]
+);
+/// VP9 in WebM.
+pub const VP9_WEBM: Spec = spec!(
+    "vp9.webm",
+    [
+        "-c:v",
+        "libvpx-vp9",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "30",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "500k"
+    ]
+);
+/// H.265 in MP4.
+pub const HEVC_MP4: Spec = spec!(
+    "hevc.mp4",
+    [
+        "-c:v",
+        "libx265",
+        "-pix_fmt",
+        "yuv420p",
+        "-x265-params",
+        "keyint=25:min-keyint=25:scenecut=0:log-level=error",
+        "-preset",
+        "ultrafast",
+        "-tag:v",
+        "hvc1"
+    ]
+);
+/// AV1 (SVT-AV1) in MP4.
+pub const AV1_MP4: Spec = spec!(
+    "av1.mp4",
+    [
+        "-c:v",
+        "libsvtav1",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+        "-preset",
+        "12",
+        "-svtav1-params",
+        "scd=0"
+    ]
+);
+/// BT.709 full-range H.264: the conversion has to follow the stream's tags.
+pub const H264_709_FULL: Spec = spec!(
+    "h264_709_full.mkv",
+    [
+        "-vf",
+        "scale=out_color_matrix=bt709:out_range=full",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        "-colorspace",
+        "bt709",
+        "-color_primaries",
+        "bt709",
+        "-color_trc",
+        "bt709",
+        "-color_range",
+        "pc",
+        "-g",
+        "25",
+        "-preset",
+        "veryfast"
+    ]
+);
+
+/// Every codec and container the sampling tests cover.
+pub const ALL: &[&Spec] = &[
+    &H264_MP4,
+    &H264_FASTSTART,
+    &H264_MKV,
+    &FFV1_MKV,
+    &X264RGB_MKV,
+    &MPEG4_AVI,
+    &VP9_WEBM,
+    &HEVC_MP4,
+    &AV1_MP4,
+    &H264_709_FULL,
+];
+
+/// Where this binary's videos go (removed at exit with the process's temp dir).
+pub fn dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
+        .path()
+}
+
+/// The video of `spec`, made on first use.
+pub fn video(spec: &Spec) -> PathBuf {
+    static MADE: OnceLock<Mutex<HashMap<&'static str, PathBuf>>> = OnceLock::new();
+    let mut made = MADE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    made.entry(spec.name)
+        .or_insert_with(|| {
+            let out = dir().join(spec.name);
+            ffmpeg(spec.args, &out);
+            out
+        })
+        .clone()
+}
+
+/// Runs `ffmpeg -y ARGS OUT`, failing the test with its stderr.
+pub fn ffmpeg(args: &[&str], out: &Path) {
+    let output = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(args)
+        .arg(out)
+        .output()
+        .expect("ffmpeg runs (scripts/setup.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?} {}: {}",
+        out.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The frame `ffmpeg -ss T -i VIDEO -frames:v 1 x.png` writes.
+pub fn cli_frame(video: &Path, t: f64) -> RgbImage {
+    let out = dir().join(format!(
+        "{}-{t}.png",
+        video.file_name().unwrap().to_string_lossy()
+    ));
+    let ss = format!("{t}");
+    ffmpeg(
+        &[
+            "-ss",
+            &ss,
+            "-i",
+            video.to_str().unwrap(),
+            "-frames:v",
+            "1",
+            "-f",
+            "image2",
+        ],
+        &out,
+    );
+    image::open(&out).expect("the CLI's PNG").to_rgb8()
+}
+
+/// Presentation times (seconds from the container's start, as `t` counts)
+/// of the frames `ffprobe` decodes as keyframes.
+pub fn keyframe_times(video: &Path) -> Vec<f64> {
+    let probe = |args: &[&str]| {
+        let output = Command::new("ffprobe")
+            .args(["-v", "error"])
+            .args(args)
+            .arg(video)
+            .output()
+            .expect("ffprobe runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let start: f64 = probe(&["-show_entries", "format=start_time", "-of", "csv=p=0"])
+        .trim()
+        .parse()
+        .unwrap_or(0.0);
+    let frames = probe(&[
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "frame=key_frame,best_effort_timestamp_time",
+        "-of",
+        "csv=p=0",
+    ]);
+    frames
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            let (key, t) = (fields.next()?, fields.next()?);
+            (key == "1").then(|| t.parse::<f64>().ok()).flatten()
+        })
+        .map(|t| t - start)
+        .collect()
+}
+
+/// Largest and mean absolute difference of two images' samples.
+pub fn diff(a: &RgbImage, b: &RgbImage) -> (u8, f64) {
+    assert_eq!(a.dimensions(), b.dimensions(), "image sizes");
+    let mut max = 0u8;
+    let mut sum = 0u64;
+    for (x, y) in a.as_raw().iter().zip(b.as_raw()) {
+        let d = x.abs_diff(*y);
+        max = max.max(d);
+        sum += u64::from(d);
+    }
+    (max, sum as f64 / a.as_raw().len() as f64)
+}
