@@ -124,7 +124,7 @@ impl Converter {
 
     /// The frame as RGB, rotated. Its dimensions were checked against the
     /// limits by the caller.
-    pub(crate) fn to_rgb(
+    pub(crate) fn convert(
         &mut self,
         frame: &frame::Video,
         rotation: Rotation,

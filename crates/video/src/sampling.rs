@@ -123,8 +123,8 @@ mod tests {
 
     #[test]
     fn fps_targets_stay_inside_the_timeline() {
-        let plan = plan(Sampling::Fps(2.0), 2.0, 256).unwrap();
-        assert_eq!(plan.targets, vec![0.25, 0.75, 1.25, 1.75]);
+        let two = plan(Sampling::Fps(2.0), 2.0, 256).unwrap();
+        assert_eq!(two.targets, vec![0.25, 0.75, 1.25, 1.75]);
         // 1.2 s at 1 fps: 0.5 fits, 1.5 does not.
         assert_eq!(
             plan(Sampling::Fps(1.0), 1.2, 256).unwrap().targets,

@@ -154,6 +154,7 @@ pub struct Video<'a> {
     last_dts: Option<i64>,
     last_keyframe_entry: Option<i64>,
     failed_packets: usize,
+    corrupt_packets: usize,
     untimed_frames: usize,
 }
 
@@ -317,6 +318,7 @@ impl<'a> Video<'a> {
             last_dts: None,
             last_keyframe_entry: None,
             failed_packets: 0,
+            corrupt_packets: 0,
             untimed_frames: 0,
         })
     }
@@ -377,7 +379,7 @@ impl<'a> Video<'a> {
                 repeats += 1;
             } else {
                 last_emitted = Some(held.pts);
-                let image = match self.converter.to_rgb(&held.frame, self.rotation) {
+                let image = match self.converter.convert(&held.frame, self.rotation) {
                     Ok(image) => image,
                     Err(error) => {
                         stopped = Some(error);
@@ -476,6 +478,12 @@ impl<'a> Video<'a> {
                 "{concealed} sampled frames had decoding errors (concealed by the decoder)"
             ));
         }
+        if self.corrupt_packets > 0 {
+            self.warnings.push(format!(
+                "{} packets were incomplete or damaged as read from the container",
+                self.corrupt_packets
+            ));
+        }
         if self.failed_packets > 0 {
             self.warnings
                 .push(format!("{} packets failed to decode", self.failed_packets));
@@ -490,10 +498,17 @@ impl<'a> Video<'a> {
 
     /// The first frame at or after `target` (stream units) into `held`.
     fn accurate(&mut self, target: i64) -> Result<(), VideoError> {
-        if self.exhausted || self.held.as_ref().is_some_and(|h| h.pts >= target) {
+        if self.held.as_ref().is_some_and(|h| h.pts >= target) {
             return Ok(());
         }
-        let forward = match (self.keyframe_entry(target), self.last_dts) {
+        let entry = self.keyframe_entry(target);
+        // After the end of the data only the index can say there is more
+        // (past a stretch the demuxer could not read).
+        if self.exhausted && !matches!((entry, self.last_dts), (Some(kf), Some(read)) if kf > read)
+        {
+            return Ok(());
+        }
+        let forward = match (entry, self.last_dts) {
             (Some(keyframe), Some(read)) => keyframe <= read,
             _ => false,
         };
@@ -606,6 +621,7 @@ impl<'a> Video<'a> {
                     if let Some(ts) = packet.dts().or(packet.pts()) {
                         self.last_dts = Some(ts);
                     }
+                    self.corrupt_packets += usize::from(packet.is_corrupt());
                     match self.decoder.send_packet(&packet) {
                         Ok(()) => {}
                         Err(_) => self.failed_packets += 1,
@@ -613,9 +629,9 @@ impl<'a> Video<'a> {
                 }
                 Err(FfError::Eof) => {
                     if self.index_past_end {
-                        self.read_error = Some(
-                            self.truncated("the data ends before the samples its index lists"),
-                        );
+                        self.read_error = Some(VideoError::Truncated(
+                            "the data ends before the samples its index lists".into(),
+                        ));
                     }
                     self.end_input();
                 }
@@ -636,10 +652,6 @@ impl<'a> Video<'a> {
         let _ = self.decoder.send_eof();
     }
 
-    fn truncated(&self, what: &str) -> VideoError {
-        VideoError::Truncated(format!("{what}, after t={:.3} s", self.decoded_until()))
-    }
-
     /// A demuxer error: truncated when the input ran out, corrupt otherwise.
     /// Either way the input ends there, as it does for the `ffmpeg` CLI.
     fn read_failure(&self, error: FfError) -> VideoError {
@@ -649,19 +661,10 @@ impl<'a> Video<'a> {
             !pb.is_null() && ffi::avio_feof(pb) != 0
         };
         if at_end || self.index_past_end {
-            self.truncated(&format!("reading failed at the end of the data ({error})"))
+            VideoError::Truncated(format!("reading failed at the end of the data ({error})"))
         } else {
-            VideoError::Corrupt(format!(
-                "reading the container failed after t={:.3} s ({error})",
-                self.decoded_until()
-            ))
+            VideoError::Corrupt(format!("reading the container failed ({error})"))
         }
-    }
-
-    fn decoded_until(&self) -> f64 {
-        self.held
-            .as_ref()
-            .map_or(0.0, |h| self.seconds(h.pts - self.origin))
     }
 
     /// Timestamp of the index entry a backward seek to `ts` would use.

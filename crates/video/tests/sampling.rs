@@ -217,8 +217,7 @@ fn bytes_decode_as_the_file_does() {
 #[test]
 fn a_video_named_jpg_is_a_video() {
     let path = video(&common::H264_MP4);
-    let renamed = common::dir().join("holiday.jpg");
-    std::fs::copy(&path, &renamed).unwrap();
+    let renamed = common::derived("holiday.jpg", &path, |bytes| bytes);
     let out = sample(
         Source::Path(&renamed),
         Sampling::Frames(4),
@@ -314,8 +313,8 @@ fn rotated_video_is_turned_as_the_cli_turns_it() {
     // A phone's portrait video: landscape frames and a display matrix
     // (FFmpeg 5.1's MP4 muxer writes one from the `rotate` tag when copying).
     let src = video(&common::X264RGB_MKV);
-    let rotated = common::dir().join("rotated.mp4");
-    common::ffmpeg(
+    let rotated = common::make(
+        "rotated.mp4",
         &[
             "-i",
             src.to_str().unwrap(),
@@ -324,7 +323,6 @@ fn rotated_video_is_turned_as_the_cli_turns_it() {
             "-metadata:s:v:0",
             "rotate=90",
         ],
-        &rotated,
     );
     let video = Video::open(Source::Path(&rotated), &VideoLimits::default()).unwrap();
     assert!(

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)] // each test binary uses its own part of this
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
@@ -195,27 +194,66 @@ pub const ALL: &[&Spec] = &[
     &H264_709_FULL,
 ];
 
-/// Where this binary's videos go (removed at exit with the process's temp dir).
+/// Where the videos go: cargo's scratch directory for integration tests
+/// (under `target/`), shared by the test binaries and kept between runs.
+/// Names carry a hash of the arguments that make them, so a changed spec
+/// is a new file.
 pub fn dir() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"))
-        .path()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dfscan-video");
+        std::fs::create_dir_all(&dir).expect("test directory");
+        dir
+    })
 }
 
-/// The video of `spec`, made on first use.
+/// `dir()/NAME` with `key` hashed into it: `h264-1a2b3c4d.mp4`.
+fn keyed(name: &str, key: &[&str]) -> PathBuf {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64; // FNV-1a
+    for byte in key.join("\0").bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+    dir().join(format!("{stem}-{:08x}.{ext}", hash as u32))
+}
+
+/// The video of `spec`, made unless an earlier run made it.
 pub fn video(spec: &Spec) -> PathBuf {
-    static MADE: OnceLock<Mutex<HashMap<&'static str, PathBuf>>> = OnceLock::new();
-    let mut made = MADE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    made.entry(spec.name)
-        .or_insert_with(|| {
-            let out = dir().join(spec.name);
-            ffmpeg(spec.args, &out);
-            out
-        })
-        .clone()
+    let out = keyed(spec.name, spec.args);
+    made(&out, |tmp| ffmpeg(spec.args, tmp));
+    out
+}
+
+/// `ffmpeg ARGS` into `dir()/NAME` (keyed by the arguments), unless made.
+pub fn make(name: &str, args: &[&str]) -> PathBuf {
+    let out = keyed(name, args);
+    made(&out, |tmp| ffmpeg(args, tmp));
+    out
+}
+
+/// `dir()/NAME` holding `edit` of `source`'s bytes (a cut, a patched
+/// header, a renamed copy), keyed by the source, made once.
+pub fn derived(name: &str, source: &Path, edit: impl FnOnce(Vec<u8>) -> Vec<u8>) -> PathBuf {
+    let out = keyed(name, &[&source.to_string_lossy()]);
+    made(&out, |tmp| {
+        let bytes = std::fs::read(source).expect("the source video");
+        std::fs::write(tmp, edit(bytes)).expect("write");
+    });
+    out
+}
+
+/// Runs `make` on a temporary name beside `out` and renames it into place,
+/// so that a concurrent or interrupted run never sees half a file.
+fn made(out: &Path, make: impl FnOnce(&Path)) {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if out.exists() {
+        return;
+    }
+    let name = out.file_name().unwrap().to_string_lossy();
+    let tmp = out.with_file_name(format!("partial-{}-{name}", std::process::id()));
+    make(&tmp);
+    std::fs::rename(&tmp, out).expect("rename into place");
 }
 
 /// Runs `ffmpeg -y ARGS OUT`, failing the test with its stderr.
@@ -236,24 +274,20 @@ pub fn ffmpeg(args: &[&str], out: &Path) {
 
 /// The frame `ffmpeg -ss T -i VIDEO -frames:v 1 x.png` writes.
 pub fn cli_frame(video: &Path, t: f64) -> RgbImage {
-    let out = dir().join(format!(
-        "{}-{t}.png",
-        video.file_name().unwrap().to_string_lossy()
-    ));
-    let ss = format!("{t}");
-    ffmpeg(
-        &[
-            "-ss",
-            &ss,
-            "-i",
-            video.to_str().unwrap(),
-            "-frames:v",
-            "1",
-            "-f",
-            "image2",
-        ],
-        &out,
-    );
+    let name = format!("{}-{t}.png", video.file_name().unwrap().to_string_lossy());
+    let (video_arg, ss) = (video.to_str().unwrap(), format!("{t}"));
+    let args = [
+        "-ss",
+        &ss,
+        "-i",
+        video_arg,
+        "-frames:v",
+        "1",
+        "-f",
+        "image2",
+    ];
+    let out = keyed(&name, &args);
+    made(&out, |tmp| ffmpeg(&args, tmp));
     image::open(&out).expect("the CLI's PNG").to_rgb8()
 }
 
