@@ -12,10 +12,13 @@ ARG DEBIAN=bookworm
 FROM rust:${RUST_VERSION}-${DEBIAN} AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # cmake + nasm build the bundled libjpeg-turbo; python3 answers torch-sys's
-# `import torch`.
+# `import torch`; FFmpeg's -dev packages, pkg-config and clang/libclang
+# (bindgen) build crates/video against the system FFmpeg.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends cmake nasm python3 python3-venv \
+       pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev \
+       libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev \
     && rm -rf /var/lib/apt/lists/*
 # libtorch is the PyPI wheel, as in scripts/setup.sh (tch 0.24 needs exactly
 # 2.11.0). Its own layer: it changes far less often than the source.
@@ -44,10 +47,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     && cp -a --parents "$(readlink -f /opt/torch/site-packages)/nvidia" /runtime/
 
 FROM debian:${DEBIAN}-slim AS worker
-# ca-certificates: downloads from the Hugging Face hub.
+# ca-certificates: downloads from the Hugging Face hub. FFmpeg's runtime
+# libraries, the ones the binary links (bookworm's sonames: FFmpeg 5.1).
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
+       libavcodec59 libavformat59 libavutil57 libswscale6 \
     && rm -rf /var/lib/apt/lists/*
 # torch/lib and the nvidia/* libraries it loads (its RUNPATH is
 # $ORIGIN/../../nvidia/...), at the path the binary's rpath names.

@@ -12,8 +12,10 @@
 #     as `.face-detector`;
 #   - redis-server (used by the queue and cluster tests), cmake and nasm
 #     (turbojpeg-sys builds its bundled libjpeg-turbo, SIMD included, with
-#     them), and docker-compose (checks deploy/docker-compose.yml), when they
-#     are missing.
+#     them), docker-compose (checks deploy/docker-compose.yml), FFmpeg's
+#     -dev packages with pkg-config, clang and libclang (crates/video links
+#     the system FFmpeg; bindgen reads its headers) and the ffmpeg CLI (the
+#     video tests make their videos with it), when they are missing.
 # The cargo config (.cargo/config.toml) finds libtorch through `.venv`, so after
 # this script `cargo build` / `cargo test` need nothing exported.
 set -euo pipefail
@@ -54,8 +56,13 @@ make_venv() {
 # Debian packages (each named like the command it provides), installed only
 # when that command is missing.
 missing=()
-for pkg in redis-server cmake nasm g++ docker-compose; do
+for pkg in redis-server cmake nasm g++ docker-compose pkg-config clang ffmpeg; do
   command -v "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+# Libraries and headers, which no command names.
+for pkg in libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
+  libavfilter-dev libavdevice-dev libclang-dev; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
 done
 # Debian's own Python needs python3-venv for `-m venv`.
 "$python" -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
