@@ -12,6 +12,7 @@ use dfscan_client::ClientSettings;
 use dfscan_coordinator::CoordinatorMetrics;
 use dfscan_coordinator::CoordinatorSettings;
 use dfscan_core::settings::ModelSettings;
+use dfscan_core::video::VideoSettings;
 use dfscan_core::FaceSettings;
 use dfscan_process::coordinator::{
     bind, run as run_coordinator, scrape, serve_on, AuthArgs, CoordinatorArgs, CoordinatorConfig,
@@ -40,6 +41,7 @@ pub struct ClusterConfig {
     pub redis: Option<String>,
     pub queue: QueueSettings,
     pub faces: FaceSettings,
+    pub video: VideoSettings,
     pub worker: WorkerSettings,
     pub coordinator: CoordinatorSettings,
     pub client: ClientSettings,
@@ -274,6 +276,7 @@ async fn start_worker(
     } else {
         let (settings, faces) = (cfg.model.clone(), cfg.faces.clone());
         faces.validate().map_err(anyhow::Error::msg)?;
+        cfg.video.validate().map_err(anyhow::Error::msg)?;
         let max_rows = cfg.worker.max_batch;
         let engine = tokio::task::spawn_blocking(move || {
             dfscan_model::load_engine(&settings, &faces, max_rows)
@@ -286,6 +289,7 @@ async fn start_worker(
             decode_threads: cfg.model.decode_threads,
             limits: dfscan_model::decode_limits(&cfg.model),
             faces: cfg.faces.clone(),
+            video: cfg.video.clone(),
         };
         (scoring, model)
     };

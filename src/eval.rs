@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use dfscan_core::metrics::EvalReport;
+use dfscan_model::ItemScore;
 
 use crate::model_args::LocalModelArgs;
 
@@ -21,10 +22,10 @@ pub struct EvalArgs {
 }
 
 pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
-    let (settings, faces) = args.model.settings(config)?;
+    let settings = args.model.settings(config)?;
     // The folder is checked before the model spends its time loading.
     let folders = label_folders(&args.dir)?;
-    let scorer = crate::score::load_scorer(&settings, &faces)?;
+    let scorer = crate::score::load_scorer(&settings)?;
     let info = scorer.engine().info();
     let (paths, truth) = labelled_images(&args.dir, folders, &info.labels)?;
     let progress = crate::score::progress_bar(paths.len() as u64);
@@ -34,8 +35,11 @@ pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
         progress.inc(1);
         // An image without a face in mode `require` has no score to count.
         let result = result.and_then(|s| {
-            s.prediction
-                .ok_or_else(|| format!("no face found (outcome {})", s.outcome.name()))
+            let (prediction, outcome) = match s {
+                ItemScore::Image(s) => (s.prediction, s.outcome),
+                ItemScore::Video(s) => (s.prediction, s.outcome),
+            };
+            prediction.ok_or_else(|| format!("no face found (outcome {})", outcome.name()))
         });
         match result {
             Ok(p) => {

@@ -1,6 +1,7 @@
-//! Turning the PATH arguments into the list of images to score. Files
-//! named explicitly are always scored (a bad one gets an error line);
-//! directories are walked as `dfscan_imaging::images_under` does.
+//! Turning the PATH arguments into the list of images and videos to score.
+//! Files named explicitly are always scored (a bad one gets an error line;
+//! what a file is comes from its content); directories are walked for the
+//! image and video extensions, as `dfscan_imaging::files_under` walks.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ pub fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     for path in paths {
         if path.is_dir() {
             out.extend(
-                dfscan_imaging::images_under(path)
+                dfscan_imaging::files_under(path, &extensions())
                     .with_context(|| format!("listing {}", path.display()))?,
             );
         } else {
@@ -22,13 +23,22 @@ pub fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The error for PATH arguments that hold no image.
+/// What a folder walk takes: image and video extensions.
+fn extensions() -> Vec<&'static str> {
+    let images = dfscan_imaging::IMAGE_EXTENSIONS.iter();
+    images
+        .chain(dfscan_model::VIDEO_EXTENSIONS)
+        .copied()
+        .collect()
+}
+
+/// The error for PATH arguments that hold no image or video.
 pub fn none_found(paths: &[PathBuf]) -> String {
     let named: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     format!(
-        "no images found under {} (looked for files ending in {})",
+        "no images or videos found under {} (looked for files ending in {})",
         named.join(", "),
-        dfscan_imaging::IMAGE_EXTENSIONS.join(", ")
+        extensions().join(", ")
     )
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use dfscan_core::settings::ModelSettings;
+use dfscan_core::video::VideoSettings;
 use dfscan_core::FaceSettings;
 use dfscan_process::settings::{self, FlagKeys};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,9 @@ pub struct ModelArgs {
     #[command(flatten)]
     #[serde(skip)]
     faces: FaceArgs,
+    #[command(flatten)]
+    #[serde(skip)]
+    video: VideoArgs,
     /// f32, bf16 or f16
     #[arg(long)]
     dtype: Option<String>,
@@ -51,6 +55,7 @@ impl ModelArgs {
         let mut overrides = settings::flag_overrides(self, Self::KEYS);
         overrides.extend(self.runtime.overrides());
         overrides.extend(settings::flag_overrides(&self.faces, FaceArgs::KEYS));
+        overrides.extend(settings::flag_overrides(&self.video, VideoArgs::KEYS));
         overrides
     }
 
@@ -78,22 +83,62 @@ impl LocalModelArgs {
     const KEYS: FlagKeys = &[("batch_size", "batch_size")];
 
     /// Settings from defaults ← `config` file ← `DFSCAN_*` ← these flags:
-    /// the model's and the faces'.
-    pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<(ModelSettings, FaceSettings)> {
+    /// the model's, the faces' and the videos'.
+    pub fn settings(&self, config: Option<&Path>) -> anyhow::Result<LocalSettings> {
         let mut overrides = self.model.overrides();
         overrides.extend(settings::flag_overrides(self, Self::KEYS));
-        let mut settings: ModelSettings = settings::load(config, &overrides)?;
-        self.model.apply_lists(&mut settings);
-        let faces: FacesSection = settings::load(config, &overrides)?;
-        Ok((settings, faces.faces))
+        let mut model: ModelSettings = settings::load(config, &overrides)?;
+        self.model.apply_lists(&mut model);
+        let sections: Sections = settings::load(config, &overrides)?;
+        Ok(LocalSettings {
+            model,
+            faces: sections.faces,
+            video: sections.video,
+        })
     }
 }
 
-/// The `faces` section alone, as [`settings::load`] reads a section.
+/// What `score` and `eval` run with.
+pub struct LocalSettings {
+    pub model: ModelSettings,
+    pub faces: FaceSettings,
+    pub video: VideoSettings,
+}
+
+/// The `faces` and `video` sections, as [`settings::load`] reads sections.
 #[derive(Default, Deserialize)]
 #[serde(default)]
-struct FacesSection {
+struct Sections {
     faces: FaceSettings,
+    video: VideoSettings,
+}
+
+/// How videos are sampled (section `video`), for every subcommand that runs
+/// the model.
+#[derive(Args, Debug, Default, Serialize)]
+#[command(mut_args(settings::show_defaults(Self::KEYS)))]
+pub struct VideoArgs {
+    /// Frames sampled from each video, evenly spaced over its duration
+    #[arg(long)]
+    frames: Option<u32>,
+    /// Sample this many frames per second instead of --frames
+    #[arg(long)]
+    fps: Option<f64>,
+    /// Take the keyframe before each sample time (fast) instead of the exact frame
+    #[arg(long)]
+    keyframes_only: bool,
+    /// How a face track's score comes from its faces': confident (the DFDC winner's), mean or max
+    #[arg(long)]
+    track_aggregation: Option<String>,
+}
+
+impl VideoArgs {
+    const KEYS: FlagKeys = &[
+        ("frames", "video.frames"),
+        ("fps", "video.fps"),
+        ("keyframes_only", "video.keyframes_only"),
+        ("track_aggregation", "video.track_aggregation"),
+    ];
 }
 
 /// How faces are found, cut and combined (section `faces`), for every

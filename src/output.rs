@@ -17,7 +17,8 @@ use std::io::Write;
 
 use clap::ValueEnum;
 use dfscan_core::prediction::ScoreMap;
-use dfscan_core::{FaceScore, ImageScore, ModelIdentity, Outcome, Prediction};
+use dfscan_core::video::{FrameScore, TrackScore};
+use dfscan_core::{FaceScore, ItemScore, ModelIdentity, Outcome, Prediction};
 use serde::Serialize;
 
 /// Standard output for results. A reader that stops reading (`| head`) is
@@ -83,7 +84,7 @@ pub struct Row<'a> {
     /// The item id, for results from the cluster.
     pub id: Option<&'a str>,
     pub path: &'a str,
-    pub result: Result<&'a ImageScore, &'a str>,
+    pub result: Result<&'a ItemScore, &'a str>,
     pub model: &'a ModelIdentity,
     /// The detector that looked for the image's faces (results with faces).
     pub face_detector: Option<&'a ModelIdentity>,
@@ -98,6 +99,11 @@ struct JsonLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     id: Option<&'a str>,
     path: &'a str,
+    /// `image` or `video`; none for an error (what the input was may be
+    /// unknown).
+    media: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_s: Option<f64>,
     label: Option<&'a str>,
     scores: Option<ScoreMap<'a>>,
     fake_score: Option<f32>,
@@ -106,7 +112,14 @@ struct JsonLine<'a> {
     face_detector: Option<&'a ModelIdentity>,
     #[serde(skip_serializing_if = "Option::is_none")]
     faces: Option<&'a [FaceScore]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frames: Option<&'a [FrameScore]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracks: Option<&'a [TrackScore]>,
     outcome: &'static str,
+    /// Why a video's result covers fewer frames than asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial: Option<&'a str>,
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     verdict: Option<&'a str>,
@@ -177,21 +190,34 @@ impl<W: Write> ResultWriter<W> {
             Ok(s) => (Some(s), None),
             Err(e) => (None, Some(e)),
         };
-        let pred = score.and_then(|s| s.prediction.as_ref());
-        let faces = score.and_then(|s| s.faces.as_deref());
-        let outcome = score.map_or(Outcome::Error, |s| s.outcome).name();
+        let pred = score.and_then(ItemScore::prediction);
+        let (image, video) = match score {
+            Some(ItemScore::Image(s)) => (Some(s), None),
+            Some(ItemScore::Video(v)) => (None, Some(v)),
+            None => (None, None),
+        };
+        let faces = image.and_then(|s| s.faces.as_deref());
+        // A video's frames say whether faces were looked for.
+        let looked =
+            faces.is_some() || video.is_some_and(|v| v.frames.iter().any(|f| f.faces.is_some()));
+        let outcome = score.map_or(Outcome::Error, ItemScore::outcome).name();
         match self.format {
             Format::Jsonl => {
                 let line = JsonLine {
                     id: row.id.filter(|_| self.with_id),
                     path: row.path,
+                    media: score.map(ItemScore::media),
+                    duration_s: video.map(|v| v.duration_s),
                     label: pred.map(|p| p.label.as_str()),
                     scores: pred.map(|p| ScoreMap(&p.scores)),
                     fake_score: pred.map(|p| p.fake_score),
                     model: row.model,
-                    face_detector: faces.and(row.face_detector),
+                    face_detector: row.face_detector.filter(|_| looked),
                     faces,
+                    frames: video.map(|v| v.frames.as_slice()),
+                    tracks: video.map(|v| v.tracks.as_slice()),
                     outcome,
+                    partial: video.and_then(|v| v.partial.as_deref()),
                     error,
                     verdict: row.verdict.filter(|v| !v.is_empty()),
                     metadata: row

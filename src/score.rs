@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use dfscan_core::FaceSettings;
 use dfscan_model::Scorer;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::model_args::LocalModelArgs;
+use crate::model_args::{LocalModelArgs, LocalSettings};
 use crate::output::{Format, ResultWriter, Row};
 
 #[derive(Args)]
@@ -31,14 +30,14 @@ pub struct ScoreArgs {
 
 /// Scores every input; `Ok(false)` when some could not be scored.
 pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
-    let (settings, faces) = args.model.settings(config)?;
+    let settings = args.model.settings(config)?;
     let inputs = crate::inputs::collect(&args.paths)?;
     anyhow::ensure!(
         !inputs.is_empty(),
         "{}",
         crate::inputs::none_found(&args.paths)
     );
-    let scorer = load_scorer(&settings, &faces)?;
+    let scorer = load_scorer(&settings)?;
     let info = scorer.engine().info();
     let out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(BufWriter::new(
@@ -95,18 +94,22 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
     Ok(failed == 0)
 }
 
-pub fn load_scorer(
-    settings: &dfscan_core::settings::ModelSettings,
-    faces: &FaceSettings,
-) -> anyhow::Result<Scorer> {
+pub fn load_scorer(settings: &LocalSettings) -> anyhow::Result<Scorer> {
+    let LocalSettings {
+        model,
+        faces,
+        video,
+    } = settings;
     faces.validate().map_err(anyhow::Error::msg)?;
-    let engine = dfscan_model::load_engine(settings, faces, settings.batch_size)?;
+    video.validate().map_err(anyhow::Error::msg)?;
+    let engine = dfscan_model::load_engine(model, faces, model.batch_size)?;
     Ok(Scorer::new(
         engine,
-        settings.decode_threads,
-        dfscan_model::decode_limits(settings),
-        settings.batch_size,
+        model.decode_threads,
+        dfscan_model::decode_limits(model),
+        model.batch_size,
         faces.clone(),
+        video.clone(),
     )?)
 }
 

@@ -177,7 +177,7 @@ fn a_file_with_every_section_is_accepted_by_every_process() {
         let stderr = fails(name, &mut cmd);
         // Each got past its configuration, to the first thing it lacks.
         let expected = match name {
-            "score" => "no images found",
+            "score" => "no images or videos found",
             "train" => "expected a train/ folder",
             "worker" | "coordinator" | "dfscan-coordinator" => no_redis,
             "serve" => "/nonexistent/vit",

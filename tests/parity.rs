@@ -105,7 +105,7 @@ fn probabilities_from_files_match_the_pipeline() {
         let refs = references(model);
         let engine = engine(model);
         let limits = dfscan_model::decode_limits(&ModelSettings::default());
-        let scorer = Scorer::new(engine, 2, limits, 4, whole_images()).unwrap();
+        let scorer = Scorer::new(engine, 2, limits, 4, whole_images(), Default::default()).unwrap();
         let names: Vec<&String> = refs.keys().collect();
         let paths: Vec<PathBuf> = names
             .iter()
@@ -116,7 +116,10 @@ fn probabilities_from_files_match_the_pipeline() {
             let name = names[i];
             let reference = &refs[name];
             let got = result.unwrap_or_else(|e| panic!("{model}/{name}: {e}"));
-            let got = got.prediction.expect("a whole image has a score");
+            let got = got
+                .prediction()
+                .cloned()
+                .expect("a whole image has a score");
             let probs: Vec<f32> = got.scores.iter().map(|(_, p)| *p).collect();
             let diff = max_abs_diff(&probs, &reference.probs);
             assert!(
@@ -268,12 +271,16 @@ fn cuda_probabilities_from_files_match_the_pipeline() {
             let engine = engine_on(model, device, dtype);
             let on = engine.info().device.clone();
             let limits = dfscan_model::decode_limits(&ModelSettings::default());
-            let scorer = Scorer::new(engine, 2, limits, 4, whole_images()).unwrap();
+            let scorer =
+                Scorer::new(engine, 2, limits, 4, whole_images(), Default::default()).unwrap();
             let (mut worst, mut seen) = (0f32, 0);
             scorer.score_files(&paths, |i, result| {
                 let reference = &refs[names[i]];
                 let got = result.unwrap_or_else(|e| panic!("{model}/{}: {e}", names[i]));
-                let got = got.prediction.expect("a whole image has a score");
+                let got = got
+                    .prediction()
+                    .cloned()
+                    .expect("a whole image has a score");
                 let probs: Vec<f32> = got.scores.iter().map(|(_, p)| *p).collect();
                 worst = worst.max(max_abs_diff(&probs, &reference.probs));
                 let mut sorted = reference.probs.clone();

@@ -353,7 +353,10 @@ fn fatal_errors_say_what_to_do_and_say_it_once() {
             .arg(&empty),
     );
     assert!(
-        line.contains(&format!("no images found under {}", empty.display())),
+        line.contains(&format!(
+            "no images or videos found under {}",
+            empty.display()
+        )),
         "{line}"
     );
     assert!(!line.contains("[\""), "a debug list: {line}");

@@ -385,6 +385,8 @@ class ItemResult(_FromRaw):
         return {
             "id": self.id,
             "path": self.id,
+            # The cluster scores images; an error's input may be anything.
+            "media": None if self.outcome == "error" else "image",
             "label": self.label,
             "scores": dict(self.scores) if self.ok else None,
             "fake_score": self.fake_score,

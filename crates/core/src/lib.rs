@@ -6,6 +6,7 @@
 pub mod device;
 pub mod error;
 pub mod faces;
+pub mod item;
 pub mod metrics;
 pub mod prediction;
 pub mod retry;
@@ -15,5 +16,6 @@ pub mod video;
 pub use device::{DType, DeviceRequest};
 pub use error::CoreError;
 pub use faces::{FaceAggregation, FaceMode, FaceScore, FaceSettings, ImageScore, Outcome};
+pub use item::ItemScore;
 pub use prediction::{ModelIdentity, Prediction};
 pub use retry::Backoff;

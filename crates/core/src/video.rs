@@ -183,9 +183,10 @@ impl Default for VideoSettings {
             max_bytes: 2 << 30,
             max_duration_s: 3.0 * 3600.0,
             max_frames: 256,
-            // 8K UHD.
-            max_frame_pixels: 7680 * 4320,
-            max_decode_ms: 120_000,
+            // The largest frame H.264 and H.265 levels 6.2 allow (8K UHD
+            // included).
+            max_frame_pixels: 8192 * 4320,
+            max_decode_ms: 60_000,
         }
     }
 }

@@ -16,6 +16,13 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "gif", "webp", "bm
 
 /// The image files under `dir`, recursively, sorted, hidden entries skipped.
 pub fn images_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    files_under(dir, IMAGE_EXTENSIONS)
+}
+
+/// The files under `dir` with one of `extensions` (any case), recursively,
+/// sorted, hidden entries skipped: [`images_under`], or images and videos
+/// for `dfscan score`.
+pub fn files_under(dir: &Path, extensions: &[&str]) -> std::io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let walk = walkdir::WalkDir::new(dir)
         .follow_links(true)
@@ -24,7 +31,7 @@ pub fn images_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
         .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in walk {
         let entry = entry?;
-        if entry.file_type().is_file() && has_image_extension(entry.path()) {
+        if entry.file_type().is_file() && has_extension(entry.path(), extensions) {
             files.push(entry.into_path());
         }
     }
@@ -69,10 +76,10 @@ pub fn read_file_limited(file: File, max: u64) -> Result<Vec<u8>, ImagingError> 
     Ok(bytes)
 }
 
-fn has_image_extension(path: &Path) -> bool {
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+        .is_some_and(|e| extensions.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
 #[cfg(test)]

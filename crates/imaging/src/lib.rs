@@ -35,7 +35,9 @@ pub use config::PreprocessorConfig;
 pub use crop::{crop, face_square, CropRegion};
 pub use decode::{decode, decode_rgb, Decoded};
 pub use error::ImagingError;
-pub use files::{images_under, label_folders, read_file_limited, read_limited, IMAGE_EXTENSIONS};
+pub use files::{
+    files_under, images_under, label_folders, read_file_limited, read_limited, IMAGE_EXTENSIONS,
+};
 /// The image type every function here takes and returns, so that callers
 /// need no `image` dependency of their own.
 pub use image::{Rgb, RgbImage};

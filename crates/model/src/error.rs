@@ -41,6 +41,8 @@ pub enum ModelError {
     InvalidDetector { path: PathBuf, reason: String },
     #[error("face detection: {0}")]
     FaceSettings(String),
+    #[error("video: {0}")]
+    VideoSettings(String),
     #[error("faces were asked for but no face detector is loaded (see faces.detector)")]
     NoFaceDetector,
 }

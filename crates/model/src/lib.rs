@@ -22,8 +22,11 @@ use dfscan_core::settings::ModelSettings;
 use dfscan_core::{FaceMode, FaceSettings};
 use dfscan_imaging::DecodeLimits;
 
-pub use analysis::{Analysis, Plan, Prepared};
+pub use analysis::{Analysis, Input, Plan, Prepared};
 pub use checkpoint::Checkpoint;
+pub use dfscan_core::ItemScore;
+/// What a folder walk takes for a video, by extension.
+pub use dfscan_video::VIDEO_EXTENSIONS;
 pub use engine::{Engine, EngineOptions, ModelInfo};
 pub use error::ModelError;
 pub use scorer::{ScoreTimes, Scorer};

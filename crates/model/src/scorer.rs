@@ -9,11 +9,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use dfscan_core::{FaceSettings, ImageScore};
-use dfscan_imaging::{read_limited, DecodeLimits};
+use dfscan_core::video::VideoSettings;
+use dfscan_core::FaceSettings;
+use dfscan_imaging::DecodeLimits;
 use rayon::prelude::*;
 
-use crate::analysis::{Analysis, Plan};
+use dfscan_core::ItemScore;
+
+use crate::analysis::{Analysis, Input, Plan};
 use crate::engine::{Engine, LogitsReceiver};
 use crate::error::ModelError;
 
@@ -55,6 +58,7 @@ impl Scorer {
         limits: DecodeLimits,
         batch_size: usize,
         faces: FaceSettings,
+        video: VideoSettings,
     ) -> Result<Self, ModelError> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(decode_threads)
@@ -62,7 +66,7 @@ impl Scorer {
             .build()
             .map_err(|e| ModelError::Spawn(format!("decode threads: {e}")))?;
         Ok(Self {
-            analysis: Analysis::new(engine, limits, faces)?,
+            analysis: Analysis::new(engine, limits, faces, video)?,
             pool,
             batch_size: batch_size.max(1),
         })
@@ -76,7 +80,7 @@ impl Scorer {
     pub fn score_files(
         &self,
         paths: &[PathBuf],
-        mut emit: impl FnMut(usize, Result<ImageScore, String>),
+        mut emit: impl FnMut(usize, Result<ItemScore, String>),
     ) -> ScoreTimes {
         let mut times = ScoreTimes::default();
         let mut in_flight: Option<InFlight> = None;
@@ -96,14 +100,10 @@ impl Scorer {
     fn start(&self, first: usize, chunk: &[PathBuf], times: &mut ScoreTimes) -> InFlight {
         let started = Instant::now();
         let analysis = &self.analysis;
-        let max_bytes = analysis.limits().max_bytes;
         let prepared: Vec<_> = self.pool.install(|| {
             chunk
                 .par_iter()
-                .map(|path| {
-                    let bytes = read_limited(path, max_bytes).map_err(|e| e.to_string())?;
-                    analysis.prepare(&bytes, analysis.faces())
-                })
+                .map(|path| analysis.prepare(Input::File(path), analysis.faces()))
                 .collect()
         });
         let mut good = Vec::with_capacity(chunk.len());
@@ -132,7 +132,7 @@ impl Scorer {
     fn finish(
         &self,
         chunk: InFlight,
-        emit: &mut impl FnMut(usize, Result<ImageScore, String>),
+        emit: &mut impl FnMut(usize, Result<ItemScore, String>),
         times: &mut ScoreTimes,
     ) {
         let waiting = Instant::now();
@@ -148,7 +148,7 @@ impl Scorer {
             None => Vec::new(),
         };
         times.waiting_for_model += waiting.elapsed();
-        let mut scores: Vec<Option<Result<ImageScore, String>>> =
+        let mut scores: Vec<Option<Result<ItemScore, String>>> =
             scores.into_iter().map(Some).collect();
         for (i, slot) in chunk.slots.into_iter().enumerate() {
             let result = slot.and_then(|n| {

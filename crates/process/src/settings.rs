@@ -16,6 +16,7 @@ use dfscan_coordinator::CoordinatorSettings;
 use dfscan_core::settings::train::TrainSettings;
 use dfscan_core::settings::worker::WorkerSettings;
 use dfscan_core::settings::{KnownKeys, ModelSettings, Section};
+use dfscan_core::video::VideoSettings;
 use dfscan_core::CoreError;
 use dfscan_core::FaceSettings;
 use dfscan_queue::QueueSettings;
@@ -52,6 +53,7 @@ pub fn known() -> &'static KnownKeys {
         KnownKeys::default()
             .with::<ModelSettings>()
             .with::<FaceSettings>()
+            .with::<VideoSettings>()
             .with::<LogSettings>()
             .with::<QueueUrl>()
             .with::<QueueSettings>()

@@ -9,11 +9,12 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use dfscan_core::{FaceSettings, ImageScore, Prediction};
+use dfscan_core::video::VideoSettings;
+use dfscan_core::{FaceSettings, ImageScore, ItemScore, Prediction};
 use dfscan_imaging::DecodeLimits;
 use dfscan_model::analysis::{batch_failed, Scores};
 use dfscan_model::engine::LogitsReceiver;
-use dfscan_model::{Analysis, Engine, ModelError, Plan, Prepared};
+use dfscan_model::{Analysis, Engine, Input, ModelError, Plan, Prepared};
 use dfscan_proto::v1::item::Source;
 use dfscan_proto::v1::{Item, ItemResult, ModelIdentity};
 use dfscan_queue::error_result;
@@ -33,6 +34,8 @@ pub enum Inference {
         limits: DecodeLimits,
         /// How items' faces are found unless their job says otherwise.
         faces: FaceSettings,
+        /// How videos are sampled and bounded.
+        video: VideoSettings,
     },
     /// Benchmark-only: no decoding and no model. Every item gets label
     /// "Real" with probability 1 (identity `{name: model, sha256: "noop"}`),
@@ -84,7 +87,7 @@ impl ModelBackend {
             }
             None => return Err("the item has neither data nor a URI".into()),
         };
-        self.analysis.prepare(bytes, faces)
+        self.analysis.prepare(Input::Bytes(bytes), faces)
     }
 }
 
@@ -108,6 +111,7 @@ impl Runner {
                 decode_threads,
                 limits,
                 faces,
+                video,
             } => {
                 let pool = rayon::ThreadPoolBuilder::new()
                     .num_threads(decode_threads)
@@ -130,7 +134,7 @@ impl Runner {
                     device: info.device.clone(),
                     dtype: info.dtype.to_string(),
                     backend: Backend::Model(Arc::new(ModelBackend {
-                        analysis: Analysis::new(engine, limits, faces)
+                        analysis: Analysis::new(engine, limits, faces, video)
                             .map_err(WorkerError::Engine)?,
                         pool,
                         uris,
@@ -303,12 +307,15 @@ impl Runner {
                 }
                 Err(e) => Ok(batch_failed(plans.len(), &e)
                     .into_iter()
-                    .map(|p| p.map(ImageScore::whole))
+                    .map(|p| p.map(|p| ItemScore::Image(ImageScore::whole(p))))
                     .collect()),
                 Ok(_) => {
                     let certain =
                         Prediction::from_probabilities(&self.labels, &[1.0, 0.0], self.fake_index);
-                    Ok(vec![Ok(ImageScore::whole(certain)); plans.len()])
+                    Ok(vec![
+                        Ok(ItemScore::Image(ImageScore::whole(certain)));
+                        plans.len()
+                    ])
                 }
             },
         }
@@ -319,10 +326,17 @@ impl Runner {
         &self,
         id: String,
         index: u64,
-        score: Result<ImageScore, String>,
+        score: Result<ItemScore, String>,
     ) -> ItemResult {
         match score {
-            Ok(score) => {
+            // The proto has no video fields yet: a video is scored by
+            // `dfscan score` alone for now.
+            Ok(ItemScore::Video(_)) => error_result(
+                &id,
+                index,
+                "video results are not carried through the cluster yet: score videos with dfscan score",
+            ),
+            Ok(ItemScore::Image(score)) => {
                 let mut result = ItemResult {
                     id,
                     index,

@@ -4,7 +4,7 @@
 //! CPU thread: decode, find the faces on the model thread, cut and
 //! preprocess each face's crop), how prepared items travel to the model
 //! thread as one batch ([`Analysis::batch`], [`Analysis::submit_blocking`]),
-//! and how the batch's logits become each item's [`ImageScore`]
+//! and how the batch's logits become each item's [`ItemScore`]
 //! ([`Analysis::scores`]). The callers own only their scheduling (files in
 //! order with two batches in flight; claimed tasks merged into batches),
 //! so whatever an item's analysis grows (frames, explanations) is written
@@ -12,19 +12,25 @@
 //!
 //! An item is one or more classifier rows: the whole image (faces off, or
 //! none found in mode `auto`), or one row per face; none in mode `require`
-//! without a face. Its [`Plan`] says which, and travels beside the batch so
-//! that each item's rows come back to it.
+//! without a face. A video (recognised by content) is its sampled frames'
+//! rows, each frame treated as an image ([`video`]). Its [`Plan`] says
+//! which, and travels beside the batch so that each item's rows come back
+//! to it.
+
+mod image;
+mod video;
+
+use std::path::Path;
 
 use dfscan_core::prediction::softmax;
-use dfscan_core::{FaceMode, FaceScore, FaceSettings, ImageScore, Prediction};
-use dfscan_imaging::{
-    align_face, aligned_region, crop, decode, face_square, pixel_values_into, CropRegion,
-    DecodeLimits, RgbImage,
-};
+use dfscan_core::video::VideoSettings;
+use dfscan_core::{FaceMode, FaceSettings, ItemScore, Prediction};
+use dfscan_imaging::{read_limited, DecodeLimits};
 
 use crate::engine::{Engine, LogitsReceiver, ModelInfo};
 use crate::error::ModelError;
-use crate::faces::{self, Face};
+pub use image::ImagePlan;
+pub use video::VideoPlan;
 
 /// A model with the limits its inputs are decoded under and the face
 /// settings items get unless they bring their own.
@@ -32,6 +38,16 @@ pub struct Analysis {
     engine: Engine,
     limits: DecodeLimits,
     faces: FaceSettings,
+    video: VideoSettings,
+}
+
+/// Where an item's bytes are: a file is opened by the video decoder itself
+/// when it is a video (which may be far larger than any image), read whole
+/// when it is an image.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    Bytes(&'a [u8]),
+    File(&'a Path),
 }
 
 /// An item ready for the classifier: its rows' pixel values and what they
@@ -51,22 +67,15 @@ impl Prepared {
 /// What an item's rows are, kept while its pixels are at the model.
 #[derive(Debug, Clone)]
 pub enum Plan {
-    /// One row: the whole image, faces not looked for.
-    Whole,
-    /// One row per face, then, with `whole`, one for the whole image (no
-    /// face found in mode `auto`).
-    Faces {
-        faces: Vec<(Face, CropRegion)>,
-        whole: bool,
-        settings: FaceSettings,
-    },
+    Image(ImagePlan),
+    Video(VideoPlan),
 }
 
 impl Plan {
     pub fn rows(&self) -> usize {
         match self {
-            Self::Whole => 1,
-            Self::Faces { faces, whole, .. } => faces.len() + usize::from(*whole),
+            Self::Image(plan) => plan.rows(),
+            Self::Video(plan) => plan.rows(),
         }
     }
 }
@@ -88,7 +97,7 @@ impl Batch {
 pub type Predictions = Vec<Result<Prediction, String>>;
 
 /// Per item, in batch order: its score or its error.
-pub type Scores = Vec<Result<ImageScore, String>>;
+pub type Scores = Vec<Result<ItemScore, String>>;
 
 /// What each of a batch's `rows` rows gets when the model could not run it.
 pub fn batch_failed(rows: usize, e: &ModelError) -> Predictions {
@@ -101,8 +110,10 @@ impl Analysis {
         engine: Engine,
         limits: DecodeLimits,
         faces: FaceSettings,
+        video: VideoSettings,
     ) -> Result<Self, ModelError> {
         faces.validate().map_err(ModelError::FaceSettings)?;
+        video.validate().map_err(ModelError::VideoSettings)?;
         if faces.mode != FaceMode::Off && engine.info().face_detector.is_none() {
             return Err(ModelError::NoFaceDetector);
         }
@@ -110,6 +121,7 @@ impl Analysis {
             engine,
             limits,
             faces,
+            video,
         })
     }
 
@@ -130,83 +142,45 @@ impl Analysis {
         &self.faces
     }
 
-    /// Decodes one item's bytes, finds its faces as `faces` says (blocking
-    /// on the model thread for the detector) and preprocesses its rows; the
-    /// error is the item's message.
-    pub fn prepare(&self, bytes: &[u8], faces: &FaceSettings) -> Result<Prepared, String> {
+    /// How videos are sampled and bounded.
+    pub fn video(&self) -> &VideoSettings {
+        &self.video
+    }
+
+    /// Prepares one item: a video (by content) through [`video`], an
+    /// image through [`image`]; with faces as `faces` says (blocking on the
+    /// model thread for the detector). The error is the item's message.
+    pub fn prepare(&self, input: Input<'_>, faces: &FaceSettings) -> Result<Prepared, String> {
         let info = self.engine.info();
-        let cfg = &info.preprocessor;
-        let image = decode(bytes, &self.limits)
-            .map_err(|e| e.to_string())?
-            .into_processor_input(cfg.do_convert_rgb);
-        let per_image = info.pixels_per_image();
         // A wrong size would fail the whole batch at the engine; fail only
         // this item.
-        if cfg.pixel_values_len() != per_image {
+        if info.preprocessor.pixel_values_len() != info.pixels_per_image() {
             return Err(format!(
-                "preprocessing gives {} values, the model takes {per_image}",
-                cfg.pixel_values_len()
+                "preprocessing gives {} values, the model takes {}",
+                info.preprocessor.pixel_values_len(),
+                info.pixels_per_image()
             ));
         }
-        let mut prepared = Prepared {
-            pixels: Vec::new(),
-            plan: Plan::Whole,
-        };
-        if faces.mode == FaceMode::Off {
-            prepared.push_row(&image, cfg, per_image);
-            return Ok(prepared);
+        if video::is_video(input)? {
+            return video::prepare(self, input, faces);
         }
-        let found = self.find_faces(&image, faces)?;
-        let mut rows = Vec::with_capacity(found.len());
-        for face in found {
-            let (region, cut) = self.cut(&image, &face, faces);
-            prepared.push_row(&cut, cfg, per_image);
-            rows.push((face, region));
-        }
-        let whole = rows.is_empty() && faces.mode == FaceMode::Auto;
-        if whole {
-            prepared.push_row(&image, cfg, per_image);
-        }
-        prepared.plan = Plan::Faces {
-            faces: rows,
-            whole,
-            settings: faces.clone(),
-        };
-        Ok(prepared)
-    }
-
-    fn find_faces(&self, image: &RgbImage, settings: &FaceSettings) -> Result<Vec<Face>, String> {
-        settings.validate()?;
-        let input = faces::prepare(image, settings);
-        let geometry = faces::Geometry::of(&input);
-        let maps = self
-            .engine
-            .detect_blocking(input)
-            .map_err(|e| format!("face detection failed: {e}"))?;
-        Ok(faces::faces(&geometry, &maps, settings))
-    }
-
-    /// The face's crop as the classifier sees it, and the region reported
-    /// for it.
-    fn cut(
-        &self,
-        image: &RgbImage,
-        face: &Face,
-        settings: &FaceSettings,
-    ) -> (CropRegion, RgbImage) {
-        if settings.align {
-            let size = self.engine.info().input_shape[1] as u32;
-            let aligned = align_face(image, &face.landmarks, size, settings.scale);
-            if let (Some(cut), Some(region)) = (
-                aligned,
-                aligned_region(&face.landmarks, size, settings.scale),
-            ) {
-                return (region, cut);
+        let read;
+        let bytes = match input {
+            Input::Bytes(bytes) => bytes,
+            Input::File(path) => {
+                read = read_limited(path, self.limits.max_bytes).map_err(|e| e.to_string())?;
+                &read
             }
-            // Landmarks that define no transform: the square crop instead.
-        }
-        let region = face_square(face.bbox, settings.scale);
-        (region, crop(image, region))
+        };
+        let image = dfscan_imaging::decode(bytes, &self.limits)
+            .map_err(|e| e.to_string())?
+            .into_processor_input(info.preprocessor.do_convert_rgb);
+        let mut pixels = Vec::new();
+        let plan = image::prepare(self, &image, faces, &mut pixels)?;
+        Ok(Prepared {
+            pixels,
+            plan: Plan::Image(plan),
+        })
     }
 
     /// A batch of blank images, as the model's first batch (warm-up).
@@ -291,57 +265,12 @@ impl Analysis {
             .into_iter()
             .map(|plan| {
                 let own: Vec<_> = predictions.by_ref().take(plan.rows()).collect();
-                score(plan, own, fake_index)
+                let own: Vec<Prediction> = own.into_iter().collect::<Result<_, _>>()?;
+                Ok(match plan {
+                    Plan::Image(plan) => ItemScore::Image(plan.score(own, fake_index)?),
+                    Plan::Video(plan) => ItemScore::Video(plan.score(own, fake_index)?),
+                })
             })
             .collect())
-    }
-}
-
-impl Prepared {
-    fn push_row(
-        &mut self,
-        image: &RgbImage,
-        cfg: &dfscan_imaging::PreprocessorConfig,
-        per_image: usize,
-    ) {
-        let at = self.pixels.len();
-        self.pixels.resize(at + per_image, 0.0);
-        pixel_values_into(image, cfg, &mut self.pixels[at..]);
-    }
-}
-
-/// One item's score from its plan and its rows' predictions.
-fn score(plan: Plan, rows: Predictions, fake_index: usize) -> Result<ImageScore, String> {
-    let rows: Vec<Prediction> = rows.into_iter().collect::<Result<_, _>>()?;
-    let mut rows = rows.into_iter();
-    match plan {
-        Plan::Whole => rows
-            .next()
-            .map(ImageScore::whole)
-            .ok_or_else(|| "inference failed: no prediction for the item".to_string()),
-        Plan::Faces {
-            faces,
-            whole,
-            settings,
-        } => {
-            let scored: Vec<FaceScore> = faces
-                .into_iter()
-                .zip(rows.by_ref())
-                .map(|((face, crop), prediction)| FaceScore {
-                    bbox: face.bbox,
-                    detector_score: face.score,
-                    landmarks: face.landmarks,
-                    crop,
-                    prediction,
-                })
-                .collect();
-            let whole = if whole { rows.next() } else { None };
-            Ok(ImageScore::from_faces(
-                scored,
-                whole,
-                settings.aggregation,
-                fake_index,
-            ))
-        }
     }
 }

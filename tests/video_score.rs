@@ -1,0 +1,147 @@
+//! `dfscan score` on videos, made here with the `ffmpeg` CLI: one result
+//! per video with its timeline (each sampled frame's real presentation
+//! time, its faces and score), its face tracks and its verdict; videos are
+//! told from images by content (an image named `.mp4` is an image, a video
+//! named `.jpg` a video); a faceless video is scored on whole frames
+//! (`auto`) or has no face (`require`); a truncated video gives what could
+//! be sampled or a clear error, and the run goes on.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg (scripts/setup.sh installs it)");
+    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The videos, made once per test binary.
+fn videos() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let paths = Command::new(common::tools_python())
+            .arg(common::repo().join("tests/tools/face_detector_reference.py"))
+            .arg("paths")
+            .output()
+            .unwrap();
+        assert!(paths.status.success(), "{paths:?}");
+        let paths: Value = serde_json::from_slice(&paths.stdout).unwrap();
+        let astronaut = paths["images"]["astronaut"].as_str().unwrap().to_string();
+        let mut hash = Sha256::new();
+        hash.update(std::fs::read(file!()).unwrap_or_default());
+        hash.update(astronaut.as_bytes());
+        common::generated_dir("videos", hash, |dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
+            // The astronaut, slowly zooming: one face throughout, 4 s.
+            ffmpeg(&[
+                "-loop", "1", "-i", &astronaut, "-vf",
+                "scale=512:512,zoompan=z='1+0.002*in':d=1:s=512x512", "-t", "4", "-r", "25",
+                "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", &at("face.mp4"),
+            ]);
+            // No face: a test pattern, VP9 in WebM.
+            ffmpeg(&[
+                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "libvpx-vp9",
+                "-b:v", "200k", &at("pattern.webm"),
+            ]);
+            std::fs::copy(&astronaut, at("image.mp4")).unwrap();
+            std::fs::copy(at("face.mp4"), at("video.jpg")).unwrap();
+            let whole = std::fs::read(at("face.mp4")).unwrap();
+            std::fs::write(at("truncated.mp4"), &whole[..whole.len() / 2]).unwrap();
+        })
+    })
+}
+
+fn score(names: &[&str], extra: &[&str]) -> Vec<Value> {
+    let out = common::dfscan()
+        .args(["score", "--format", "jsonl", "--device", "cpu", "--frames", "8", "--model"])
+        .arg(common::model_dir("tiny-a"))
+        .args(extra)
+        .args(names.iter().map(|n| videos().join(n)))
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), names.len(), "{}", String::from_utf8_lossy(&out.stderr));
+    lines
+}
+
+fn frames(line: &Value) -> &Vec<Value> {
+    line["frames"].as_array().unwrap_or_else(|| panic!("no frames in {line}"))
+}
+
+#[test]
+fn a_video_has_one_result_with_its_timeline_and_tracks() {
+    let line = &score(&["face.mp4"], &[])[0];
+    assert_eq!(line["media"], "video", "{line}");
+    assert_eq!(line["outcome"], "scored");
+    assert!((line["duration_s"].as_f64().unwrap() - 4.0).abs() < 0.05, "{line}");
+    let frames = frames(line);
+    assert_eq!(frames.len(), 8);
+    let times: Vec<f64> = frames.iter().map(|f| f["t"].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[1] > w[0]), "{times:?}");
+    // Each frame is the first at or after the middle of its eighth of the
+    // timeline, at 25 frames per second.
+    for (i, t) in times.iter().enumerate() {
+        let target = 4.0 * (i as f64 + 0.5) / 8.0;
+        assert!(*t >= target - 1e-6 && *t < target + 0.04 + 1e-6, "frame {i} at {t}, target {target}");
+    }
+    assert!(frames.iter().all(|f| f["faces"].as_array().unwrap().len() == 1), "{line}");
+    let tracks = line["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 1, "one face, one track: {tracks:?}");
+    assert_eq!(tracks[0]["frames"], 8);
+    assert_eq!(tracks[0]["fake_score"], line["fake_score"]);
+    assert!(line["face_detector"]["sha256"].is_string());
+}
+
+#[test]
+fn videos_and_images_are_told_apart_by_content() {
+    let lines = score(&["image.mp4", "video.jpg"], &[]);
+    assert_eq!(lines[0]["media"], "image", "{}", lines[0]);
+    assert!(lines[0]["faces"].is_array());
+    assert_eq!(lines[1]["media"], "video", "{}", lines[1]);
+    assert_eq!(frames(&lines[1]).len(), 8);
+}
+
+#[test]
+fn a_faceless_video_is_scored_on_whole_frames_or_has_no_face() {
+    let auto = &score(&["pattern.webm"], &[])[0];
+    assert_eq!(auto["outcome"], "whole_image", "{auto}");
+    assert!(auto["fake_score"].is_number());
+    assert!(frames(auto).iter().all(|f| f["outcome"] == "whole_image" && f["fake_score"].is_number()));
+    assert_eq!(auto["tracks"], serde_json::json!([]));
+    let require = &score(&["pattern.webm"], &["--faces", "require"])[0];
+    assert_eq!(require["outcome"], "no_face", "{require}");
+    assert!(require["fake_score"].is_null() && require["error"].is_null());
+    let off = &score(&["pattern.webm"], &["--faces", "off"])[0];
+    assert_eq!(off["outcome"], "scored", "{off}");
+    assert!(off.get("face_detector").is_none());
+}
+
+#[test]
+fn a_truncated_video_gives_what_it_has_and_the_run_goes_on() {
+    let lines = score(&["truncated.mp4", "face.mp4"], &[]);
+    let cut = &lines[0];
+    match cut["outcome"].as_str().unwrap() {
+        // The second half of the frames is gone: a partial result says so.
+        "scored" => {
+            assert!(cut["partial"].is_string(), "{cut}");
+            assert!(frames(cut).len() < 8, "{cut}");
+        }
+        "error" => assert!(cut["error"].as_str().unwrap().contains("video"), "{cut}"),
+        other => panic!("{other}: {cut}"),
+    }
+    assert_eq!(lines[1]["outcome"], "scored");
+}
