@@ -178,7 +178,7 @@ def test_error_results() -> None:
     # No weights saw the item: the job's model, no sha256.
     assert r.model == dfscan_client.ModelIdentity("m", "")
     assert r.to_json() == (
-        '{"id":"x","path":"x","label":null,"scores":null,"fake_score":null,'
+        '{"id":"x","path":"x","media":null,"label":null,"scores":null,"fake_score":null,'
         '"model":{"name":"m","sha256":""},"outcome":"error","error":"unsupported image format"}'
     )
     assert assert_record(r.to_json()) == r.to_dict()
@@ -200,7 +200,7 @@ def test_records_as_dfscan_writes_them() -> None:
     # The float32 0.1 is 0.10000000149011612 as a Python float.
     assert message.scores[0].score != 0.1 and r.scores == {"Real": 0.1, "Fake": 0.9} and r.fake_score == 0.9
     assert r.to_json() == (
-        '{"id":"dir/é.png","path":"dir/é.png","label":"Fake","scores":{"Real":0.1,"Fake":0.9},"fake_score":0.9,'
+        '{"id":"dir/é.png","path":"dir/é.png","media":"image","label":"Fake","scores":{"Real":0.1,"Fake":0.9},"fake_score":0.9,'
         f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"outcome":"scored","error":null,"verdict":"flag",'
         '"metadata":{"a":"quote \\" and \\\\ \\u0001\\n","z":"last"}}'
     )
@@ -251,7 +251,7 @@ def test_face_records_as_dfscan_writes_them() -> None:
         '"label":"%s","scores":{"Real":%s,"Fake":%s},"fake_score":%s}'
     )
     assert r.to_json() == (
-        '{"id":"a.png","path":"a.png","label":"Fake","scores":{"Real":0.3,"Fake":0.7},"fake_score":0.7,'
+        '{"id":"a.png","path":"a.png","media":"image","label":"Fake","scores":{"Real":0.3,"Fake":0.7},"fake_score":0.7,'
         f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
         '"faces":['
         + face_json % ("10.5", "Fake", "0.3", "0.7", "0.7")
@@ -277,7 +277,7 @@ def test_whole_image_records() -> None:
     r = dfscan_client.ItemResult.from_pb(message)
     assert r.ok and r.faces == [] and r.fake_score == 0.25
     assert r.to_json() == (
-        '{"id":"b.png","path":"b.png","label":"Real","scores":{"Real":0.75,"Fake":0.25},"fake_score":0.25,'
+        '{"id":"b.png","path":"b.png","media":"image","label":"Real","scores":{"Real":0.75,"Fake":0.25},"fake_score":0.25,'
         f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
         '"faces":[],"outcome":"whole_image","error":null}'
     )
@@ -297,7 +297,7 @@ def test_no_face_records() -> None:
     assert not r.ok and r.error is None
     assert (r.label, r.scores, r.fake_score, r.faces) == (None, {}, None, [])
     assert r.to_json() == (
-        '{"id":"c.png","path":"c.png","label":null,"scores":null,"fake_score":null,'
+        '{"id":"c.png","path":"c.png","media":"image","label":null,"scores":null,"fake_score":null,'
         f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
         '"faces":[],"outcome":"no_face","error":null,"metadata":{"k":"v"}}'
     )
@@ -309,7 +309,7 @@ def test_error_records_with_faces_looked_for() -> None:
     r = dfscan_client.ItemResult.from_pb(message, job_model="m")
     assert not r.ok and r.outcome == "error"
     assert r.to_json() == (
-        '{"id":"d.png","path":"d.png","label":null,"scores":null,"fake_score":null,"model":{"name":"m","sha256":""},'
+        '{"id":"d.png","path":"d.png","media":null,"label":null,"scores":null,"fake_score":null,"model":{"name":"m","sha256":""},'
         f'"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
         '"faces":[],"outcome":"error","error":"truncated image"}'
     )
