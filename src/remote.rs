@@ -146,7 +146,7 @@ fn write_results(
                 sha256: String::new(),
             },
         };
-        let score = dfscan_queue::faces::image_score(r).map(dfscan_core::ItemScore::Image);
+        let score = dfscan_queue::media::item_score(r);
         let detector = r.face_detector.as_ref().map(|d| ModelIdentity {
             name: d.name.clone(),
             sha256: d.sha256.clone(),

@@ -21,7 +21,11 @@ fn ffmpeg(args: &[&str]) {
         .args(args)
         .output()
         .expect("ffmpeg (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "ffmpeg {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The videos, made once per test binary.
@@ -44,14 +48,35 @@ fn videos() -> &'static Path {
             let at = |name: &str| dir.join(name).to_str().unwrap().to_string();
             // The astronaut, slowly zooming: one face throughout, 4 s.
             ffmpeg(&[
-                "-loop", "1", "-i", &astronaut, "-vf",
-                "scale=512:512,zoompan=z='1+0.002*in':d=1:s=512x512", "-t", "4", "-r", "25",
-                "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", &at("face.mp4"),
+                "-loop",
+                "1",
+                "-i",
+                &astronaut,
+                "-vf",
+                "scale=512:512,zoompan=z='1+0.002*in':d=1:s=512x512",
+                "-t",
+                "4",
+                "-r",
+                "25",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "25",
+                &at("face.mp4"),
             ]);
             // No face: a test pattern, VP9 in WebM.
             ffmpeg(&[
-                "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "libvpx-vp9",
-                "-b:v", "200k", &at("pattern.webm"),
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x240:rate=25:duration=2",
+                "-c:v",
+                "libvpx-vp9",
+                "-b:v",
+                "200k",
+                &at("pattern.webm"),
             ]);
             std::fs::copy(&astronaut, at("image.mp4")).unwrap();
             std::fs::copy(at("face.mp4"), at("video.jpg")).unwrap();
@@ -63,7 +88,9 @@ fn videos() -> &'static Path {
 
 fn score(names: &[&str], extra: &[&str]) -> Vec<Value> {
     let out = common::dfscan()
-        .args(["score", "--format", "jsonl", "--device", "cpu", "--frames", "8", "--model"])
+        .args([
+            "score", "--format", "jsonl", "--device", "cpu", "--frames", "8", "--model",
+        ])
         .arg(common::model_dir("tiny-a"))
         .args(extra)
         .args(names.iter().map(|n| videos().join(n)))
@@ -74,12 +101,19 @@ fn score(names: &[&str], extra: &[&str]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), names.len(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        lines.len(),
+        names.len(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     lines
 }
 
 fn frames(line: &Value) -> &Vec<Value> {
-    line["frames"].as_array().unwrap_or_else(|| panic!("no frames in {line}"))
+    line["frames"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no frames in {line}"))
 }
 
 #[test]
@@ -87,7 +121,10 @@ fn a_video_has_one_result_with_its_timeline_and_tracks() {
     let line = &score(&["face.mp4"], &[])[0];
     assert_eq!(line["media"], "video", "{line}");
     assert_eq!(line["outcome"], "scored");
-    assert!((line["duration_s"].as_f64().unwrap() - 4.0).abs() < 0.05, "{line}");
+    assert!(
+        (line["duration_s"].as_f64().unwrap() - 4.0).abs() < 0.05,
+        "{line}"
+    );
     let frames = frames(line);
     assert_eq!(frames.len(), 8);
     let times: Vec<f64> = frames.iter().map(|f| f["t"].as_f64().unwrap()).collect();
@@ -96,9 +133,17 @@ fn a_video_has_one_result_with_its_timeline_and_tracks() {
     // timeline, at 25 frames per second.
     for (i, t) in times.iter().enumerate() {
         let target = 4.0 * (i as f64 + 0.5) / 8.0;
-        assert!(*t >= target - 1e-6 && *t < target + 0.04 + 1e-6, "frame {i} at {t}, target {target}");
+        assert!(
+            *t >= target - 1e-6 && *t < target + 0.04 + 1e-6,
+            "frame {i} at {t}, target {target}"
+        );
     }
-    assert!(frames.iter().all(|f| f["faces"].as_array().unwrap().len() == 1), "{line}");
+    assert!(
+        frames
+            .iter()
+            .all(|f| f["faces"].as_array().unwrap().len() == 1),
+        "{line}"
+    );
     let tracks = line["tracks"].as_array().unwrap();
     assert_eq!(tracks.len(), 1, "one face, one track: {tracks:?}");
     assert_eq!(tracks[0]["frames"], 8);
@@ -120,7 +165,9 @@ fn a_faceless_video_is_scored_on_whole_frames_or_has_no_face() {
     let auto = &score(&["pattern.webm"], &[])[0];
     assert_eq!(auto["outcome"], "whole_image", "{auto}");
     assert!(auto["fake_score"].is_number());
-    assert!(frames(auto).iter().all(|f| f["outcome"] == "whole_image" && f["fake_score"].is_number()));
+    assert!(frames(auto)
+        .iter()
+        .all(|f| f["outcome"] == "whole_image" && f["fake_score"].is_number()));
     assert_eq!(auto["tracks"], serde_json::json!([]));
     let require = &score(&["pattern.webm"], &["--faces", "require"])[0];
     assert_eq!(require["outcome"], "no_face", "{require}");
@@ -144,4 +191,33 @@ fn a_truncated_video_gives_what_it_has_and_the_run_goes_on() {
         other => panic!("{other}: {cut}"),
     }
     assert_eq!(lines[1]["outcome"], "scored");
+}
+
+#[test]
+fn the_cluster_scores_a_video_as_score_does() {
+    let _one = common::cluster::exclusive();
+    let local = &score(&["face.mp4"], &[])[0];
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    std::fs::copy(videos().join("face.mp4"), inputs.join("face.mp4")).unwrap();
+    let mut cluster = common::cluster::Cluster::start(false, &[("DFSCAN_VIDEO__FRAMES", "8")]);
+    cluster.start_worker(&[]);
+    let output = tmp.path().join("out.jsonl");
+    let out = cluster.submit(&inputs, &output, &["--format", "jsonl"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remote = &common::cluster::read_jsonl(&output)[0];
+    let facts = |v: &Value| {
+        serde_json::json!({
+            "media": v["media"], "duration_s": v["duration_s"], "outcome": v["outcome"],
+            "label": v["label"], "scores": v["scores"], "frames": v["frames"], "tracks": v["tracks"],
+            "face_detector": v["face_detector"],
+        })
+    };
+    // Other batchings, other processes: probabilities and boxes within 1e-3.
+    common::assert_json_close(&facts(remote), &facts(local), 1e-3, "cluster vs score");
 }

@@ -385,8 +385,10 @@ class ItemResult(_FromRaw):
         return {
             "id": self.id,
             "path": self.id,
-            # The cluster scores images; an error's input may be anything.
-            "media": None if self.outcome == "error" else "image",
+            # What the worker said the item was; a result from before
+            # videos is an image, an error's input may be anything.
+            "media": (self.raw.media if self.raw is not None and self.raw.media else None)
+            or (None if self.outcome == "error" else "image"),
             "label": self.label,
             "scores": dict(self.scores) if self.ok else None,
             "fake_score": self.fake_score,

@@ -47,7 +47,7 @@ pub fn job_faces(
     Ok(s)
 }
 
-fn scores(p: &Prediction) -> Vec<pb::LabelScore> {
+pub(crate) fn scores(p: &Prediction) -> Vec<pb::LabelScore> {
     p.scores
         .iter()
         .map(|(label, score)| pb::LabelScore {
@@ -57,7 +57,7 @@ fn scores(p: &Prediction) -> Vec<pb::LabelScore> {
         .collect()
 }
 
-fn prediction(label: &str, scores: &[pb::LabelScore], fake_score: f32) -> Prediction {
+pub(crate) fn prediction(label: &str, scores: &[pb::LabelScore], fake_score: f32) -> Prediction {
     Prediction {
         label: label.to_string(),
         scores: scores.iter().map(|s| (s.label.clone(), s.score)).collect(),
@@ -81,19 +81,41 @@ pub fn fill_result(
     result.outcome = score.outcome.name().to_string();
     if let Some(faces) = score.faces {
         result.face_detector = detector.cloned();
-        result.faces = faces
-            .into_iter()
-            .map(|f| pb::FaceResult {
-                r#box: f.bbox.to_vec(),
-                detector_score: f.detector_score,
-                landmarks: f.landmarks.iter().flatten().copied().collect(),
-                crop: f.crop.to_vec(),
-                scores: scores(&f.prediction),
-                label: f.prediction.label,
-                fake_score: f.prediction.fake_score,
-            })
-            .collect();
+        result.faces = face_results(faces);
     }
+}
+
+/// Faces as the proto carries them.
+pub(crate) fn face_results(faces: Vec<FaceScore>) -> Vec<pb::FaceResult> {
+    faces
+        .into_iter()
+        .map(|f| pb::FaceResult {
+            r#box: f.bbox.to_vec(),
+            detector_score: f.detector_score,
+            landmarks: f.landmarks.iter().flatten().copied().collect(),
+            crop: f.crop.to_vec(),
+            scores: scores(&f.prediction),
+            label: f.prediction.label,
+            fake_score: f.prediction.fake_score,
+        })
+        .collect()
+}
+
+/// Faces from the proto.
+pub(crate) fn face_scores(faces: &[pb::FaceResult]) -> Vec<FaceScore> {
+    faces
+        .iter()
+        .map(|f| FaceScore {
+            bbox: array(&f.r#box),
+            detector_score: f.detector_score,
+            landmarks: {
+                let flat: [f32; 10] = array(&f.landmarks);
+                std::array::from_fn(|i| [flat[2 * i], flat[2 * i + 1]])
+            },
+            crop: array(&f.crop),
+            prediction: prediction(&f.label, &f.scores, f.fake_score),
+        })
+        .collect()
 }
 
 /// An image's score from its stored result; `None` for an error. Results
@@ -106,21 +128,7 @@ pub fn image_score(r: &pb::ItemResult) -> Option<ImageScore> {
     if outcome == Outcome::Error {
         return None;
     }
-    let faces = r.face_detector.as_ref().map(|_| {
-        r.faces
-            .iter()
-            .map(|f| FaceScore {
-                bbox: array(&f.r#box),
-                detector_score: f.detector_score,
-                landmarks: {
-                    let flat: [f32; 10] = array(&f.landmarks);
-                    std::array::from_fn(|i| [flat[2 * i], flat[2 * i + 1]])
-                },
-                crop: array(&f.crop),
-                prediction: prediction(&f.label, &f.scores, f.fake_score),
-            })
-            .collect()
-    });
+    let faces = r.face_detector.as_ref().map(|_| face_scores(&r.faces));
     let scored = outcome != Outcome::NoFace;
     Some(ImageScore {
         prediction: scored

@@ -16,6 +16,7 @@
 
 mod error;
 pub mod faces;
+pub mod media;
 pub mod memory;
 pub mod policy;
 pub mod redis;

@@ -18,7 +18,7 @@ use dfscan_model::{Analysis, Engine, Input, ModelError, Plan, Prepared};
 use dfscan_proto::v1::item::Source;
 use dfscan_proto::v1::{Item, ItemResult, ModelIdentity};
 use dfscan_queue::error_result;
-use dfscan_queue::faces::fill_result;
+use dfscan_queue::media::fill_result;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
 
 use crate::error::WorkerError;
@@ -329,14 +329,7 @@ impl Runner {
         score: Result<ItemScore, String>,
     ) -> ItemResult {
         match score {
-            // The proto has no video fields yet: a video is scored by
-            // `dfscan score` alone for now.
-            Ok(ItemScore::Video(_)) => error_result(
-                &id,
-                index,
-                "video results are not carried through the cluster yet: score videos with dfscan score",
-            ),
-            Ok(ItemScore::Image(score)) => {
+            Ok(score) => {
                 let mut result = ItemResult {
                     id,
                     index,

@@ -235,7 +235,7 @@ class ModelIdentity(_message.Message):
     def __init__(self, name: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ItemResult(_message.Message):
-    __slots__ = ("id", "index", "cursor", "label", "scores", "fake_score", "model", "error", "verdict", "metadata", "faces", "outcome", "face_detector")
+    __slots__ = ("id", "index", "cursor", "label", "scores", "fake_score", "model", "error", "verdict", "metadata", "faces", "outcome", "face_detector", "media", "duration_s", "frames", "tracks", "partial")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -256,6 +256,11 @@ class ItemResult(_message.Message):
     FACES_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     FACE_DETECTOR_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    TRACKS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     index: int
     cursor: int
@@ -269,7 +274,42 @@ class ItemResult(_message.Message):
     faces: _containers.RepeatedCompositeFieldContainer[FaceResult]
     outcome: str
     face_detector: ModelIdentity
-    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., cursor: _Optional[int] = ..., label: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., fake_score: _Optional[float] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., error: _Optional[str] = ..., verdict: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., faces: _Optional[_Iterable[_Union[FaceResult, _Mapping]]] = ..., outcome: _Optional[str] = ..., face_detector: _Optional[_Union[ModelIdentity, _Mapping]] = ...) -> None: ...
+    media: str
+    duration_s: float
+    frames: _containers.RepeatedCompositeFieldContainer[FrameResult]
+    tracks: _containers.RepeatedCompositeFieldContainer[TrackResult]
+    partial: str
+    def __init__(self, id: _Optional[str] = ..., index: _Optional[int] = ..., cursor: _Optional[int] = ..., label: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., fake_score: _Optional[float] = ..., model: _Optional[_Union[ModelIdentity, _Mapping]] = ..., error: _Optional[str] = ..., verdict: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., faces: _Optional[_Iterable[_Union[FaceResult, _Mapping]]] = ..., outcome: _Optional[str] = ..., face_detector: _Optional[_Union[ModelIdentity, _Mapping]] = ..., media: _Optional[str] = ..., duration_s: _Optional[float] = ..., frames: _Optional[_Iterable[_Union[FrameResult, _Mapping]]] = ..., tracks: _Optional[_Iterable[_Union[TrackResult, _Mapping]]] = ..., partial: _Optional[str] = ...) -> None: ...
+
+class FrameResult(_message.Message):
+    __slots__ = ("t", "label", "scores", "fake_score", "faces", "outcome")
+    T_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    FAKE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    t: float
+    label: str
+    scores: _containers.RepeatedCompositeFieldContainer[LabelScore]
+    fake_score: float
+    faces: _containers.RepeatedCompositeFieldContainer[FaceResult]
+    outcome: str
+    def __init__(self, t: _Optional[float] = ..., label: _Optional[str] = ..., scores: _Optional[_Iterable[_Union[LabelScore, _Mapping]]] = ..., fake_score: _Optional[float] = ..., faces: _Optional[_Iterable[_Union[FaceResult, _Mapping]]] = ..., outcome: _Optional[str] = ...) -> None: ...
+
+class TrackResult(_message.Message):
+    __slots__ = ("id", "frames", "start_t", "end_t", "fake_score")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    START_T_FIELD_NUMBER: _ClassVar[int]
+    END_T_FIELD_NUMBER: _ClassVar[int]
+    FAKE_SCORE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    frames: int
+    start_t: float
+    end_t: float
+    fake_score: float
+    def __init__(self, id: _Optional[int] = ..., frames: _Optional[int] = ..., start_t: _Optional[float] = ..., end_t: _Optional[float] = ..., fake_score: _Optional[float] = ...) -> None: ...
 
 class FaceResult(_message.Message):
     __slots__ = ("box", "detector_score", "landmarks", "crop", "label", "scores", "fake_score")
