@@ -74,3 +74,15 @@ fn init() {
         let _ = ffmpeg_next::init();
     });
 }
+
+#[cfg(test)]
+mod tests {
+    /// A worker opens a video on one thread and may sample it on another.
+    #[test]
+    fn videos_and_frames_move_between_threads() {
+        fn send<T: Send>() {}
+        send::<crate::Video<'static>>();
+        send::<crate::Frame>();
+        send::<crate::Sampled>();
+    }
+}

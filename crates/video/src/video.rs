@@ -118,10 +118,52 @@ pub struct Sampled {
 /// frame it found.
 const MAX_BACKOFF: u32 = 6;
 
+/// Longest stretch an accurate target decodes forward instead of seeking
+/// when the container's index shows no keyframe in between, in seconds:
+/// ten seconds covers the usual GOPs (x264's default 250 frames at 25 fps)
+/// and bounds the work where an index lists only the keyframes seen so far.
+const FORWARD_INDEXED_S: f64 = 10.0;
+
+/// The same without an index (MPEG-TS, a WebM without cues), where a
+/// keyframe may lie anywhere in between: seeking is cheaper beyond this.
+const FORWARD_UNINDEXED_S: f64 = 2.0;
+
 /// Last decoded frame and its presentation timestamp, in stream units.
 struct Held {
     pts: i64,
     frame: frame::Video,
+}
+
+/// The stream fields `open` uses, copied out of FFmpeg's structures.
+struct StreamHeader {
+    width: u32,
+    height: u32,
+    codec_id: ffi::AVCodecID,
+    time_base: ffi::AVRational,
+    start_time: i64,
+    duration: i64,
+    nb_frames: i64,
+    avg_frame_rate: ffi::AVRational,
+    r_frame_rate: ffi::AVRational,
+}
+
+impl StreamHeader {
+    /// # Safety
+    /// `st` must be a stream of an open context, with its parameters.
+    unsafe fn read(st: &ffi::AVStream) -> Self {
+        let par = unsafe { &*st.codecpar };
+        Self {
+            width: par.width.max(0) as u32,
+            height: par.height.max(0) as u32,
+            codec_id: par.codec_id,
+            time_base: st.time_base,
+            start_time: st.start_time,
+            duration: st.duration,
+            nb_frames: st.nb_frames,
+            avg_frame_rate: st.avg_frame_rate,
+            r_frame_rate: st.r_frame_rate,
+        }
+    }
 }
 
 /// An opened video, ready to be sampled once.
@@ -198,8 +240,9 @@ impl<'a> Video<'a> {
         // the `Video` after it, and dropped after it.
         let mut input = unsafe { open_input(path, format, io.as_ref(), &budget, limits)? };
         let stream = choose_stream(&input)?;
-        // SAFETY: `stream` indexes one of the context's streams.
-        let st = unsafe { &mut **(*input.as_mut_ptr()).streams.add(stream) };
+        // SAFETY: `stream` indexes one of the context's streams. The pointer
+        // stays raw: FFmpeg updates the stream while it reads packets.
+        let st: *mut ffi::AVStream = unsafe { *(*input.as_mut_ptr()).streams.add(stream) };
         for other in 0..input.nb_streams() as usize {
             if other != stream {
                 // SAFETY: as above; the demuxer then skips their packets.
@@ -209,14 +252,16 @@ impl<'a> Video<'a> {
                 };
             }
         }
-        let par = unsafe { &*st.codecpar };
-        limits.check_dimensions(par.width as u32, par.height as u32)?;
+        // SAFETY: plain fields of the open stream and its parameters, copied.
+        let header = unsafe { StreamHeader::read(&*st) };
+        limits.check_dimensions(header.width, header.height)?;
         // SAFETY: a static name for any id.
-        let codec_name = unsafe { CStr::from_ptr(ffi::avcodec_get_name(par.codec_id)) }
+        let codec_name = unsafe { CStr::from_ptr(ffi::avcodec_get_name(header.codec_id)) }
             .to_string_lossy()
             .into_owned();
 
-        let time_base = (i64::from(st.time_base.num), i64::from(st.time_base.den));
+        let tb = header.time_base;
+        let time_base = (i64::from(tb.num), i64::from(tb.den));
         if time_base.0 <= 0 || time_base.1 <= 0 {
             return Err(VideoError::Corrupt(format!(
                 "a time base of {}/{}",
@@ -227,31 +272,26 @@ impl<'a> Video<'a> {
         let (format_start, format_duration) =
             unsafe { ((*input.as_ptr()).start_time, (*input.as_ptr()).duration) };
         let to_stream = |us: i64| rescale(us, (1, i64::from(ffi::AV_TIME_BASE)), time_base);
-        let origin = if format_start != ffi::AV_NOPTS_VALUE {
-            to_stream(format_start)
-        } else if st.start_time != ffi::AV_NOPTS_VALUE {
-            st.start_time
-        } else {
-            0
-        };
-        let stream_start = if st.start_time != ffi::AV_NOPTS_VALUE {
-            st.start_time
-        } else {
-            origin
-        };
+        let known = |ts: i64| (ts != ffi::AV_NOPTS_VALUE).then_some(ts);
+        let origin = known(format_start)
+            .map(to_stream)
+            .or(known(header.start_time))
+            .unwrap_or(0);
+        let stream_start = known(header.start_time).unwrap_or(origin);
         let seconds = |ts: i64| ts as f64 * time_base.0 as f64 / time_base.1 as f64;
-        let duration_s = if st.duration > 0 && st.duration != ffi::AV_NOPTS_VALUE {
-            seconds(
-                stream_start
-                    .saturating_add(st.duration)
-                    .saturating_sub(origin),
-            )
-        } else if format_duration > 0 && format_duration != ffi::AV_NOPTS_VALUE {
-            format_duration as f64 / f64::from(ffi::AV_TIME_BASE)
-        } else if st.nb_frames == 0 && st.duration == 0 {
+        let duration_s = if let Some(duration) = known(header.duration).filter(|d| *d > 0) {
+            seconds(stream_start.saturating_add(duration).saturating_sub(origin))
+        } else if let Some(duration) = known(format_duration).filter(|d| *d > 0) {
+            duration as f64 / f64::from(ffi::AV_TIME_BASE)
+        } else if header.nb_frames == 0 && header.duration == 0 {
             return Err(VideoError::EmptyStream("the stream has no frames".into()));
         } else {
-            return Err(VideoError::UnknownDuration);
+            // No duration in the headers (a live-recorded WebM, as browsers
+            // write them): the packets' timestamps say where the stream ends.
+            match scan_end(&mut input, stream, &budget, limits)? {
+                Some(end) => seconds(end.saturating_sub(origin)),
+                None => return Err(VideoError::EmptyStream("the stream has no packets".into())),
+            }
         };
         if !duration_s.is_finite() {
             return Err(VideoError::UnknownDuration);
@@ -273,13 +313,14 @@ impl<'a> Video<'a> {
                 "the stream asks for a rotation of {angle}°, which is not applied (only quarter turns are)"
             ));
         }
-        let decoder = open_decoder(par, st.time_base, limits, &codec_name)?;
+        // SAFETY: the stream's parameters, read while nothing else runs.
+        let decoder = open_decoder(unsafe { &*(*st).codecpar }, tb, limits, &codec_name)?;
         let rate = |r: ffi::AVRational| {
             (r.num > 0 && r.den > 0).then(|| f64::from(r.num) / f64::from(r.den))
         };
         let (width, height) = match rotation {
-            Rotation::Clockwise90 | Rotation::Clockwise270 => (par.height as u32, par.width as u32),
-            _ => (par.width as u32, par.height as u32),
+            Rotation::Clockwise90 | Rotation::Clockwise270 => (header.height, header.width),
+            _ => (header.width, header.height),
         };
         // SAFETY: the demuxer's static name.
         let container = unsafe { CStr::from_ptr((*(*input.as_ptr()).iformat).name) }
@@ -291,11 +332,12 @@ impl<'a> Video<'a> {
             width,
             height,
             rotation: rotation.degrees(),
-            fps: rate(st.avg_frame_rate).or_else(|| rate(st.r_frame_rate)),
+            fps: rate(header.avg_frame_rate).or_else(|| rate(header.r_frame_rate)),
             duration_s,
-            frame_count: (st.nb_frames > 0).then_some(st.nb_frames as u64),
+            frame_count: (header.nb_frames > 0).then_some(header.nb_frames as u64),
         };
-        let index_past_end = index_past_end(st, size);
+        // SAFETY: the open stream, read while nothing else runs.
+        let index_past_end = index_past_end(unsafe { &*st }, size);
         Ok(Self {
             decoder,
             held: None,
@@ -508,10 +550,19 @@ impl<'a> Video<'a> {
         {
             return Ok(());
         }
-        let forward = match (entry, self.last_dts) {
-            (Some(keyframe), Some(read)) => keyframe <= read,
-            _ => false,
-        };
+        let forward = self.last_dts.is_some_and(|read| {
+            let gap = target.saturating_sub(read);
+            match entry {
+                // No keyframe between here and the target: decoding on costs
+                // less than seeking back to the one behind, within a GOP of
+                // any usual length.
+                Some(keyframe) => {
+                    keyframe <= read && gap <= self.to_stream_units(FORWARD_INDEXED_S)
+                }
+                // No index: a short gap is cheaper decoded than sought.
+                None => gap <= self.to_stream_units(FORWARD_UNINDEXED_S),
+            }
+        });
         let mut seek_to = target;
         let mut backoff = self.to_stream_units(1.0).max(1);
         let mut retries = 0;
@@ -818,6 +869,67 @@ unsafe fn open_input(
         }
         Ok(input)
     }
+}
+
+/// The end (largest `pts + duration`, in stream units) of the stream's
+/// packets, read to the end of the input without decoding, the demuxer then
+/// rewound to the start. Bounded by the bytes limit and the budget; stops
+/// early, with `TooLong`, once the end passes the duration limit.
+fn scan_end(
+    input: &mut Input,
+    stream: usize,
+    budget: &Budget,
+    limits: &VideoLimits,
+) -> Result<Option<i64>, VideoError> {
+    // SAFETY: the stream's time base, read before any packet.
+    let tb = unsafe { (**(*input.as_ptr()).streams.add(stream)).time_base };
+    let limit = (limits.max_duration_s * f64::from(tb.den) / f64::from(tb.num.max(1)))
+        .min(i64::MAX as f64) as i64;
+    let (mut first, mut end): (Option<i64>, Option<i64>) = (None, None);
+    let mut packet = Packet::empty();
+    loop {
+        match packet.read(input) {
+            Ok(()) if packet.stream() == stream => {
+                if let Some(pts) = packet.pts().or(packet.dts()) {
+                    let last = pts.saturating_add(packet.duration().max(0));
+                    let start = first.map_or(pts, |f| f.min(pts));
+                    first = Some(start);
+                    end = Some(end.map_or(last, |e| e.max(last)));
+                    if last.saturating_sub(start) > limit {
+                        return Err(VideoError::TooLong {
+                            duration_s: last.saturating_sub(start) as f64 * f64::from(tb.num)
+                                / f64::from(tb.den),
+                            limit_s: limits.max_duration_s,
+                        });
+                    }
+                }
+            }
+            Ok(()) => {}
+            Err(FfError::Eof) => break,
+            Err(_) if budget.exceeded() => return Err(budget.error()),
+            // What cannot be read ends the scan; the timestamps so far stand.
+            Err(_) => break,
+        }
+    }
+    // SAFETY: an open input and one of its streams.
+    let start = first.unwrap_or(0);
+    let ret = unsafe {
+        ffi::avformat_seek_file(
+            input.as_mut_ptr(),
+            stream as c_int,
+            i64::MIN,
+            start,
+            start,
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(VideoError::Corrupt(format!(
+            "the demuxer cannot return to the start after measuring the duration ({})",
+            FfError::from(ret)
+        )));
+    }
+    Ok(end)
 }
 
 /// The video stream with the most pixels, cover art excluded; the first

@@ -180,6 +180,32 @@ pub const H264_709_FULL: Spec = spec!(
     ]
 );
 
+/// H.264 in MPEG-TS: no index, and a timeline that starts at 1.4 s.
+pub const H264_TS: Spec = spec!(
+    "h264.ts",
+    ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "25", "-preset", "veryfast"]
+);
+/// VP9 WebM as a browser records it: no duration, no cues.
+pub const VP9_LIVE_WEBM: Spec = spec!(
+    "vp9_live.webm",
+    [
+        "-c:v",
+        "libvpx-vp9",
+        "-pix_fmt",
+        "yuv420p",
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "500k",
+        "-live",
+        "1",
+        "-f",
+        "webm"
+    ]
+);
+
 /// Every codec and container the sampling tests cover.
 pub const ALL: &[&Spec] = &[
     &H264_MP4,
@@ -192,6 +218,8 @@ pub const ALL: &[&Spec] = &[
     &HEVC_MP4,
     &AV1_MP4,
     &H264_709_FULL,
+    &H264_TS,
+    &VP9_LIVE_WEBM,
 ];
 
 /// Where the videos go: cargo's scratch directory for integration tests
@@ -274,18 +302,25 @@ pub fn ffmpeg(args: &[&str], out: &Path) {
 
 /// The frame `ffmpeg -ss T -i VIDEO -frames:v 1 x.png` writes.
 pub fn cli_frame(video: &Path, t: f64) -> RgbImage {
-    let name = format!("{}-{t}.png", video.file_name().unwrap().to_string_lossy());
+    cli_png(video, t, true)
+}
+
+/// The frame `ffmpeg -i VIDEO -ss T -frames:v 1 x.png` writes: decoded from
+/// the start, the frames before T dropped. The same frame as [`cli_frame`]
+/// where the container lets the CLI seek exactly; in MPEG-TS the CLI's
+/// input seek lands on the next keyframe instead.
+pub fn cli_frame_decoding_from_the_start(video: &Path, t: f64) -> RgbImage {
+    cli_png(video, t, false)
+}
+
+fn cli_png(video: &Path, t: f64, seek_input: bool) -> RgbImage {
+    let name = format!(
+        "{}-{t}-{seek_input}.png",
+        video.file_name().unwrap().to_string_lossy()
+    );
     let (video_arg, ss) = (video.to_str().unwrap(), format!("{t}"));
-    let args = [
-        "-ss",
-        &ss,
-        "-i",
-        video_arg,
-        "-frames:v",
-        "1",
-        "-f",
-        "image2",
-    ];
+    let mut args = vec!["-i", video_arg, "-frames:v", "1", "-f", "image2"];
+    args.splice(if seek_input { 0..0 } else { 2..2 }, ["-ss", ss.as_str()]);
     let out = keyed(&name, &args);
     made(&out, |tmp| ffmpeg(&args, tmp));
     image::open(&out).expect("the CLI's PNG").to_rgb8()
