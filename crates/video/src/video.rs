@@ -417,7 +417,10 @@ impl<'a> Video<'a> {
             if self.exhausted && held.pts < target {
                 after_end += 1;
             }
-            if last_emitted == Some(held.pts) {
+            // Times only go forward: a target that finds the frame of the one
+            // before it (or, after an imprecise seek, an earlier one) adds
+            // nothing.
+            if last_emitted.is_some_and(|last| held.pts <= last) {
                 repeats += 1;
             } else {
                 last_emitted = Some(held.pts);
@@ -595,11 +598,16 @@ impl<'a> Video<'a> {
             return Ok(());
         }
         self.last_keyframe_entry = entry;
-        match self.next_frame()? {
-            Some((pts, frame)) => self.held = Some(Held { pts, frame }),
-            None => self.exhausted = true,
+        loop {
+            match self.next_frame()? {
+                // A decoder that does not honour AVDISCARD_NONKEY hands over
+                // its other frames too: they are passed over.
+                Some((_, frame)) if !is_intra(&frame) => continue,
+                Some((pts, frame)) => self.held = Some(Held { pts, frame }),
+                None => self.exhausted = true,
+            }
+            return Ok(());
         }
-        Ok(())
     }
 
     /// Repositions the demuxer at the keyframe at or before `ts` and resets
@@ -749,6 +757,12 @@ impl<'a> Video<'a> {
     fn target_units(&self, seconds: f64) -> i64 {
         (seconds * self.time_base.1 as f64 / self.time_base.0 as f64 - 1e-6).ceil() as i64
     }
+}
+
+/// A keyframe, or an intra-coded frame the decoder does not call one (an
+/// H.264 I-frame outside an IDR without a recovery point).
+fn is_intra(frame: &frame::Video) -> bool {
+    frame.is_key() || frame.kind() == ffmpeg_next::picture::Type::I
 }
 
 /// `ts` from one time base to another, rounded to nearest.

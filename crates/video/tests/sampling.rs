@@ -147,6 +147,7 @@ fn keyframe_mode_returns_keyframes_only() {
         &common::H264_MKV,
         &common::VP9_WEBM,
         &common::HEVC_MP4,
+        &common::AV1_MP4,
     ] {
         let path = video(spec);
         let keyframes = keyframe_times(&path);
