@@ -78,6 +78,32 @@ fn videos() -> &'static Path {
                 "200k",
                 &at("pattern.webm"),
             ]);
+            // Lossless RGB (FFV1 in Matroska) and H.264 4:2:0 of the same
+            // moving pattern, for frame parity.
+            ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=256x192:rate=10:duration=3",
+                "-c:v",
+                "ffv1",
+                "-pix_fmt",
+                "bgr0",
+                &at("lossless.mkv"),
+            ]);
+            ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=256x192:rate=10:duration=3",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "7",
+                &at("h264.mp4"),
+            ]);
             std::fs::copy(&astronaut, at("image.mp4")).unwrap();
             std::fs::copy(at("face.mp4"), at("video.jpg")).unwrap();
             let whole = std::fs::read(at("face.mp4")).unwrap();
@@ -220,4 +246,53 @@ fn the_cluster_scores_a_video_as_score_does() {
     };
     // Other batchings, other processes: probabilities and boxes within 1e-3.
     common::assert_json_close(&facts(remote), &facts(local), 1e-3, "cluster vs score");
+}
+
+/// Each sampled frame's probabilities against the transformers pipeline on
+/// the same frame cut by the `ffmpeg` CLI at the reported time (to PNG):
+/// within 1e-3 for a lossless video, 1e-2 for H.264 in 4:2:0 (the colour
+/// conversion may round differently).
+#[test]
+fn each_frame_scores_as_the_pipeline_scores_the_cli_s_frame() {
+    for (name, tolerance) in [("lossless.mkv", 1e-3), ("h264.mp4", 1e-2)] {
+        let line = &score(&[name], &["--faces", "off"])[0];
+        let frames = frames(line);
+        assert_eq!(frames.len(), 8, "{line}");
+        let tmp = tempfile::tempdir().unwrap();
+        for (i, frame) in frames.iter().enumerate() {
+            let t = frame["t"].as_f64().unwrap();
+            let png = tmp.path().join(format!("{i:02}.png"));
+            ffmpeg(&[
+                "-ss",
+                &format!("{t:.6}"),
+                "-i",
+                videos().join(name).to_str().unwrap(),
+                "-frames:v",
+                "1",
+                png.to_str().unwrap(),
+            ]);
+        }
+        let reference = common::run_ok(
+            Command::new(common::python())
+                .arg(common::repo().join("tests/tools/hf_predict.py"))
+                .arg(common::model_dir("tiny-a"))
+                .arg(tmp.path()),
+        );
+        let reference: Value = serde_json::from_slice(&reference.stdout).unwrap();
+        for (i, frame) in frames.iter().enumerate() {
+            let want = &reference[format!("{i:02}.png")]["probs"];
+            let got = [
+                frame["scores"]["Real"].as_f64().unwrap(),
+                frame["scores"]["Fake"].as_f64().unwrap(),
+            ];
+            for (g, w) in got.iter().zip(want.as_array().unwrap()) {
+                let w = w.as_f64().unwrap();
+                assert!(
+                    (g - w).abs() <= tolerance,
+                    "{name} frame {i} at {}: {got:?} vs {want}",
+                    frame["t"]
+                );
+            }
+        }
+    }
 }
