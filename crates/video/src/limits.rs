@@ -31,7 +31,9 @@ pub struct VideoLimits {
     /// display rotation, which does not change the count).
     pub max_pixels_per_frame: u64,
     /// Longest demuxing, decoding and conversion of one video may take, in
-    /// milliseconds; past it sampling stops with what it has.
+    /// milliseconds, opening and sampling together (the caller's work on
+    /// each frame, and any wait between opening and sampling, not counted);
+    /// past it sampling stops with what it has.
     pub max_decode_ms: u64,
     /// Most threads FFmpeg's decoder uses for one video (frame and slice
     /// threads). Each frame thread holds a frame in flight, so this also

@@ -25,7 +25,8 @@ use crate::error::VideoError;
 pub const PROBE_BYTES: usize = 1 << 20;
 
 /// File extensions of the containers recognised here, lower case, for
-/// walking folders. Detection itself ignores names.
+/// walking folders. Detection itself ignores names (`.ts` also names
+/// TypeScript sources, which [`is_video`] then turns away).
 pub const VIDEO_EXTENSIONS: &[&str] = &[
     "mp4", "m4v", "mov", "3gp", "3g2", "mkv", "webm", "avi", "flv", "ts", "mts", "m2ts", "mpg",
     "mpeg", "wmv", "asf", "ogv", "mxf", "ivf", "rm", "rmvb", "nut",

@@ -338,6 +338,9 @@ impl<'a> Video<'a> {
         };
         // SAFETY: the open stream, read while nothing else runs.
         let index_past_end = index_past_end(unsafe { &*st }, size);
+        // The clock runs again when sampling starts: time between the two
+        // (a queue, the caller's own work) is not decoding.
+        budget.pause();
         Ok(Self {
             decoder,
             held: None,
@@ -386,6 +389,7 @@ impl<'a> Video<'a> {
     {
         let plan = plan(sampling, self.info.duration_s, self.limits.max_frames)?;
         self.warnings.extend(plan.warnings);
+        self.budget.resume();
         if seek == Seek::Keyframes {
             // SAFETY: a plain field of the open decoder, read per packet.
             unsafe { (*self.decoder.as_mut_ptr()).skip_frame = ffi::AVDiscard::AVDISCARD_NONKEY };

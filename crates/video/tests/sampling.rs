@@ -349,3 +349,24 @@ fn rotated_video_is_turned_as_the_cli_turns_it() {
         assert!(max <= 1, "t={}: {max}", frame.t);
     }
 }
+
+#[test]
+fn the_budget_counts_decoding_only() {
+    // 1.5 s of budget; the caller waits 0.6 s before sampling and spends
+    // 0.3 s on each of 4 frames (1.8 s in all), decoding itself a few
+    // milliseconds.
+    let limits = VideoLimits {
+        max_decode_ms: 1_500,
+        ..VideoLimits::default()
+    };
+    let path = video(&common::H264_MKV);
+    let video = Video::open(Source::Path(&path), &limits).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let summary = video
+        .sample_each(Sampling::Frames(4), Seek::Accurate, |_| {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!((summary.frames, summary.stopped), (4, None));
+}
