@@ -76,6 +76,22 @@ def _f32_value(x: float) -> float:
     return float(f32_text(x))
 
 
+class F64(float):
+    """A float64 in a record (a video's times and duration), written as the
+    shortest decimal that reads back as the same float64, as serde_json
+    writes an f64."""
+
+
+def f64_text(x: float) -> str:
+    """``x`` as serde_json (Ryu) writes an f64: Python's shortest repr, with
+    Ryu's exponent form (``1e-7``, not ``1e-07``)."""
+    text = repr(float(x))
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        text = f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+    return text
+
+
 def json_line(record: Dict[str, Any]) -> str:
     """``record`` (an :meth:`ItemResult.to_dict`) as the JSON line ``dfscan``
     writes for it, without the newline: compact, UTF-8 rather than ``\\u``
@@ -87,6 +103,8 @@ def json_line(record: Dict[str, Any]) -> str:
             return "{" + ",".join(f"{encode(k)}:{encode(v)}" for k, v in value.items()) + "}"
         if isinstance(value, list):
             return "[" + ",".join(encode(v) for v in value) + "]"
+        if isinstance(value, F64):
+            return f64_text(value)
         if isinstance(value, float):
             return f32_text(value)
         # Strings: json escapes the characters serde_json does, alike.
@@ -376,12 +394,17 @@ class ItemResult(_FromRaw):
         """The result record (docs/result-record.schema.json) ``dfscan
         submit`` writes for this result, keys in its order: ``face_detector``
         and ``faces`` only where faces were looked for."""
+        video = self.raw is not None and self.raw.media == "video"
         looked_for_faces: Dict[str, Any] = {}
         if self.face_detector is not None:
             looked_for_faces = {
                 "face_detector": {"name": self.face_detector.name, "sha256": self.face_detector.sha256},
-                "faces": [f.to_dict() for f in self.faces],
             }
+            if not video:
+                looked_for_faces["faces"] = [f.to_dict() for f in self.faces]
+        timeline: Dict[str, Any] = {}
+        if video:
+            timeline = {"frames": self._frames(), "tracks": self._tracks()}
         return {
             "id": self.id,
             "path": self.id,
@@ -389,16 +412,41 @@ class ItemResult(_FromRaw):
             # videos is an image, an error's input may be anything.
             "media": (self.raw.media if self.raw is not None and self.raw.media else None)
             or (None if self.outcome == "error" else "image"),
+            **({"duration_s": F64(self.raw.duration_s)} if video else {}),
             "label": self.label,
             "scores": dict(self.scores) if self.ok else None,
             "fake_score": self.fake_score,
             "model": {"name": self.model.name, "sha256": self.model.sha256},
             **looked_for_faces,
+            **timeline,
             "outcome": self.outcome,
+            **({"partial": self.raw.partial} if video and self.raw.partial else {}),
             "error": self.error,
             **({"verdict": self.verdict} if self.verdict else {}),
             **({"metadata": dict(self.metadata)} if self.metadata else {}),
         }
+
+    def _frames(self) -> List[Dict[str, Any]]:
+        """A video's sampled frames as the record writes them."""
+        frames = []
+        for f in self.raw.frames:
+            frame: Dict[str, Any] = {"t": F64(f.t)}
+            if f.HasField("fake_score"):
+                frame.update(label=f.label, scores={s.label: _f32_value(s.score) for s in f.scores},
+                             fake_score=_f32_value(f.fake_score))
+            if self.face_detector is not None:
+                frame["faces"] = [FaceResult.from_pb(face).to_dict() for face in f.faces]
+            frame["outcome"] = f.outcome
+            frames.append(frame)
+        return frames
+
+    def _tracks(self) -> List[Dict[str, Any]]:
+        """A video's face tracks as the record writes them."""
+        return [
+            {"id": t.id, "frames": t.frames, "start_t": F64(t.start_t), "end_t": F64(t.end_t),
+             "fake_score": _f32_value(t.fake_score)}
+            for t in self.raw.tracks
+        ]
 
     def to_json(self) -> str:
         """The JSON line ``dfscan submit`` writes for this result, byte for

@@ -597,3 +597,31 @@ def test_batches() -> None:
     assert [len(b) for b in batches(items, 4, 1 << 20)] == [4, 4, 1]
     assert [len(b) for b in batches(items, 100, 250)] == [3, 3, 3]
     assert list(batches([], 4, 100)) == []
+
+
+def test_video_records() -> None:
+    """A video's record: its timeline and tracks, times as float64s."""
+    face = pb.FaceResult(box=[1.5, 2.0, 30.0, 41.0], detector_score=0.875, landmarks=[1.0, 2.0] * 5,
+                         crop=[-4, -3, 35, 36], label="Fake",
+                         scores=[pb.LabelScore(label="Real", score=0.25), pb.LabelScore(label="Fake", score=0.75)],
+                         fake_score=0.75)
+    frame = pb.FrameResult(t=0.28, label="Fake", scores=face.scores, fake_score=0.75, faces=[face], outcome="scored")
+    message = pb.ItemResult(
+        id="clip.mp4", label="Fake", scores=face.scores, fake_score=0.75, outcome="scored", media="video",
+        duration_s=4.0, frames=[frame], tracks=[pb.TrackResult(id=0, frames=1, start_t=0.28, end_t=0.28, fake_score=0.75)],
+        model=pb.ModelIdentity(name="m", sha256="ab" * 32), face_detector=DETECTOR,
+    )
+    r = dfscan_client.ItemResult.from_pb(message)
+    line = r.to_json()
+    assert line == (
+        '{"id":"clip.mp4","path":"clip.mp4","media":"video","duration_s":4.0,"label":"Fake",'
+        '"scores":{"Real":0.25,"Fake":0.75},"fake_score":0.75,'
+        f'"model":{{"name":"m","sha256":"{"ab" * 32}"}},"face_detector":{{"name":"scrfd","sha256":"{"cd" * 32}"}},'
+        '"frames":[{"t":0.28,"label":"Fake","scores":{"Real":0.25,"Fake":0.75},"fake_score":0.75,'
+        '"faces":[{"box":[1.5,2.0,30.0,41.0],"detector_score":0.875,"landmarks":[[1.0,2.0],[1.0,2.0],[1.0,2.0],'
+        '[1.0,2.0],[1.0,2.0]],"crop":[-4,-3,35,36],"label":"Fake","scores":{"Real":0.25,"Fake":0.75},'
+        '"fake_score":0.75}],"outcome":"scored"}],'
+        '"tracks":[{"id":0,"frames":1,"start_t":0.28,"end_t":0.28,"fake_score":0.75}],"outcome":"scored","error":null}'
+    )
+    assert assert_record(line) == r.to_dict()
+    assert dfscan_client.records.f64_text(1e-7) == "1e-7" and dfscan_client.records.f64_text(0.1) == "0.1"
