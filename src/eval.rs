@@ -83,8 +83,8 @@ pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
 /// The label folders of `dir` with their images; none with an image is an
 /// error that says what `dir` should look like.
 fn label_folders(dir: &Path) -> anyhow::Result<Vec<(String, Vec<PathBuf>)>> {
-    let folders =
-        dfscan_imaging::label_folders(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let folders = dfscan_imaging::label_folders(dir, &crate::inputs::extensions())
+        .with_context(|| format!("reading {}", dir.display()))?;
     anyhow::ensure!(
         folders.iter().any(|(_, images)| !images.is_empty()),
         "no images in label folders under {}: eval expects one subfolder per label of \

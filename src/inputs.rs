@@ -24,7 +24,7 @@ pub fn collect(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// What a folder walk takes: image and video extensions.
-fn extensions() -> Vec<&'static str> {
+pub fn extensions() -> Vec<&'static str> {
     let images = dfscan_imaging::IMAGE_EXTENSIONS.iter();
     images
         .chain(dfscan_model::VIDEO_EXTENSIONS)

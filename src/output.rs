@@ -3,7 +3,8 @@
 //! fake_score, the model identity, the outcome, the faces scored (with the
 //! detector's identity) and the per-item error; results that came through
 //! the cluster also carry the item's `id`. The table shows the number of
-//! faces; CSV gives the faces as one JSON array per row.
+//! faces; CSV gives the faces as one JSON array per row and a video's
+//! timeline (duration, frames, tracks, partial) as one JSON object.
 //!
 //! A JSON line is the result record of `docs/result-record.schema.json`,
 //! which the Python client's `ItemResult.to_json()` writes byte for byte
@@ -129,6 +130,25 @@ struct JsonLine<'a> {
     metadata: Option<BTreeMap<&'a str, &'a str>>,
 }
 
+/// The CSV cells after `error`: the outcome, the faces (JSON), the media
+/// and a video's timeline (JSON).
+struct ResultCells<'a> {
+    outcome: &'static str,
+    faces: Option<&'a [FaceScore]>,
+    media: &'static str,
+    video: Option<String>,
+}
+
+/// A video's timeline in its CSV cell, keys as in its JSON line.
+#[derive(Serialize)]
+struct Timeline<'a> {
+    duration_s: f64,
+    frames: &'a [FrameScore],
+    tracks: &'a [TrackScore],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    partial: Option<&'a str>,
+}
+
 pub struct ResultWriter<W: Write> {
     out: W,
     format: Format,
@@ -228,7 +248,26 @@ impl<W: Write> ResultWriter<W> {
                 serde_json::to_writer(&mut self.out, &line)?;
                 writeln!(self.out)?;
             }
-            Format::Csv => self.write_csv(row, pred, faces, outcome, error)?,
+            Format::Csv => {
+                let video_json = video
+                    .map(|v| {
+                        serde_json::to_string(&Timeline {
+                            duration_s: v.duration_s,
+                            frames: &v.frames,
+                            tracks: &v.tracks,
+                            partial: v.partial.as_deref(),
+                        })
+                        .map_err(std::io::Error::other)
+                    })
+                    .transpose()?;
+                let cells = ResultCells {
+                    outcome,
+                    faces,
+                    media: score.map(ItemScore::media).unwrap_or_default(),
+                    video: video_json,
+                };
+                self.write_csv(row, pred, error, cells)?
+            }
             Format::Table => {
                 let faces = faces.map_or("-".to_string(), |f| f.len().to_string());
                 match pred {
@@ -256,10 +295,15 @@ impl<W: Write> ResultWriter<W> {
         &mut self,
         row: &Row,
         pred: Option<&Prediction>,
-        faces: Option<&[FaceScore]>,
-        outcome: &str,
         error: Option<&str>,
+        cells: ResultCells,
     ) -> std::io::Result<()> {
+        let ResultCells {
+            outcome,
+            faces,
+            media,
+            video,
+        } = cells;
         if self.labels.is_none() {
             if let Some(p) = pred {
                 let labels = p.scores.iter().map(|(l, _)| l.clone()).collect();
@@ -289,6 +333,8 @@ impl<W: Write> ResultWriter<W> {
                 .map(|f| serde_json::to_string(f).map_err(std::io::Error::other))
                 .transpose()?
                 .unwrap_or_default(),
+            media.to_string(),
+            video.unwrap_or_default(),
         ];
         if self.with_id {
             tail.push(row.verdict.unwrap_or_default().to_string());
@@ -331,7 +377,18 @@ pub fn csv_header(labels: &[String], with_id: bool) -> Vec<String> {
     }
     header.extend(["path".into(), "label".into(), "fake_score".into()]);
     header.extend(labels.iter().map(|l| format!("score_{l}")));
-    header.extend(["model", "model_sha256", "error", "outcome", "faces"].map(String::from));
+    header.extend(
+        [
+            "model",
+            "model_sha256",
+            "error",
+            "outcome",
+            "faces",
+            "media",
+            "video",
+        ]
+        .map(String::from),
+    );
     if with_id {
         header.push("verdict".into());
     }

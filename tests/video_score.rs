@@ -296,3 +296,23 @@ fn each_frame_scores_as_the_pipeline_scores_the_cli_s_frame() {
         }
     }
 }
+
+#[test]
+fn eval_takes_videos_in_label_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (label, name) in [("Real", "pattern.webm"), ("Fake", "face.mp4")] {
+        std::fs::create_dir(tmp.path().join(label)).unwrap();
+        std::fs::copy(videos().join(name), tmp.path().join(label).join(name)).unwrap();
+    }
+    let out = common::run_ok(
+        common::dfscan()
+            .args([
+                "eval", "--json", "--device", "cpu", "--frames", "4", "--model",
+            ])
+            .arg(common::model_dir("tiny-a"))
+            .arg(tmp.path()),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["total"], 2, "both videos are scored: {report}");
+    assert_eq!(report["macro_avg"]["support"], 2, "{report}");
+}

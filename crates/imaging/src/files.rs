@@ -38,16 +38,20 @@ pub fn files_under(dir: &Path, extensions: &[&str]) -> std::io::Result<Vec<PathB
     Ok(files)
 }
 
-/// The non-hidden subfolders of `dir` in name order, each with the images
-/// under it: a labelled set whose folder names are the labels.
-pub fn label_folders(dir: &Path) -> std::io::Result<Vec<(String, Vec<PathBuf>)>> {
+/// The non-hidden subfolders of `dir` in name order, each with the files
+/// under it with one of `extensions` (the images, or for `eval` images and
+/// videos): a labelled set whose folder names are the labels.
+pub fn label_folders(
+    dir: &Path,
+    extensions: &[&str],
+) -> std::io::Result<Vec<(String, Vec<PathBuf>)>> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
     entries.sort_by_key(|e| e.file_name());
     let mut folders = Vec::new();
     for entry in entries {
         let name = entry.file_name().to_string_lossy().into_owned();
         if entry.path().is_dir() && !name.starts_with('.') {
-            folders.push((name, images_under(&entry.path())?));
+            folders.push((name, files_under(&entry.path(), extensions)?));
         }
     }
     Ok(folders)
@@ -149,7 +153,7 @@ mod tests {
                 "Empty/n.txt",
             ],
         );
-        let got = label_folders(dir.path()).unwrap();
+        let got = label_folders(dir.path(), IMAGE_EXTENSIONS).unwrap();
         let names: Vec<_> = got.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["Empty", "Fake", "Real"]);
         assert_eq!(relative(dir.path(), &got[1].1), ["Fake/x/2.jpg"]);

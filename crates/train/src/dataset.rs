@@ -123,7 +123,10 @@ fn read_split(data: &Path, name: &str) -> Result<Option<Rows>, TrainError> {
     let folder = data.join(name);
     if folder.is_dir() {
         let mut rows = Vec::new();
-        for (label, images) in dfscan_imaging::label_folders(&folder).map_err(io_error(&folder))? {
+        for (label, images) in
+            dfscan_imaging::label_folders(&folder, dfscan_imaging::IMAGE_EXTENSIONS)
+                .map_err(io_error(&folder))?
+        {
             rows.extend(images.into_iter().map(|p| (p, label.clone())));
         }
         if rows.is_empty() {
