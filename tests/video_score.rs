@@ -316,3 +316,49 @@ fn eval_takes_videos_in_label_folders() {
     assert_eq!(report["total"], 2, "both videos are scored: {report}");
     assert_eq!(report["macro_avg"]["support"], 2, "{report}");
 }
+
+/// An item naming a video by URI (under the worker's `uri_roots`) is
+/// opened by the decoder from its path, not read whole under the image
+/// byte limit: with that limit at 1 KB, the video still scores, and an
+/// image by URI is still held to it.
+#[test]
+fn a_worker_opens_a_video_named_by_uri_from_its_path() {
+    let _one = common::cluster::exclusive();
+    let root = videos().canonicalize().unwrap();
+    let mut cluster = common::cluster::Cluster::start(
+        false,
+        &[
+            ("DFSCAN_VIDEO__FRAMES", "4"),
+            ("DFSCAN_MAX_IMAGE_BYTES", "1024"),
+        ],
+    );
+    cluster.start_worker(&["--uri-root", root.to_str().unwrap()]);
+    let script = r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import dfscan_client
+from dfscan_client.sources import item
+client = dfscan_client.Client(sys.argv[2])
+job = client.submit([item("v", uri=sys.argv[3]), item("i", uri=sys.argv[4])])
+print(json.dumps({r.id: json.loads(r.to_json()) for r in client.results(job.job_id)}))
+"#;
+    let out = common::run_ok(
+        Command::new(common::tools_python())
+            .arg("-c")
+            .arg(script)
+            .arg(common::repo().join("clients/python"))
+            .arg(format!("127.0.0.1:{}", cluster.port))
+            .arg(root.join("face.mp4"))
+            .arg(root.join("image.mp4")),
+    );
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(results["v"]["media"], "video", "{results}");
+    assert_eq!(results["v"]["outcome"], "scored", "{results}");
+    assert_eq!(results["v"]["frames"].as_array().unwrap().len(), 4);
+    let image = results["i"]["error"].as_str().unwrap_or_default();
+    assert!(image.contains("over the limit of 1024"), "{results}");
+    assert!(
+        image.starts_with(root.join("image.mp4").to_str().unwrap()),
+        "{results}"
+    );
+}

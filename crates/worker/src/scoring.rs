@@ -78,16 +78,20 @@ struct ModelBackend {
 
 impl ModelBackend {
     fn prepare(&self, item: &Item, faces: &FaceSettings) -> Result<Prepared, String> {
-        let read;
-        let bytes: &[u8] = match &item.source {
-            Some(Source::Data(data)) => data,
+        match &item.source {
+            Some(Source::Data(data)) => self.analysis.prepare(Input::Bytes(data), faces),
             Some(Source::Uri(uri)) => {
-                read = self.uris.read(uri, self.analysis.limits().max_bytes)?;
-                &read
+                let path = self.uris.resolve(uri)?;
+                // The item's errors name the URI the client sent, not the
+                // worker's resolved path.
+                let own = format!("{}: ", path.display());
+                let named = |e: String| format!("{uri}: {}", e.strip_prefix(&own).unwrap_or(&e));
+                self.analysis
+                    .prepare(Input::File(&path), faces)
+                    .map_err(named)
             }
-            None => return Err("the item has neither data nor a URI".into()),
-        };
-        self.analysis.prepare(Input::Bytes(bytes), faces)
+            None => Err("the item has neither data nor a URI".into()),
+        }
     }
 }
 

@@ -3,7 +3,6 @@
 //! when its fully resolved path (`..` and symlinks followed) lies inside one
 //! of the configured roots, and never past the byte limit.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::WorkerError;
@@ -34,7 +33,17 @@ impl UriRoots {
     }
 
     /// The bytes of the file `uri` names, or the item's error message.
+    #[cfg(test)]
     pub(crate) fn read(&self, uri: &str, max_bytes: u64) -> Result<Vec<u8>, String> {
+        let path = self.resolve(uri)?;
+        let file = std::fs::File::open(&path).map_err(|e| format!("{uri}: cannot read: {e}"))?;
+        dfscan_imaging::read_file_limited(file, max_bytes).map_err(|e| format!("{uri}: {e}"))
+    }
+
+    /// The regular file `uri` names under the roots, canonical, or the
+    /// item's error message. The analysis then reads it as an image (within
+    /// the image byte limit) or opens it as a video (within the video's).
+    pub(crate) fn resolve(&self, uri: &str) -> Result<PathBuf, String> {
         if self.roots.is_empty() {
             return Err(URI_DISABLED.into());
         }
@@ -57,8 +66,7 @@ impl UriRoots {
         if !meta.is_file() {
             return Err(denied());
         }
-        let file = File::open(&resolved).map_err(|e| format!("{uri}: cannot read: {e}"))?;
-        dfscan_imaging::read_file_limited(file, max_bytes).map_err(|e| format!("{uri}: {e}"))
+        Ok(resolved)
     }
 }
 
