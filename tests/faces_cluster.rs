@@ -11,7 +11,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use common::cluster::{by_id, read_jsonl, wait_for_port, Cluster, Proc};
 use dfscan_testkit::free_port;
@@ -23,18 +22,14 @@ use serde_json::Value;
 const TOLERANCE: f64 = 1e-3;
 
 fn inputs(dir: &Path) -> PathBuf {
-    let out = Command::new(common::tools_python())
-        .arg(common::repo().join("tests/tools/face_detector_reference.py"))
-        .arg("paths")
-        .output()
-        .expect("face_detector_reference.py paths");
-    assert!(out.status.success(), "{out:?}");
-    let paths: Value = serde_json::from_slice(&out.stdout).unwrap();
     let images = dir.join("images");
     std::fs::create_dir_all(&images).unwrap();
     for name in ["astronaut", "camera", "coffee"] {
-        let from = paths["images"][name].as_str().unwrap();
-        std::fs::copy(from, images.join(format!("{name}.png"))).unwrap();
+        std::fs::copy(
+            common::sample_photo(name),
+            images.join(format!("{name}.png")),
+        )
+        .unwrap();
     }
     images
 }

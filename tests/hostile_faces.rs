@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::Value;
@@ -21,14 +20,9 @@ fn images() -> PathBuf {
 }
 
 fn generate() -> PathBuf {
-    let out = Command::new(common::tools_python())
-        .arg(common::repo().join("tests/tools/face_detector_reference.py"))
-        .arg("paths")
-        .output()
-        .expect("face_detector_reference.py paths");
-    assert!(out.status.success(), "{out:?}");
-    let paths: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let astronaut = paths["images"]["astronaut"].as_str().unwrap().to_string();
+    let astronaut = common::sample_photo("astronaut")
+        .to_string_lossy()
+        .into_owned();
     let mut hash = Sha256::new();
     hash.update(std::fs::read(common::repo().join("tests/tools/make_hostile_faces.py")).unwrap());
     common::generated_dir("hostile-faces", hash, |dir| {

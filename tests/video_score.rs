@@ -32,14 +32,9 @@ fn ffmpeg(args: &[&str]) {
 fn videos() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let paths = Command::new(common::tools_python())
-            .arg(common::repo().join("tests/tools/face_detector_reference.py"))
-            .arg("paths")
-            .output()
-            .unwrap();
-        assert!(paths.status.success(), "{paths:?}");
-        let paths: Value = serde_json::from_slice(&paths.stdout).unwrap();
-        let astronaut = paths["images"]["astronaut"].as_str().unwrap().to_string();
+        let astronaut = common::sample_photo("astronaut")
+            .to_string_lossy()
+            .into_owned();
         let mut hash = Sha256::new();
         hash.update(std::fs::read(file!()).unwrap_or_default());
         hash.update(astronaut.as_bytes());

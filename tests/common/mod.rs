@@ -132,6 +132,27 @@ pub fn generated_dir(prefix: &str, inputs: Sha256, generate: impl FnOnce(&Path))
     dir
 }
 
+/// One of scikit-image's sample photographs (`astronaut`, `camera`,
+/// `chelsea`, `coffee`), as `tests/tools/face_detector_reference.py paths`
+/// finds them in `.venv-tools`.
+pub fn sample_photo(name: &str) -> PathBuf {
+    static PATHS: OnceLock<serde_json::Value> = OnceLock::new();
+    let paths = PATHS.get_or_init(|| {
+        let out = Command::new(tools_python())
+            .arg(repo().join("tests/tools/face_detector_reference.py"))
+            .arg("paths")
+            .output()
+            .expect("face_detector_reference.py paths");
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice(&out.stdout).unwrap()
+    });
+    PathBuf::from(
+        paths["images"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sample photo {name}")),
+    )
+}
+
 /// Runs a Python tool from tests/tools and panics with its output on failure.
 pub fn run_tool(script: &str, args: &[&str]) {
     let out = Command::new(python())
