@@ -12,21 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use dfscan_testkit::ffmpeg;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-fn ffmpeg(args: &[&str]) {
-    let out = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y"])
-        .args(args)
-        .output()
-        .expect("ffmpeg (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "ffmpeg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// The videos, made once per test binary.
 fn videos() -> &'static Path {

@@ -1,7 +1,8 @@
 //! Test support shared by dfscan's test suites: real `redis-server`
 //! processes on free loopback ports, the binaries of other workspace
-//! packages ([`workspace_binary`]), and the byte-level mutator of the
-//! stable fuzzers ([`mutate`]).
+//! packages ([`workspace_binary`]), the `ffmpeg` CLI that makes the video
+//! tests' inputs ([`ffmpeg`]), and the byte-level mutator of the stable
+//! fuzzers ([`mutate`]).
 //!
 //! The queue's guarantees (Lua scripts, consumer groups, delivery counts,
 //! AOF surviving `kill -9`) are Redis behaviour that no mock reproduces, so
@@ -16,6 +17,21 @@ pub mod mutate;
 mod workspace;
 
 pub use workspace::workspace_binary;
+
+/// Runs the `ffmpeg` CLI with `args` (output file included), quietly and
+/// overwriting; panics with its stderr when it fails.
+pub fn ffmpeg(args: &[&str]) {
+    let output = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
+        .args(args)
+        .output()
+        .expect("ffmpeg runs (scripts/setup.sh installs it)");
+    assert!(
+        output.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

@@ -286,18 +286,7 @@ fn made(out: &Path, make: impl FnOnce(&Path)) {
 
 /// Runs `ffmpeg -y ARGS OUT`, failing the test with its stderr.
 pub fn ffmpeg(args: &[&str], out: &Path) {
-    let output = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"])
-        .args(args)
-        .arg(out)
-        .output()
-        .expect("ffmpeg runs (scripts/setup.sh installs it)");
-    assert!(
-        output.status.success(),
-        "ffmpeg {args:?} {}: {}",
-        out.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    dfscan_testkit::ffmpeg(&[args, &[out.to_str().expect("a UTF-8 path")]].concat());
 }
 
 /// The frame `ffmpeg -ss T -i VIDEO -frames:v 1 x.png` writes.
