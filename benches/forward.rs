@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     let settings = ModelSettings {
         model: model.clone(),
         device,
-        dtype,
+        dtype: dtype.into(),
         ..Default::default()
     };
     // The classifier alone: the forward pass is what is measured.

@@ -27,7 +27,7 @@ pub struct ModelArgs {
     #[command(flatten)]
     #[serde(skip)]
     video: VideoArgs,
-    /// f32, bf16 or f16
+    /// auto (the default: bf16 on CUDA, on CPU the faster of f32 and bf16 here), f32, bf16 or f16
     #[arg(long)]
     dtype: Option<String>,
     /// Comma-separated label names in class order, replacing the checkpoint's id2label

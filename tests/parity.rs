@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use dfscan_core::settings::ModelSettings;
-use dfscan_core::{DType, DeviceRequest, FaceMode, FaceSettings};
+use dfscan_core::{DType, DTypeRequest, DeviceRequest, FaceMode, FaceSettings};
 use dfscan_model::{load_engine, Engine, Scorer};
 use serde::Deserialize;
 
@@ -42,7 +42,7 @@ fn engine_in(model: &str, dtype: DType) -> Engine {
     let settings = ModelSettings {
         model: common::model_dir(model).to_string_lossy().into_owned(),
         device: DeviceRequest::Cpu,
-        dtype,
+        dtype: dtype.into(),
         ..Default::default()
     };
     load_engine(&settings, &whole_images(), 32).unwrap()
@@ -172,6 +172,59 @@ fn half_precisions_stay_close_to_f32() {
     }
 }
 
+/// `dtype = "auto"` on this CPU picks f32 or bf16, whichever its GEMMs
+/// favour, and that choice holds to the chosen dtype's parity bound; the
+/// load log says what was measured.
+#[test]
+fn auto_picks_a_dtype_that_passes_parity_and_says_why() {
+    let model = "tiny-a";
+    let settings = ModelSettings {
+        model: common::model_dir(model).to_string_lossy().into_owned(),
+        device: DeviceRequest::Cpu,
+        dtype: DTypeRequest::Auto,
+        ..Default::default()
+    };
+    let engine = load_engine(&settings, &whole_images(), 32).unwrap();
+    let chosen = engine.info().dtype;
+    assert!(
+        matches!(chosen, DType::F32 | DType::BF16),
+        "auto chose {chosen}"
+    );
+    let bound = DTYPE_BOUNDS
+        .iter()
+        .find(|(dtype, _)| *dtype == chosen)
+        .map(|(_, bound)| *bound)
+        .unwrap();
+    let logits = reference_tensors("logits", model);
+    for (name, values) in reference_tensors("pixels", model) {
+        let got = engine.logits_blocking(values, 1).unwrap();
+        let diff = max_abs_diff(&got, &logits[&name]);
+        assert!(
+            diff < bound,
+            "auto ({chosen}) {name}: logits differ by {diff}"
+        );
+    }
+
+    let image = common::fixtures()
+        .join("images")
+        .join(references(model).keys().next().unwrap());
+    let out = common::run_ok(
+        common::dfscan()
+            .args(["score", "--faces", "off", "--dtype", "auto", "--model"])
+            .arg(common::model_dir(model))
+            .arg(&image)
+            .env("DFSCAN_LOG", "info"),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let line = log
+        .lines()
+        .find(|l| l.contains("auto on CPU: "))
+        .unwrap_or_else(|| panic!("no dtype choice in the log:\n{log}"));
+    for needed in ["GFLOP/s in f32", "GFLOP/s in bf16", "requested=auto"] {
+        assert!(line.contains(needed), "{needed:?} missing from {line}");
+    }
+}
+
 /// The device of the CUDA cases: `cuda:0`, or `DFSCAN_TEST_DEVICE`
 /// (`scripts/gpu-check.sh --dry-run` points them at `cpu` to exercise
 /// them where there is no GPU).
@@ -196,7 +249,7 @@ fn engine_on(model: &str, device: DeviceRequest, dtype: DType) -> Engine {
     let settings = ModelSettings {
         model: common::model_dir(model).to_string_lossy().into_owned(),
         device,
-        dtype,
+        dtype: dtype.into(),
         ..Default::default()
     };
     let engine = load_engine(&settings, &whole_images(), 32).unwrap();

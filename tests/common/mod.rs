@@ -248,3 +248,7 @@ pub fn read_f32_tensors(path: &Path) -> std::collections::HashMap<String, Vec<f3
         })
         .collect()
 }
+    // The suite compares against float32 references with float32's
+    // tolerances, so its processes run in f32 whatever `auto` would pick on
+    // this host; tests/parity.rs checks `auto` itself.
+    cmd.env("DFSCAN_DTYPE", "f32");

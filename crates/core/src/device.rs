@@ -115,6 +115,62 @@ impl From<DType> for String {
     }
 }
 
+/// The precision the user asked for. `Auto` is resolved where the model
+/// loads (`dfscan-model`'s `dtype_choice`), from the device and, on CPU, a
+/// measurement of this host's GEMMs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DTypeRequest {
+    #[default]
+    Auto,
+    Exact(DType),
+}
+
+impl FromStr for DTypeRequest {
+    type Err = CoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(Self::Auto);
+        }
+        s.parse()
+            .map(Self::Exact)
+            .map_err(|_| CoreError::InvalidValue {
+                what: "dtype",
+                value: s.to_string(),
+                expected: "auto, f32, bf16 or f16",
+            })
+    }
+}
+
+impl fmt::Display for DTypeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => f.write_str("auto"),
+            Self::Exact(d) => d.fmt(f),
+        }
+    }
+}
+
+impl From<DType> for DTypeRequest {
+    fn from(d: DType) -> Self {
+        Self::Exact(d)
+    }
+}
+
+impl TryFrom<String> for DTypeRequest {
+    type Error = CoreError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<DTypeRequest> for String {
+    fn from(d: DTypeRequest) -> Self {
+        d.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +200,12 @@ mod tests {
         assert_eq!("fp16".parse::<DType>().unwrap(), DType::F16);
         assert_eq!(DType::F32.to_string(), "f32");
         assert!("int8".parse::<DType>().is_err());
+        assert_eq!("AUTO".parse::<DTypeRequest>().unwrap(), DTypeRequest::Auto);
+        assert_eq!(
+            "bf16".parse::<DTypeRequest>().unwrap(),
+            DTypeRequest::Exact(DType::BF16)
+        );
+        assert_eq!(DTypeRequest::Auto.to_string(), "auto");
+        assert!("int8".parse::<DTypeRequest>().is_err());
     }
 }

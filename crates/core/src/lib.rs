@@ -13,7 +13,7 @@ pub mod retry;
 pub mod settings;
 pub mod video;
 
-pub use device::{DType, DeviceRequest};
+pub use device::{DType, DTypeRequest, DeviceRequest};
 pub use error::CoreError;
 pub use faces::{FaceAggregation, FaceMode, FaceScore, FaceSettings, ImageScore, Outcome};
 pub use item::ItemScore;

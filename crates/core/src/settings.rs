@@ -17,7 +17,7 @@ use config::{Config, Environment, File, Source, Value, ValueKind};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{CoreError, DType, DeviceRequest};
+use crate::{CoreError, DTypeRequest, DeviceRequest};
 
 /// What every settings variable's name starts with.
 const PREFIX: &str = "DFSCAN_";
@@ -67,7 +67,9 @@ pub struct ModelSettings {
     /// Hub revision (branch, tag or commit) when `model` is a hub id.
     pub revision: String,
     pub device: DeviceRequest,
-    pub dtype: DType,
+    /// `auto`: bf16 on CUDA; on CPU the faster of f32 and bf16 on this
+    /// host's GEMMs (`dfscan-model`'s `dtype_choice`).
+    pub dtype: DTypeRequest,
     /// Images per forward pass.
     pub batch_size: usize,
     /// libtorch intra-op threads on CPU; 0 = one per core.
@@ -103,7 +105,7 @@ impl Default for ModelSettings {
             model: DEFAULT_MODEL.to_string(),
             revision: "main".to_string(),
             device: DeviceRequest::Auto,
-            dtype: DType::F32,
+            dtype: DTypeRequest::Auto,
             batch_size: 32,
             threads: 0,
             decode_threads: 0,
@@ -596,7 +598,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.model, "/models/vit");
         assert_eq!(s.batch_size, 4);
-        assert_eq!(s.dtype, DType::BF16);
+        assert_eq!(s.dtype, DTypeRequest::Exact(crate::DType::BF16));
         assert_eq!(s.device, DeviceRequest::Auto);
         assert_eq!(
             s.labels.as_deref(),

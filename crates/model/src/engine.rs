@@ -10,12 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use dfscan_core::{DType, DeviceRequest, ModelIdentity};
+use dfscan_core::{DType, DTypeRequest, DeviceRequest, ModelIdentity};
 use dfscan_imaging::PreprocessorConfig;
 use tch::{nn, Device, Kind, Tensor};
 use tokio::sync::oneshot;
 
 use crate::checkpoint::{load_weights, Checkpoint};
+use crate::dtype_choice;
 use crate::error::ModelError;
 use crate::faces::{DetectorInput, FaceDetector, HeadMaps};
 use crate::inbox::{Inbox, Work};
@@ -25,7 +26,7 @@ use crate::vit::VitClassifier;
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub device: DeviceRequest,
-    pub dtype: DType,
+    pub dtype: DTypeRequest,
     /// libtorch intra-op threads; 0 keeps libtorch's default (one per core).
     pub threads: usize,
     /// Most images per classifier forward pass: a batch with more rows (an
@@ -48,6 +49,7 @@ pub struct ModelInfo {
     pub input_shape: [usize; 3],
     /// The resolved device, e.g. `cpu` or `cuda:0`.
     pub device: String,
+    /// The precision it runs in (`auto` resolved).
     pub dtype: DType,
     /// The face detector's identity, when one is loaded.
     pub face_detector: Option<ModelIdentity>,
@@ -201,7 +203,9 @@ impl Loaded {
         if opts.threads > 0 {
             tch::set_num_threads(opts.threads as i32);
         }
-        let kind = match opts.dtype {
+        let choice = dtype_choice::choose(opts.dtype, device, &checkpoint.config);
+        tracing::info!(dtype = %choice.dtype, requested = %opts.dtype, "{}", choice.reason);
+        let kind = match choice.dtype {
             DType::F32 => Kind::Float,
             DType::BF16 => Kind::BFloat16,
             DType::F16 => Kind::Half,
@@ -238,7 +242,7 @@ impl Loaded {
                 c.image_size as usize,
             ],
             device: device_name(device),
-            dtype: opts.dtype,
+            dtype: choice.dtype,
             face_detector: detector.as_ref().map(|d| d.identity().clone()),
         };
         tracing::info!(model = %info.identity.name, sha256 = %info.identity.sha256, device = %info.device, dtype = %info.dtype, threads = tch::get_num_threads(), "model loaded");

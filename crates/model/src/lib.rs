@@ -6,6 +6,7 @@
 pub mod analysis;
 pub mod autocast;
 pub mod checkpoint;
+pub mod dtype_choice;
 pub mod engine;
 mod error;
 pub mod faces;

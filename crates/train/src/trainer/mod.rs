@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dfscan_core::settings::ModelSettings;
-use dfscan_core::DType;
+use dfscan_core::{DType, DTypeRequest};
 use dfscan_model::autocast::autocast;
 use dfscan_model::engine::{device_name, resolve_device};
 use dfscan_model::hub::{self, HubOptions};
@@ -120,7 +120,12 @@ pub fn train(
     let s = &job.train;
     s.validate().map_err(TrainError::Settings)?;
     let device = resolve_device(job.model.device)?;
-    let precision = job.model.dtype;
+    // Mixed precision is opted into: `auto` picks inference's precision
+    // for this host, which says nothing of how training converges in it.
+    let precision = match job.model.dtype {
+        DTypeRequest::Exact(dtype) => dtype,
+        DTypeRequest::Auto => DType::F32,
+    };
     if precision == DType::F16 && !device.is_cuda() {
         return Err(TrainError::Settings(
             "f16 mixed precision needs a CUDA device; on CPU train in bf16 or f32".into(),
