@@ -82,6 +82,9 @@ fn python_client_suite_against_dfscan_serve() {
         .env("DFSCAN_TEST_PARKED_MODEL", PARKED_MODEL)
         .env("DFSCAN_TEST_MAX_QUEUED_ITEMS", MAX_QUEUED_ITEMS)
         .env("DFSCAN_TEST_DFSCAN", env!("CARGO_BIN_EXE_dfscan"))
+        // The `dfscan score` runs it compares with run in f32, as the
+        // suite's workers do (common::dfscan).
+        .env("DFSCAN_DTYPE", "f32")
         .output()
         .expect("running pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);
