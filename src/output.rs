@@ -139,16 +139,6 @@ struct ResultCells<'a> {
     video: Option<String>,
 }
 
-/// A video's timeline in its CSV cell, keys as in its JSON line.
-#[derive(Serialize)]
-struct Timeline<'a> {
-    duration_s: f64,
-    frames: &'a [FrameScore],
-    tracks: &'a [TrackScore],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    partial: Option<&'a str>,
-}
-
 pub struct ResultWriter<W: Write> {
     out: W,
     format: Format,
@@ -250,15 +240,7 @@ impl<W: Write> ResultWriter<W> {
             }
             Format::Csv => {
                 let video_json = video
-                    .map(|v| {
-                        serde_json::to_string(&Timeline {
-                            duration_s: v.duration_s,
-                            frames: &v.frames,
-                            tracks: &v.tracks,
-                            partial: v.partial.as_deref(),
-                        })
-                        .map_err(std::io::Error::other)
-                    })
+                    .map(|v| serde_json::to_string(&v.timeline()).map_err(std::io::Error::other))
                     .transpose()?;
                 let cells = ResultCells {
                     outcome,

@@ -3,7 +3,8 @@
 //! --verdicts ... --callback-url ... --item-callbacks flag`. The receiver
 //! refuses every delivery twice; each must still arrive, correctly signed,
 //! and the verdicts must be those the thresholds give `dfscan score`'s
-//! fake scores.
+//! fake scores. A video's item callback carries its timeline (media,
+//! duration_s, frames, tracks) as `dfscan score`'s JSON line does.
 
 mod common;
 
@@ -14,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::cluster::{read_jsonl, wait_for_port, wait_until, write_images, Proc};
-use common::{dfscan, model_dir, score_jsonl};
+use common::{assert_json_close, dfscan, face_video, model_dir, score_jsonl};
 use dfscan_testkit::free_port;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -127,7 +128,7 @@ fn verdicts_follow_the_thresholds_and_callbacks_survive_a_failing_receiver() {
         _ => "pass",
     };
 
-    let (hook_port, deliveries) = start_receiver();
+    let (hook_port, log) = start_receiver();
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut serve = dfscan();
@@ -138,7 +139,8 @@ fn verdicts_follow_the_thresholds_and_callbacks_survive_a_failing_receiver() {
             "DFSCAN_COORDINATOR__CALLBACK_HOSTS",
             format!("127.0.0.1:{hook_port}"),
         )
-        .env("DFSCAN_COORDINATOR__CALLBACK_SECRET", SECRET);
+        .env("DFSCAN_COORDINATOR__CALLBACK_SECRET", SECRET)
+        .env("DFSCAN_VIDEO__FRAMES", "4");
     let _serve = Proc::spawn("serve", serve);
     wait_for_port(port);
     let coordinator = format!("http://{listen}");
@@ -193,13 +195,12 @@ fn verdicts_follow_the_thresholds_and_callbacks_survive_a_failing_receiver() {
 
     // The job's summary arrives after two refusals, signed, with the counts.
     wait_until("the job callback", Duration::from_secs(60), || {
-        deliveries
-            .lock()
+        log.lock()
             .unwrap()
             .iter()
             .any(|d| d.accepted && d.headers["x-dfscan-event"] == "job")
     });
-    let deliveries = deliveries.lock().unwrap().clone();
+    let deliveries = log.lock().unwrap().clone();
     for delivery in &deliveries {
         assert_eq!(
             delivery.headers["x-dfscan-signature"],
@@ -239,4 +240,48 @@ fn verdicts_follow_the_thresholds_and_callbacks_survive_a_failing_receiver() {
     items.sort();
     flagged.sort();
     assert_eq!(items, flagged);
+
+    // A video, flagged whatever its score: its item callback carries what
+    // its JSON line does, within what other batchings and processes change.
+    let video = face_video();
+    let submit = dfscan()
+        .args(["submit", "--coordinator", &coordinator, "--output"])
+        .arg(tmp.path().join("video.jsonl"))
+        .args(["--verdicts", "flag=0,pass", "--callback-url", &hook])
+        .args(["--item-callbacks", "flag"])
+        .arg(video)
+        .output()
+        .unwrap();
+    assert!(
+        submit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&submit.stderr)
+    );
+    let video_item = || {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|d| d.accepted && d.headers["x-dfscan-event"] == "item")
+            .map(|d| serde_json::from_slice::<Value>(&d.body).unwrap())
+            .find(|b| b["media"] == "video")
+    };
+    wait_until("the video's item callback", Duration::from_secs(60), || {
+        video_item().is_some()
+    });
+    let item = video_item().unwrap();
+    let line = &score_jsonl(&model, video, &["--frames", "4"])[0];
+    assert_eq!(line["media"], "video", "{line}");
+    let facts = |v: &Value| {
+        serde_json::json!({
+            "media": v["media"], "duration_s": v["duration_s"], "outcome": v["outcome"],
+            "label": v["label"], "scores": v["scores"], "fake_score": v["fake_score"],
+            "frames": v["frames"], "tracks": v["tracks"], "face_detector": v["face_detector"],
+        })
+    };
+    assert_json_close(&facts(&item), &facts(line), 1e-3, "callback vs score");
+    assert_eq!(item["frames"].as_array().unwrap().len(), 4, "{item}");
+    assert!(
+        item["faces"].is_null() && item.get("partial").is_none(),
+        "{item}"
+    );
 }

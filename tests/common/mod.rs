@@ -153,6 +153,43 @@ pub fn sample_photo(name: &str) -> PathBuf {
     )
 }
 
+/// A short video of scikit-image's astronaut, one face throughout (2 s at
+/// 10 fps, 256×256, H.264), made once with the `ffmpeg` CLI and cached
+/// under the target directory: for the tests that send a video through the
+/// cluster's outputs (callbacks, KServe) beside the images.
+pub fn face_video() -> &'static Path {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let astronaut = sample_photo("astronaut").to_string_lossy().into_owned();
+        let args = [
+            "-loop",
+            "1",
+            "-i",
+            &astronaut,
+            "-vf",
+            "scale=256:256",
+            "-t",
+            "2",
+            "-r",
+            "10",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+        ];
+        let mut hash = Sha256::new();
+        hash.update(args.join(" "));
+        let dir = generated_dir("face-video", hash, |dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            let out = dir.join("face.mp4");
+            let mut all = args.to_vec();
+            all.push(out.to_str().unwrap());
+            dfscan_testkit::ffmpeg(&all);
+        });
+        dir.join("face.mp4")
+    })
+}
+
 /// Runs a Python tool from tests/tools and panics with its output on failure.
 pub fn run_tool(script: &str, args: &[&str]) {
     let out = Command::new(python())

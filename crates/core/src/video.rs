@@ -254,7 +254,31 @@ pub struct VideoScore {
     pub partial: Option<String>,
 }
 
+/// A video's own keys in a result record, as every output writes them:
+/// `duration_s`, `frames`, `tracks`, and `partial` when set. CSV's `video`
+/// cell is this object; a callback's item and a KServe `FACES` document
+/// carry its keys beside their others (a JSON line spreads them among its
+/// own, so it names each one in its place).
+#[derive(Debug, Serialize)]
+pub struct Timeline<'a> {
+    pub duration_s: f64,
+    pub frames: &'a [FrameScore],
+    pub tracks: &'a [TrackScore],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial: Option<&'a str>,
+}
+
 impl VideoScore {
+    /// Its own keys in a result record.
+    pub fn timeline(&self) -> Timeline<'_> {
+        Timeline {
+            duration_s: self.duration_s,
+            frames: &self.frames,
+            tracks: &self.tracks,
+            partial: self.partial.as_deref(),
+        }
+    }
+
     /// The video's verdict from its frames: with faces, the most fake track
     /// (each scored by `aggregation`); with none in any frame, the frames
     /// scored whole, aggregated the same way (outcome `whole_image`, or

@@ -15,6 +15,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use dfscan_core::ItemScore;
 use dfscan_proto::v1::ItemResult;
 use dfscan_queue::{JobQueue, JobRecord, QueueError};
 use serde_json::json;
@@ -230,24 +231,24 @@ fn item_body(job: &JobRecord, result: &ItemResult) -> serde_json::Value {
         Some(m) => json!({"name": m.name, "sha256": m.sha256}),
         None => json!({"name": job.spec.model, "sha256": ""}),
     };
-    let faces = dfscan_queue::faces::image_score(result)
-        .and_then(|score| score.faces)
-        // Through the text, as score_value does, so that each f32 keeps
-        // its shortest decimal.
-        .and_then(|faces| {
-            serde_json::from_str::<serde_json::Value>(&serde_json::to_string(&faces).ok()?).ok()
-        });
+    let score = dfscan_queue::media::item_score(result);
+    let (faces, timeline) = match &score {
+        Some(ItemScore::Image(image)) => (image.faces.as_deref().and_then(record_value), None),
+        Some(ItemScore::Video(video)) => (None, record_value(&video.timeline())),
+        None => (None, None),
+    };
     let face_detector = result
         .face_detector
         .as_ref()
         .map(|d| json!({"name": d.name, "sha256": d.sha256}));
-    json!({
+    let mut body = json!({
         "event": "item",
         "job_id": job.id,
         "job_metadata": job.spec.metadata,
         "id": result.id,
         "index": result.index,
         "cursor": result.cursor,
+        "media": score.as_ref().map(ItemScore::media),
         "label": result.label,
         "scores": scores,
         "fake_score": result.fake_score.map(score_value),
@@ -257,11 +258,27 @@ fn item_body(job: &JobRecord, result: &ItemResult) -> serde_json::Value {
         "outcome": result.outcome,
         "face_detector": face_detector,
         "faces": faces,
-    })
+    });
+    // A video's duration_s, frames, tracks and partial, as its JSON line
+    // has them.
+    if let (Some(body), Some(serde_json::Value::Object(timeline))) =
+        (body.as_object_mut(), timeline)
+    {
+        body.extend(timeline);
+    }
+    body
+}
+
+/// Part of a result record as JSON, through the text, as score_value does,
+/// so that each f32 keeps its shortest decimal.
+fn record_value<T: serde::Serialize + ?Sized>(part: &T) -> Option<serde_json::Value> {
+    serde_json::from_str(&serde_json::to_string(part).ok()?).ok()
 }
 
 #[cfg(test)]
 mod tests {
+    use dfscan_core::video::{FrameScore, TrackAggregation, VideoScore};
+    use dfscan_core::{FaceScore, Outcome, Prediction};
     use dfscan_proto::v1::{LabelScore, ModelIdentity};
     use dfscan_queue::JobSpec;
 
@@ -335,10 +352,74 @@ mod tests {
         assert_eq!(face["landmarks"][0], json!([0.1, 0.2]), "{body}");
         assert_eq!(face["crop"], json!([0, 1, 5, 6]), "{body}");
         assert_eq!(body["outcome"], "scored");
+        assert_eq!(body["media"], "image");
+        assert!(body.get("frames").is_none(), "{body}");
         let body = body.to_string();
         assert!(
             body.contains(r#""face_detector":{"name":"centerface""#),
             "{body}"
         );
+    }
+
+    #[test]
+    fn a_videos_item_body_carries_its_timeline() {
+        let job = JobRecord::new(JobSpec {
+            model: "tiny-a".into(),
+            ..Default::default()
+        });
+        let labels = ["Real".to_string(), "Fake".to_string()];
+        let p = |fake: f32| Prediction::from_probabilities(&labels, &[1.0 - fake, fake], 1);
+        let frames = [0.1, 0.7]
+            .into_iter()
+            .map(|t| FrameScore {
+                t,
+                prediction: Some(p(0.1)),
+                faces: Some(vec![FaceScore {
+                    bbox: [1.0, 2.0, 30.0, 41.0],
+                    detector_score: 0.1,
+                    landmarks: [[0.1, 0.2]; 5],
+                    crop: [0, 1, 35, 36],
+                    prediction: p(0.1),
+                }]),
+                outcome: Outcome::Scored,
+            })
+            .collect();
+        let video = VideoScore::from_frames(
+            1.5,
+            frames,
+            TrackAggregation::Mean,
+            1,
+            Some("2 of 3 frames".into()),
+        );
+        let mut result = ItemResult {
+            id: "v.mp4".into(),
+            ..Default::default()
+        };
+        let detector = ModelIdentity {
+            name: "centerface".into(),
+            sha256: "cd".into(),
+        };
+        dfscan_queue::media::fill_result(&mut result, ItemScore::Video(video), Some(&detector));
+        let body = item_body(&job, &result);
+        assert_eq!(body["media"], "video", "{body}");
+        assert_eq!(body["duration_s"], json!(1.5));
+        assert_eq!(body["partial"], "2 of 3 frames");
+        assert!(body["faces"].is_null(), "{body}");
+        assert_eq!(body["face_detector"]["name"], "centerface");
+        let frames = body["frames"].as_array().unwrap();
+        assert_eq!(frames.len(), 2);
+        // Keys and f32s as the JSON line writes them (shortest decimals).
+        assert_eq!(frames[1]["t"], json!(0.7));
+        assert_eq!(frames[1]["fake_score"], json!(0.1), "{body}");
+        assert_eq!(frames[1]["scores"], json!({"Real": 0.9, "Fake": 0.1}));
+        assert_eq!(frames[1]["outcome"], "scored");
+        assert_eq!(frames[1]["faces"][0]["detector_score"], json!(0.1));
+        assert_eq!(
+            body["tracks"],
+            json!([{"id": 0, "frames": 2, "start_t": 0.1, "end_t": 0.7, "fake_score": 0.1}])
+        );
+        // Without a reason to give, no partial key, as in the JSON line.
+        result.partial.clear();
+        assert!(item_body(&job, &result).get("partial").is_none());
     }
 }
