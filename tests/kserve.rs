@@ -11,7 +11,9 @@
 //! whose probabilities are the image's (aggregation `max`); the `faces`
 //! parameter makes a faceless image `no_face` (NaN probabilities, empty
 //! label) or turns faces off; a call naming no output gets only
-//! PROBABILITIES and LABEL.
+//! PROBABILITIES and LABEL. A video sent as an IMAGE element is scored as
+//! a video: its row is its verdict and its FACES document its timeline, as
+//! `dfscan score`'s line gives them.
 
 mod common;
 
@@ -20,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use common::cluster::{wait_for_port, write_images, Proc};
 use common::{
-    assert_json_close, dfscan, model_dir, repo, run_ok, score_jsonl, tools_python, FLOAT_TOLERANCE,
+    assert_json_close, dfscan, face_video, model_dir, repo, run_ok, score_jsonl, tools_python,
+    FLOAT_TOLERANCE,
 };
 use dfscan_testkit::free_port;
 use serde_json::{json, Value};
@@ -28,6 +31,9 @@ use serde_json::{json, Value};
 /// How far a face's box, landmarks and detector score from one process may
 /// be from another's: the detector's batches differ between them.
 const FACE_TOLERANCE: f64 = 1e-3;
+/// A video's frames, boxes and verdict from the cluster against `dfscan
+/// score`'s: other batchings and processes, as tests/video_score.rs allows.
+const VIDEO_TOLERANCE: f64 = 1e-3;
 /// A face's probabilities and the image's row come from the same result:
 /// equal up to the float32 → float64 of the JSON and the tensor.
 const SAME_RESULT: f64 = 1e-6;
@@ -88,6 +94,7 @@ fn tritons_client_scores_as_dfscan_score_does() {
     let mut serve = dfscan();
     serve.args(["serve", "--listen", &listen, "--model", model_arg]);
     serve.args(["--threads", "1", "--decode-threads", "1"]);
+    serve.env("DFSCAN_VIDEO__FRAMES", "4");
     let _serve = Proc::spawn("serve", serve);
     wait_for_port(port);
 
@@ -106,6 +113,8 @@ fn tritons_client_scores_as_dfscan_score_does() {
         .arg(&face_image)
         .arg("--faceless-image")
         .arg(&faceless_image)
+        .arg("--video")
+        .arg(face_video())
         .args(&files)
         .output()
         .unwrap();
@@ -140,6 +149,7 @@ fn tritons_client_scores_as_dfscan_score_does() {
     );
 
     check_faces(&report["faces"], &expected, &labels);
+    check_video(&report["video"], &model, &labels);
 
     // Metadata as Triton reports it.
     assert_eq!(report["server"]["name"], "dfscan");
@@ -285,8 +295,56 @@ fn check_faces(report: &Value, expected: &HashMap<String, Value>, labels: &[Stri
     for image in report["off"].as_array().unwrap() {
         assert_eq!(
             image["faces"],
-            json!({"outcome": "scored", "face_detector": null, "faces": []})
+            json!({"media": "image", "outcome": "scored", "face_detector": null, "faces": []})
         );
         assert!(image["probabilities"][0].is_number(), "{image}");
     }
+}
+
+/// One call holding the video and the astronaut: the video's row is its
+/// verdict and its FACES document its media, outcome, detector and
+/// timeline as its `dfscan score` line has them; the image beside it is
+/// answered as an image.
+fn check_video(report: &Value, model: &Path, labels: &[String]) {
+    let [video, image] = &report.as_array().unwrap()[..] else {
+        panic!("not a video and an image: {report}");
+    };
+    let line = &score_jsonl(model, face_video(), &["--frames", "4"])[0];
+    assert_eq!(line["media"], "video", "{line}");
+    let scores: Vec<Value> = labels.iter().map(|l| line["scores"][l].clone()).collect();
+    assert_json_close(
+        &video["probabilities"],
+        &Value::from(scores),
+        VIDEO_TOLERANCE,
+        "the video's row",
+    );
+    assert_eq!(video["label"], line["label"]);
+    let document = &video["faces"];
+    let facts = |v: &Value| {
+        json!({
+            "media": v["media"], "outcome": v["outcome"], "face_detector": v["face_detector"],
+            "duration_s": v["duration_s"], "frames": v["frames"], "tracks": v["tracks"],
+        })
+    };
+    assert_json_close(
+        &facts(document),
+        &facts(line),
+        VIDEO_TOLERANCE,
+        "the video's FACES",
+    );
+    assert_eq!(
+        document["frames"].as_array().unwrap().len(),
+        4,
+        "{document}"
+    );
+    assert!(
+        document.get("faces").is_none() && document.get("partial").is_none(),
+        "{document}"
+    );
+    assert_eq!(image["faces"]["media"], "image", "{image}");
+    assert_eq!(
+        image["faces"]["faces"].as_array().unwrap().len(),
+        1,
+        "{image}"
+    );
 }

@@ -2,7 +2,7 @@
 library (tritonclient.grpc), unchanged, and prints what it saw as JSON.
 
     triton_client.py --url HOST:PORT --model NAME --descriptors FILE \
-        --face-image FILE --faceless-image FILE IMAGE...
+        --face-image FILE --faceless-image FILE [--video FILE] IMAGE...
 
 Checks on the way (an AssertionError fails the run):
 - every message and RPC of dfscan's proto/inference/grpc_service.proto
@@ -14,9 +14,10 @@ Checks on the way (an AssertionError fails the run):
   prescribes.
 It also asks for the FACES output of an image with a face and one without,
 with the face parameters `faces` = auto (the workers' default), require
-and off, and reports the documents. The probabilities and faces
-themselves are compared with `dfscan score` by the caller
-(tests/kserve.rs).
+and off, and reports the documents; with --video, the same outputs of
+one call holding the video and the image with a face. The probabilities,
+faces and timeline themselves are compared with `dfscan score` by the
+caller (tests/kserve.rs).
 """
 
 import argparse
@@ -122,6 +123,7 @@ def main():
     parser.add_argument("--descriptors", required=True)
     parser.add_argument("--face-image", required=True, help="an image with one face")
     parser.add_argument("--faceless-image", required=True, help="an image without a face")
+    parser.add_argument("--video", help="a video, sent as IMAGE's first element")
     parser.add_argument("images", nargs="+")
     args = parser.parse_args()
     report = {"proto": check_proto(args.descriptors)}
@@ -191,6 +193,9 @@ def main():
             ("off", {"faces": "off"}),
         ]
     }
+    if args.video:
+        video = open(args.video, "rb").read()
+        report["video"] = with_faces(client, args.model, [video, face_images[0]], None)
     one = [face_images[0]]
     report["bad_faces"] = status_of(
         lambda: with_faces(client, args.model, one, {"faces": "sometimes"})

@@ -1,13 +1,15 @@
 //! Faces over the Open Inference Protocol: the request `parameters` that
 //! set a call's face options, named as `dfscan submit`'s flags (dashes as
 //! underscores) and checked as a job's are, and the `FACES` output, one
-//! JSON document per image saying what the worker found. Each face in it
-//! is `dfscan_core::FaceScore` serialized, the one shape every result
-//! record gives a face.
+//! JSON document per item saying what the worker found. Each face in it
+//! is `dfscan_core::FaceScore` serialized, and a video's timeline
+//! `dfscan_core::video::Timeline`, the one shape every result record
+//! gives them.
 
 use std::collections::HashMap;
 
-use dfscan_core::{FaceAggregation, FaceMode, FaceScore, FaceSettings, ImageScore, ModelIdentity};
+use dfscan_core::video::Timeline;
+use dfscan_core::{FaceAggregation, FaceMode, FaceScore, FaceSettings, ItemScore, ModelIdentity};
 use dfscan_proto::inference::infer_parameter::ParameterChoice;
 use dfscan_proto::inference::InferParameter;
 use dfscan_proto::v1 as pb;
@@ -150,27 +152,47 @@ fn boolean(name: &str, value: Option<&ParameterChoice>) -> Result<bool, String> 
     }
 }
 
-/// One image's `FACES` element.
+/// One item's `FACES` element: an image's faces, or a video's timeline
+/// with the keys its JSON line gives it.
 #[derive(Serialize)]
 struct FacesDocument<'a> {
+    media: &'static str,
     outcome: &'static str,
     /// `None` (null) when faces were not looked for.
     face_detector: Option<ModelIdentity>,
-    /// Largest first; empty when none was found or faces were not looked
-    /// for.
-    faces: &'a [FaceScore],
+    /// An image's, largest first; empty when none was found or faces were
+    /// not looked for. None for a video, whose faces are its frames'.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    faces: Option<&'a [FaceScore]>,
+    /// A video's `duration_s`, `frames`, `tracks` and `partial`.
+    #[serde(flatten)]
+    timeline: Option<Timeline<'a>>,
 }
 
-/// The `FACES` document of an image: `score` as read from its result,
+/// The `FACES` document of an item: `score` as read from its result,
 /// `detector` the result's face detector.
-pub(super) fn document(score: &ImageScore, detector: Option<&pb::ModelIdentity>) -> String {
+pub(super) fn document(score: &ItemScore, detector: Option<&pb::ModelIdentity>) -> String {
+    let (faces, timeline, looked) = match score {
+        ItemScore::Image(image) => (
+            Some(image.faces.as_deref().unwrap_or_default()),
+            None,
+            image.faces.is_some(),
+        ),
+        ItemScore::Video(video) => (
+            None,
+            Some(video.timeline()),
+            video.frames.iter().any(|f| f.faces.is_some()),
+        ),
+    };
     let document = FacesDocument {
-        outcome: score.outcome.name(),
-        face_detector: score.faces.as_ref().and(detector).map(|d| ModelIdentity {
+        media: score.media(),
+        outcome: score.outcome().name(),
+        face_detector: detector.filter(|_| looked).map(|d| ModelIdentity {
             name: d.name.clone(),
             sha256: d.sha256.clone(),
         }),
-        faces: score.faces.as_deref().unwrap_or_default(),
+        faces,
+        timeline,
     };
     // Strings, numbers and string-keyed maps: nothing serde_json refuses
     // (a NaN would become null).
@@ -179,7 +201,8 @@ pub(super) fn document(score: &ImageScore, detector: Option<&pb::ModelIdentity>)
 
 #[cfg(test)]
 mod tests {
-    use dfscan_core::{Outcome, Prediction};
+    use dfscan_core::video::{FrameScore, TrackAggregation, VideoScore};
+    use dfscan_core::{ImageScore, Outcome, Prediction};
 
     use super::*;
 
@@ -318,12 +341,13 @@ mod tests {
             crop: [-4, -3, 35, 36],
             prediction: prediction(0.75),
         };
+        let image = |s: ImageScore| document(&ItemScore::Image(s), Some(&detector));
         let scored = ImageScore::from_faces(vec![face.clone()], None, FaceAggregation::Max, 1);
-        let parsed: serde_json::Value =
-            serde_json::from_str(&document(&scored, Some(&detector))).unwrap();
+        let parsed: serde_json::Value = serde_json::from_str(&image(scored)).unwrap();
         assert_eq!(
             parsed,
             serde_json::json!({
+                "media": "image",
                 "outcome": "scored",
                 "face_detector": {"name": "centerface", "sha256": "ab"},
                 "faces": [serde_json::to_value(&face).unwrap()],
@@ -332,13 +356,73 @@ mod tests {
         let no_face = ImageScore::from_faces(Vec::new(), None, FaceAggregation::Max, 1);
         assert_eq!(no_face.outcome, Outcome::NoFace);
         assert_eq!(
-            document(&no_face, Some(&detector)),
-            r#"{"outcome":"no_face","face_detector":{"name":"centerface","sha256":"ab"},"faces":[]}"#
+            image(no_face),
+            r#"{"media":"image","outcome":"no_face","face_detector":{"name":"centerface","sha256":"ab"},"faces":[]}"#
         );
         // Faces not looked for: no detector is named.
         assert_eq!(
-            document(&ImageScore::whole(prediction(0.5)), Some(&detector)),
-            r#"{"outcome":"scored","face_detector":null,"faces":[]}"#
+            image(ImageScore::whole(prediction(0.5))),
+            r#"{"media":"image","outcome":"scored","face_detector":null,"faces":[]}"#
         );
+    }
+
+    #[test]
+    fn a_videos_document_is_its_timeline() {
+        let detector = pb::ModelIdentity {
+            name: "centerface".into(),
+            sha256: "ab".into(),
+        };
+        let face = FaceScore {
+            bbox: [1.5, 2.0, 30.0, 41.0],
+            detector_score: 0.875,
+            landmarks: [[1.0, 2.0]; 5],
+            crop: [-4, -3, 35, 36],
+            prediction: prediction(0.75),
+        };
+        let frames = [0.25, 0.75]
+            .map(|t| FrameScore {
+                t,
+                prediction: Some(prediction(0.5)),
+                faces: Some(vec![face.clone()]),
+                outcome: Outcome::Scored,
+            })
+            .to_vec();
+        let video = VideoScore::from_frames(1.0, frames, TrackAggregation::Mean, 1, None);
+        let parsed: serde_json::Value =
+            serde_json::from_str(&document(&ItemScore::Video(video.clone()), Some(&detector)))
+                .unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({
+                "media": "video",
+                "outcome": "scored",
+                "face_detector": {"name": "centerface", "sha256": "ab"},
+                "duration_s": 1.0,
+                "frames": serde_json::to_value(&video.frames).unwrap(),
+                "tracks": [{"id": 0, "frames": 2, "start_t": 0.25, "end_t": 0.75, "fake_score": 0.75}],
+            })
+        );
+        assert!(
+            parsed["frames"][1]["faces"][0]["box"].is_array(),
+            "{parsed}"
+        );
+        // Cut short: partial says why; faces off: no detector.
+        let whole = VideoScore::from_frames(
+            1.0,
+            vec![FrameScore {
+                t: 0.25,
+                prediction: Some(prediction(0.5)),
+                faces: None,
+                outcome: Outcome::Scored,
+            }],
+            TrackAggregation::Mean,
+            1,
+            Some("1 of 2 frames".into()),
+        );
+        let parsed: serde_json::Value =
+            serde_json::from_str(&document(&ItemScore::Video(whole), Some(&detector))).unwrap();
+        assert_eq!(parsed["partial"], "1 of 2 frames");
+        assert!(parsed["face_detector"].is_null(), "{parsed}");
+        assert!(parsed.get("faces").is_none(), "{parsed}");
     }
 }

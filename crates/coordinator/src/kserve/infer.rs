@@ -10,11 +10,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dfscan_core::ImageScore;
+use dfscan_core::ItemScore;
 use dfscan_proto::inference::model_infer_response::InferOutputTensor;
 use dfscan_proto::inference::{ModelInferRequest, ModelInferResponse};
 use dfscan_proto::v1::{item::Source, Item, ItemResult};
-use dfscan_queue::faces::image_score;
+use dfscan_queue::media::item_score;
 use dfscan_queue::{JobQueue, JobSpec, Priority};
 use tonic::Status;
 
@@ -191,11 +191,13 @@ async fn all_results(
     Ok(results)
 }
 
-/// The response: the tensors asked for, one row per image in request
-/// order. An image that failed fails the call; one left unscored for want
-/// of a face (mode `require`) has NaN probabilities and an empty label,
-/// its FACES document saying `no_face`. `labels` is the model's label
-/// count as its workers report it, the row width when no image is scored.
+/// The response: the tensors asked for, one row per item in request
+/// order, an image's or a video's verdict (a worker tells them by
+/// content). An item that failed fails the call; one left unscored for
+/// want of a face (mode `require`) has NaN probabilities and an empty
+/// label, its FACES document saying `no_face`. `labels` is the model's
+/// label count as its workers report it, the row width when no item is
+/// scored.
 fn respond(
     request: ModelInferRequest,
     model: String,
@@ -203,9 +205,9 @@ fn respond(
     outputs: &[Output],
     results: Vec<ItemResult>,
 ) -> Result<ModelInferResponse, Status> {
-    let mut scores: Vec<ImageScore> = Vec::with_capacity(results.len());
+    let mut scores: Vec<ItemScore> = Vec::with_capacity(results.len());
     for result in &results {
-        match image_score(result) {
+        match item_score(result) {
             Some(score) => scores.push(score),
             None => {
                 let message = format!("{INPUT}[{}]: {}", result.index, result.error);
@@ -222,7 +224,7 @@ fn respond(
     let rows = scores.len() as i64;
     let labels = scores
         .iter()
-        .find_map(|s| s.prediction.as_ref())
+        .find_map(ItemScore::prediction)
         .map_or(labels, |p| p.scores.len());
     let label_shape = match request.inputs[0].shape.len() {
         2 => vec![rows, 1],
@@ -236,7 +238,7 @@ fn respond(
             Output::Probabilities => {
                 let mut probabilities = Vec::with_capacity(scores.len() * labels);
                 for score in &scores {
-                    match &score.prediction {
+                    match score.prediction() {
                         Some(p) if p.scores.len() == labels => {
                             probabilities.extend(p.scores.iter().map(|(_, s)| s));
                         }
@@ -254,7 +256,7 @@ fn respond(
             Output::Label => {
                 let names: Vec<&str> = scores
                     .iter()
-                    .map(|s| s.prediction.as_ref().map_or("", |p| p.label.as_str()))
+                    .map(|s| s.prediction().map_or("", |p| p.label.as_str()))
                     .collect();
                 tensors.push(tensor(name, "BYTES", label_shape.clone()));
                 raw.push(raw_bytes(&names));
@@ -327,10 +329,11 @@ impl Drop for CancelOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use dfscan_core::{FaceAggregation, FaceScore, Prediction};
+    use dfscan_core::video::{FrameScore, TrackAggregation, VideoScore};
+    use dfscan_core::{FaceAggregation, FaceScore, ImageScore, Outcome, Prediction};
     use dfscan_proto::inference::model_infer_request::InferInputTensor;
     use dfscan_proto::v1::ModelIdentity;
-    use dfscan_queue::faces::fill_result;
+    use dfscan_queue::media::fill_result;
 
     use super::*;
 
@@ -339,7 +342,7 @@ mod tests {
         Prediction::from_probabilities(&labels, &[1.0 - fake, fake], 1)
     }
 
-    fn result(index: u64, score: ImageScore) -> ItemResult {
+    fn result(index: u64, score: ItemScore) -> ItemResult {
         let mut result = ItemResult {
             index,
             ..Default::default()
@@ -388,11 +391,21 @@ mod tests {
         let results = vec![
             result(
                 0,
-                ImageScore::from_faces(vec![face], None, FaceAggregation::Max, 1),
+                ItemScore::Image(ImageScore::from_faces(
+                    vec![face],
+                    None,
+                    FaceAggregation::Max,
+                    1,
+                )),
             ),
             result(
                 1,
-                ImageScore::from_faces(Vec::new(), None, FaceAggregation::Max, 1),
+                ItemScore::Image(ImageScore::from_faces(
+                    Vec::new(),
+                    None,
+                    FaceAggregation::Max,
+                    1,
+                )),
             ),
         ];
         let outputs = [Output::Faces, Output::Probabilities, Output::Label];
@@ -408,9 +421,9 @@ mod tests {
         );
         assert_eq!(strings(&raw[2], 2), ["Fake", ""]);
         let documents = strings(&raw[0], 2);
-        assert!(documents[0].starts_with(r#"{"outcome":"scored","face_detector":{"name":"centerface","sha256":"ab"},"faces":[{"box":[1.0,2.0,30.0,40.0]"#), "{}", documents[0]);
+        assert!(documents[0].starts_with(r#"{"media":"image","outcome":"scored","face_detector":{"name":"centerface","sha256":"ab"},"faces":[{"box":[1.0,2.0,30.0,40.0]"#), "{}", documents[0]);
         assert!(
-            documents[1].starts_with(r#"{"outcome":"no_face""#),
+            documents[1].starts_with(r#"{"media":"image","outcome":"no_face""#),
             "{}",
             documents[1]
         );
@@ -430,7 +443,7 @@ mod tests {
 
     #[test]
     fn an_image_that_failed_fails_the_call() {
-        let scored = result(0, ImageScore::whole(prediction(0.5)));
+        let scored = result(0, ItemScore::Image(ImageScore::whole(prediction(0.5))));
         let failed = ItemResult {
             index: 1,
             error: "cannot decode: not an image".into(),
@@ -447,5 +460,40 @@ mod tests {
         .unwrap_err();
         assert_eq!(error.code(), tonic::Code::InvalidArgument);
         assert_eq!(error.message(), "IMAGE[1]: cannot decode: not an image");
+    }
+
+    #[test]
+    fn a_videos_row_is_its_verdict_and_its_faces_its_timeline() {
+        let frames = [(0.5, 0.25), (1.5, 0.75)]
+            .map(|(t, fake)| FrameScore {
+                t,
+                prediction: Some(prediction(fake)),
+                faces: None,
+                outcome: Outcome::Scored,
+            })
+            .to_vec();
+        let video = VideoScore::from_frames(2.0, frames, TrackAggregation::Max, 1, None);
+        let results = vec![
+            result(0, ItemScore::Video(video)),
+            result(1, ItemScore::Image(ImageScore::whole(prediction(0.5)))),
+        ];
+        let outputs = [Output::Probabilities, Output::Label, Output::Faces];
+        let response = respond(request(), "m".into(), 2, &outputs, results).unwrap();
+        let raw = &response.raw_output_contents;
+        // The most fake frame (faces off, aggregation max) is the video's.
+        assert_eq!(f32s(&raw[0]), [0.25, 0.75, 0.5, 0.5]);
+        assert_eq!(strings(&raw[1], 2), ["Fake", "Real"]);
+        let documents = strings(&raw[2], 2);
+        let video: serde_json::Value = serde_json::from_str(&documents[0]).unwrap();
+        assert_eq!(video["media"], "video", "{video}");
+        assert_eq!(video["duration_s"], 2.0);
+        assert_eq!(video["frames"][1]["t"], 1.5);
+        assert_eq!(video["frames"][1]["fake_score"], 0.75);
+        assert_eq!(video["tracks"], serde_json::json!([]));
+        assert!(
+            documents[1].starts_with(r#"{"media":"image""#),
+            "{}",
+            documents[1]
+        );
     }
 }

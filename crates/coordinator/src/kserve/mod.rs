@@ -6,13 +6,17 @@
 //! Each model `ListModels` shows is a protocol model of version "1" with
 //! one input and three outputs:
 //!
-//! - `IMAGE`: BYTES, shape [N] or [N, 1], encoded images;
-//! - `PROBABILITIES`: FP32, [N, labels], in the model's label order;
-//! - `LABEL`: BYTES, the winning label per image, shaped like `IMAGE`;
-//! - `FACES`: BYTES, shaped like `IMAGE`, one JSON document per image,
-//!   `{"outcome", "face_detector", "faces"}`, as the result records say
-//!   them. Sent only to a request that names it in `outputs`: a request
-//!   naming none gets `PROBABILITIES` and `LABEL`, as before faces.
+//! - `IMAGE`: BYTES, shape [N] or [N, 1], encoded images or videos (a
+//!   worker tells them by content);
+//! - `PROBABILITIES`: FP32, [N, labels], in the model's label order (a
+//!   video's row is its verdict);
+//! - `LABEL`: BYTES, the winning label per element, shaped like `IMAGE`;
+//! - `FACES`: BYTES, shaped like `IMAGE`, one JSON document per element,
+//!   `{"media": "image", "outcome", "face_detector", "faces"}` or a
+//!   video's `{"media": "video", "outcome", "face_detector", "duration_s",
+//!   "frames", "tracks"}` (and `partial`), as the result records say them.
+//!   Sent only to a request that names it in `outputs`: a request naming
+//!   none gets `PROBABILITIES` and `LABEL`, as before faces.
 //!
 //! Request `parameters` set the call's face options, named as `dfscan
 //! submit`'s flags (`faces`, `face_scale`, `align`, `face_threshold`,
