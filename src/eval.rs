@@ -28,11 +28,11 @@ pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
     let scorer = crate::score::load_scorer(&settings)?;
     let info = scorer.engine().info();
     let (paths, truth) = labelled_images(&args.dir, folders, &info.labels)?;
-    let progress = crate::score::progress_bar(paths.len() as u64);
+    let mut progress = crate::score::Progress::new(paths.len() as u64);
     let (mut kept_truth, mut predicted, mut fake_scores, mut failed) =
         (Vec::new(), Vec::new(), Vec::new(), 0);
     scorer.score_files(&paths, |i, result| {
-        progress.inc(1);
+        progress.scored(&result);
         // An image without a face in mode `require` has no score to count.
         let result = result.and_then(|s| {
             let (prediction, outcome) = match s {
@@ -58,7 +58,7 @@ pub fn run(config: Option<&Path>, args: EvalArgs) -> anyhow::Result<bool> {
             }
         }
     });
-    progress.finish_and_clear();
+    progress.finish();
     let report = EvalReport::compute(
         &info.labels,
         info.fake_index,

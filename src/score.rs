@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use dfscan_model::Scorer;
+use dfscan_model::{ItemScore, Scorer};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::model_args::{LocalModelArgs, LocalSettings};
@@ -46,12 +46,12 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
         None => Box::new(BufWriter::new(crate::output::stdout())),
     };
     let mut writer = ResultWriter::new(out, args.format, Some(&info.labels), false, false)?;
-    let progress = progress_bar(inputs.len() as u64);
+    let mut progress = Progress::new(inputs.len() as u64);
     let mut failed = 0usize;
     let mut io_error = None;
     let started = Instant::now();
     let times = scorer.score_files(&inputs, |i, result| {
-        progress.inc(1);
+        progress.scored(&result);
         if result.is_err() {
             failed += 1;
         }
@@ -69,7 +69,7 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
             io_error.get_or_insert(e);
         }
     });
-    progress.finish_and_clear();
+    progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(
         images = inputs.len(),
@@ -113,12 +113,89 @@ pub fn load_scorer(settings: &LocalSettings) -> anyhow::Result<Scorer> {
     )?)
 }
 
-/// A progress bar on stderr (drawn only when stderr is a terminal).
-pub fn progress_bar(len: u64) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  eta {eta}")
-            .expect("valid template"),
-    );
-    bar
+/// The bar of `score` and `eval` on stderr (drawn only when stderr is a
+/// terminal): files scored of all, and once videos come, the sampled frames
+/// they were scored on, which say more of the work done than a video's one
+/// file does.
+pub struct Progress {
+    bar: ProgressBar,
+    frames: usize,
+}
+
+impl Progress {
+    pub fn new(files: u64) -> Self {
+        let bar = ProgressBar::new(files);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} files{msg}  {per_sec}  eta {eta}")
+                .expect("valid template"),
+        );
+        Self { bar, frames: 0 }
+    }
+
+    /// One file's result is in.
+    pub fn scored(&mut self, result: &Result<ItemScore, String>) {
+        if let Ok(ItemScore::Video(video)) = result {
+            self.frames += video.frames.len();
+            self.bar.set_message(frames_message(self.frames));
+        }
+        self.bar.inc(1);
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// What follows the file count: nothing before any video's frames.
+fn frames_message(frames: usize) -> String {
+    match frames {
+        0 => String::new(),
+        1 => " · 1 frame".to_string(),
+        n => format!(" · {n} frames"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dfscan_core::video::{FrameScore, TrackAggregation, VideoScore};
+    use dfscan_core::{ImageScore, Outcome, Prediction};
+
+    use super::*;
+
+    #[test]
+    fn the_bar_counts_files_and_the_videos_frames() {
+        assert_eq!(frames_message(0), "");
+        assert_eq!(frames_message(1), " · 1 frame");
+        assert_eq!(frames_message(340), " · 340 frames");
+        let labels = ["Real".to_string(), "Fake".to_string()];
+        let p = Prediction::from_probabilities(&labels, &[0.5, 0.5], 1);
+        let video = |frames: usize| {
+            let frames = (0..frames)
+                .map(|i| FrameScore {
+                    t: i as f64,
+                    prediction: Some(p.clone()),
+                    faces: None,
+                    outcome: Outcome::Scored,
+                })
+                .collect();
+            Ok(ItemScore::Video(VideoScore::from_frames(
+                10.0,
+                frames,
+                TrackAggregation::Mean,
+                1,
+                None,
+            )))
+        };
+        let mut progress = Progress::new(4);
+        progress.scored(&Ok(ItemScore::Image(ImageScore::whole(p.clone()))));
+        assert_eq!(
+            (progress.bar.position(), progress.bar.message()),
+            (1, String::new())
+        );
+        progress.scored(&video(3));
+        progress.scored(&Err("not an image".to_string()));
+        progress.scored(&video(8));
+        assert_eq!(progress.bar.position(), 4);
+        assert_eq!(progress.bar.message(), " · 11 frames");
+    }
 }
