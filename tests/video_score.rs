@@ -4,14 +4,18 @@
 //! told from images by content (an image named `.mp4` is an image, a video
 //! named `.jpg` a video); a faceless video is scored on whole frames
 //! (`auto`) or has no face (`require`); a truncated video gives what could
-//! be sampled or a clear error, and the run goes on.
+//! be sampled or a clear error, and the run goes on. The cluster scores
+//! videos as `score` does, also when a worker is killed in the middle of
+//! one.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::time::Duration;
 
+use common::cluster::{by_id, read_jsonl, wait_until, Cluster};
 use dfscan_testkit::ffmpeg;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -210,7 +214,7 @@ fn the_cluster_scores_a_video_as_score_does() {
     let inputs = tmp.path().join("in");
     std::fs::create_dir(&inputs).unwrap();
     std::fs::copy(videos().join("face.mp4"), inputs.join("face.mp4")).unwrap();
-    let mut cluster = common::cluster::Cluster::start(false, &[("DFSCAN_VIDEO__FRAMES", "8")]);
+    let mut cluster = Cluster::start(false, &[("DFSCAN_VIDEO__FRAMES", "8")]);
     cluster.start_worker(&[]);
     let output = tmp.path().join("out.jsonl");
     let out = cluster.submit(&inputs, &output, &["--format", "jsonl"]);
@@ -219,16 +223,119 @@ fn the_cluster_scores_a_video_as_score_does() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let remote = &common::cluster::read_jsonl(&output)[0];
-    let facts = |v: &Value| {
-        serde_json::json!({
-            "media": v["media"], "duration_s": v["duration_s"], "outcome": v["outcome"],
-            "label": v["label"], "scores": v["scores"], "frames": v["frames"], "tracks": v["tracks"],
-            "face_detector": v["face_detector"],
-        })
-    };
+    let remote = &read_jsonl(&output)[0];
     // Other batchings, other processes: probabilities and boxes within 1e-3.
     common::assert_json_close(&facts(remote), &facts(local), 1e-3, "cluster vs score");
+}
+
+/// What a video's result from the cluster must share with `score`'s.
+fn facts(v: &Value) -> Value {
+    serde_json::json!({
+        "media": v["media"], "duration_s": v["duration_s"], "outcome": v["outcome"],
+        "label": v["label"], "scores": v["scores"], "frames": v["frames"], "tracks": v["tracks"],
+        "face_detector": v["face_detector"],
+    })
+}
+
+/// A worker killed (SIGKILL) in the middle of a job of videos, one video
+/// per task: frozen (SIGSTOP) once it has recorded one video and holds
+/// another unfinished, so the kill lands mid-video whatever the machine's
+/// load, then killed; a second worker takes the held tasks over after the
+/// visibility timeout. Every video has exactly one result, as `score`
+/// gives it, and the queue is left empty.
+#[test]
+fn a_worker_killed_mid_video_loses_nothing_and_repeats_nothing() {
+    let _one = common::cluster::exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let inputs = tmp.path().join("in");
+    std::fs::create_dir(&inputs).unwrap();
+    let sources = [
+        "face.mp4",
+        "face.mp4",
+        "face.mp4",
+        "face.mp4",
+        "pattern.webm",
+        "h264.mp4",
+    ];
+    for (i, source) in sources.iter().enumerate() {
+        std::fs::copy(videos().join(source), inputs.join(format!("{i}-{source}"))).unwrap();
+    }
+    let name = |v: &Value| {
+        let path = Path::new(v["path"].as_str().or(v["id"].as_str()).unwrap());
+        path.file_name().unwrap().to_string_lossy().into_owned()
+    };
+    let local: std::collections::HashMap<String, Value> = common::score_jsonl(
+        &common::model_dir("tiny-a"),
+        &inputs,
+        &["--device", "cpu", "--frames", "8"],
+    )
+    .into_iter()
+    .map(|v| (name(&v), v))
+    .collect();
+    assert_eq!(local.len(), sources.len());
+
+    let mut cluster = Cluster::start(false, &[("DFSCAN_VIDEO__FRAMES", "8")]);
+    cluster.start_worker(&[]);
+    let output = tmp.path().join("out.jsonl");
+    let mut submit = cluster
+        .submit_command(&inputs, &output, &["--format", "jsonl", "--task-size", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let recorded = || {
+        std::fs::read_to_string(&output)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    wait_until(
+        "w0 to hold an unfinished video",
+        Duration::from_secs(300),
+        || {
+            let done = recorded();
+            assert!(
+                done < sources.len(),
+                "w0 finished every video before it was caught in one"
+            );
+            if done == 0 || cluster.tasks_held("w0") == 0 {
+                return false;
+            }
+            // Stopped, it can neither finish what it holds nor claim more.
+            cluster.workers[0].stop();
+            let holds = cluster.tasks_held("w0") > 0;
+            if !holds {
+                cluster.workers[0].signal("CONT");
+            }
+            holds
+        },
+    );
+    cluster.workers[0].kill9();
+    // A dead consumer's claims stay until another worker takes them over.
+    assert!(cluster.tasks_held("w0") > 0, "w0 died holding no task");
+    cluster.start_worker(&[]);
+
+    wait_until("the job to finish", Duration::from_secs(300), || {
+        submit.try_wait().unwrap().is_some()
+    });
+    let out = submit.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    // Each video once (by_id panics on a repeated id), none missing.
+    let remote = by_id(&read_jsonl(&output));
+    assert_eq!(remote.len(), sources.len(), "{remote:?}");
+    for (id, got) in &remote {
+        common::assert_json_close(&facts(got), &facts(&local[&name(got)]), 1e-3, id);
+    }
+    // The job's counts took each video once too.
+    let job = said
+        .lines()
+        .find_map(|l| l.strip_prefix("job ")?.split([' ', ':']).next())
+        .unwrap_or_else(|| panic!("no job line in: {said}"));
+    let status: Value = serde_json::from_slice(&cluster.jobs(&["status", job]).stdout).unwrap();
+    assert_eq!(status["total"], sources.len(), "{status}");
+    assert_eq!(status["completed"], sources.len(), "{status}");
+    assert_eq!(status["failed"], 0, "{status}");
+    cluster.assert_drained();
 }
 
 /// Each sampled frame's probabilities against the transformers pipeline on
@@ -308,7 +415,7 @@ fn eval_takes_videos_in_label_folders() {
 fn a_worker_opens_a_video_named_by_uri_from_its_path() {
     let _one = common::cluster::exclusive();
     let root = videos().canonicalize().unwrap();
-    let mut cluster = common::cluster::Cluster::start(
+    let mut cluster = Cluster::start(
         false,
         &[
             ("DFSCAN_VIDEO__FRAMES", "4"),

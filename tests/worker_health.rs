@@ -57,25 +57,6 @@ fn signal(pid: u32, signal: &str) {
     assert!(sent.success(), "kill -{signal} {pid}");
 }
 
-/// Waits until every thread of `pid` is stopped. `kill -STOP` returns
-/// once the signal is queued; the group stop takes effect only when a
-/// thread of the process takes the signal, and until then (long, on busy
-/// cores) its other threads run on and may answer a probe.
-fn wait_stopped(pid: u32) {
-    let stopped = || {
-        let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-        threads.flatten().all(|thread| {
-            let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
-            // The state follows the parenthesised command name.
-            let state = stat
-                .rsplit_once(") ")
-                .and_then(|(_, rest)| rest.chars().next());
-            matches!(state, Some('T' | 't'))
-        })
-    };
-    wait_until("the worker to stop", Duration::from_secs(30), stopped);
-}
-
 #[test]
 fn probes_follow_loading_serving_a_stopped_process_and_draining() {
     let _one = exclusive();
@@ -116,8 +97,7 @@ fn probes_follow_loading_serving_a_stopped_process_and_draining() {
 
     // A process that stops running answers nothing: the probe's own
     // timeout fails it.
-    worker.signal("STOP");
-    wait_stopped(worker.pid());
+    worker.stop();
     let silent = http_get(port, "/livez", Duration::from_secs(2));
     worker.signal("CONT");
     match silent {

@@ -62,6 +62,32 @@ impl Proc {
         assert!(status.success(), "kill -{signal} {}", self.name);
     }
 
+    /// SIGSTOP, returning once every thread of the process is stopped.
+    /// `kill -STOP` returns once the signal is queued; the group stop takes
+    /// effect only when a thread of the process takes the signal, and until
+    /// then (long, on busy cores) its other threads run on and may answer
+    /// a probe or complete a task.
+    pub fn stop(&self) {
+        self.signal("STOP");
+        let pid = self.pid();
+        let stopped = || {
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+            threads.flatten().all(|thread| {
+                let stat = std::fs::read_to_string(thread.path().join("stat")).unwrap_or_default();
+                // The state follows the parenthesised command name.
+                let state = stat
+                    .rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.chars().next());
+                matches!(state, Some('T' | 't'))
+            })
+        };
+        wait_until(
+            &format!("{} to stop", self.name),
+            Duration::from_secs(30),
+            stopped,
+        );
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -252,6 +278,21 @@ impl Cluster {
     /// The model's task stream key (bulk jobs).
     pub fn task_stream(&self) -> String {
         format!("dfscan:tasks:{{m:{}}}", self.model_name())
+    }
+
+    /// How many of the model's bulk tasks `worker` has claimed and not
+    /// completed (its pending entries in the consumer group).
+    pub fn tasks_held(&self, worker: &str) -> usize {
+        let pending: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(self.task_stream())
+            .arg("workers")
+            .arg("-")
+            .arg("+")
+            .arg(1000)
+            .arg(worker)
+            .query(&mut self.redis())
+            .unwrap();
+        pending.len()
     }
 
     /// Asserts the queue holds nothing for the model any more: no task
