@@ -56,13 +56,22 @@ def build_dfscan() -> str:
     sys.exit("cargo built no dfscan executable")
 
 
+def checkpoint(work: Path, preset: str) -> Path:
+    """The random checkpoint of make_checkpoint.py's `preset` in `work`, made once (base's is
+    score_vs_pipeline.py's too)."""
+    path = work / ("vit-tiny-random" if preset == "tiny-a" else f"vit-{preset}-random")
+    if not (path / "model.safetensors").exists():
+        run([PY, "tests/tools/make_checkpoint.py", str(path), "--preset", preset])
+    return path
+
+
 def dfscan_score(binary: str, model: Path, images: list[Path], batch_size: int,
-                 output: Path, dtype: str = "f32") -> tuple[dict, float]:
-    """Runs `dfscan score --faces auto`; its "scored" log line's fields, and its peak RSS in MB."""
+                 output: Path, dtype: str = "f32", faces: str = "auto") -> tuple[dict, float]:
+    """Runs `dfscan score --faces FACES`; its "scored" log line's fields, and its peak RSS in MB."""
     env = dict(os.environ, DFSCAN_LOG="info")
     cmd = [binary, "score", "--model", str(model), "--device", "cpu", "--batch-size", str(batch_size),
            "--dtype", dtype,
-           "--faces", "auto", "--face-detector", str(REPO / ".face-detector"), "--format", "jsonl",
+           "--faces", faces, "--face-detector", str(REPO / ".face-detector"), "--format", "jsonl",
            "--output", str(output)]
     result = run(cmd + [str(p) for p in images], env=env)
     fields = dict(re.findall(r'(\w+)="?([0-9.]+)', [l for l in result.stderr.splitlines() if "scored" in l][-1]))
@@ -80,12 +89,9 @@ def main() -> None:
                          "CPUs with fast bf16 GEMMs: see BENCHMARKS.md)")
     args = ap.parse_args()
     work = Path(args.work)
-    model, tiny = work / "vit-base-random", work / "vit-tiny-random"
+    model, tiny = checkpoint(work, "base"), checkpoint(work, "tiny-a")
     images_dir = work / f"face-images-{args.images}"
     paths = json.loads(run([TOOLS_PY, "tests/tools/face_detector_reference.py", "paths"]).stdout)
-    for checkpoint, preset in ((model, "base"), (tiny, "tiny-a")):
-        if not (checkpoint / "model.safetensors").exists():
-            run([PY, "tests/tools/make_checkpoint.py", str(checkpoint), "--preset", preset])
     if not (images_dir / "manifest.json").exists():
         run([PY, "tests/tools/make_face_images.py", "bench", str(images_dir), "--astronaut",
              paths["images"]["astronaut"], "--n", str(args.images)])

