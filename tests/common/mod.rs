@@ -262,6 +262,10 @@ fn binary(path: impl AsRef<std::ffi::OsStr>) -> Command {
         }
     }
     cmd.env("HF_HUB_OFFLINE", "1").env("DFSCAN_LOG", "warn");
+    // The suite compares against float32 references with float32's
+    // tolerances, so its processes run in f32 whatever `auto` would pick on
+    // this host; tests/parity.rs checks `auto` itself.
+    cmd.env("DFSCAN_DTYPE", "f32");
     // Authentication is tested on its own (crates/coordinator/tests); the
     // rest of the suite runs without it, which takes saying so.
     cmd.env("DFSCAN_COORDINATOR__AUTH__DISABLED", "true");
@@ -285,7 +289,3 @@ pub fn read_f32_tensors(path: &Path) -> std::collections::HashMap<String, Vec<f3
         })
         .collect()
 }
-    // The suite compares against float32 references with float32's
-    // tolerances, so its processes run in f32 whatever `auto` would pick on
-    // this host; tests/parity.rs checks `auto` itself.
-    cmd.env("DFSCAN_DTYPE", "f32");
