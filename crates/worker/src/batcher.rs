@@ -32,7 +32,7 @@ pub(crate) struct Decoded {
     pub position: usize,
     pub id: String,
     pub item: Ready,
-    /// Its share of the decoded-image memory budget.
+    /// Its rows' share of the decoded-rows budget.
     pub permit: OwnedSemaphorePermit,
 }
 

@@ -4,8 +4,8 @@
 //! decoding and scoring, and a job cancelled after they were claimed would
 //! be scored to the end. So the states of the jobs in hand are read every
 //! [`POLL`], and the dispatcher stops handing a cancelled job's items to
-//! the decoders: they get the error "job cancelled". Items already decoded
-//! or at the model (at most the image budget, two batches) finish.
+//! the decoders: they get the error "job cancelled". Items already at the
+//! decoders, decoded or at the model (at most two batches of each) finish.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError};

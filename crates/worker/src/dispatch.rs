@@ -1,9 +1,10 @@
 //! Turns claimed tasks into work: cancelled jobs are answered at once (and
 //! a job cancelled while its task is being handed out gets its remaining
 //! items answered, see `cancel`), unreadable payloads are left to the
-//! queue, and the items of the rest go to the decoders, each taking a share
-//! of the decoded-image budget so that decoding never runs far ahead of the
-//! model.
+//! queue, and the items of the rest go to the decoders: a bounded number of
+//! items at a time, each of which, once decoded, waits for its rows' share
+//! of the decoded-rows budget (`RowBudget`), so that decoding never runs far
+//! ahead of the model, in items or in memory.
 
 use std::sync::Arc;
 
@@ -14,13 +15,15 @@ use crate::batcher::Decoded;
 use crate::cancel::Cancelled;
 use crate::claim::Claimed;
 use crate::metrics::WorkerMetrics;
-use crate::scoring::Runner;
+use crate::scoring::{RowBudget, Runner};
 use crate::task::{Finished, Finisher, InHand, TaskSlot};
 
 pub(crate) struct Dispatcher {
     pub runner: Arc<Runner>,
-    /// Images being decoded or waiting for a batch.
-    pub images: Arc<Semaphore>,
+    /// Items handed to the decoders and not yet decoded.
+    pub places: Arc<Semaphore>,
+    /// Rows decoded and not yet through the model.
+    pub rows: RowBudget,
     pub finisher: Finisher,
     pub in_hand: Arc<InHand>,
     pub metrics: Arc<WorkerMetrics>,
@@ -103,12 +106,12 @@ impl Dispatcher {
         let slot = TaskSlot::new(handle, enqueued_ms, &items, policy);
         let mut items = items.into_iter().enumerate();
         while let Some((position, item)) = items.next() {
-            let Ok(permit) = Arc::clone(&self.images).acquire_owned().await else {
+            let Ok(place) = Arc::clone(&self.places).acquire_owned().await else {
                 // The semaphore is never closed.
                 return;
             };
             if self.cancelled.contains(&job_id) {
-                drop(permit);
+                drop(place);
                 for (position, item) in std::iter::once((position, item)).chain(items) {
                     let index = slot.index(position);
                     let result = error_result(&item.id, index, CANCELLED_ERROR);
@@ -120,28 +123,34 @@ impl Dispatcher {
             let finisher = self.finisher.clone();
             let decoded = decoded.clone();
             let id = item.id.clone();
-            let (metrics, handed) = (Arc::clone(&self.metrics), std::time::Instant::now());
-            self.runner
-                .decode(item, Arc::clone(&faces), move |prepared| {
-                    metrics.decoded(handed.elapsed());
+            let metrics = Arc::clone(&self.metrics);
+            self.runner.decode(
+                item,
+                Arc::clone(&faces),
+                self.rows.clone(),
+                move |prepared, took| {
+                    metrics.decoded(took);
+                    // Decoded: its place goes to the next item, its rows
+                    // hold the budget until the model is done with them.
+                    drop(place);
                     match prepared {
-                        Ok(item) => {
+                        Ok((item, rows)) => {
                             // Fails only while the worker is torn down.
                             let _ = decoded.send(Decoded {
                                 slot,
                                 position,
                                 id,
                                 item,
-                                permit,
+                                permit: rows,
                             });
                         }
                         Err(e) => {
-                            drop(permit);
                             let index = slot.index(position);
                             finisher.record(&slot, position, error_result(&id, index, &e));
                         }
                     }
-                });
+                },
+            );
         }
     }
 }

@@ -4,13 +4,13 @@
 //!
 //! ```text
 //! claim ──► dispatch ──► decode (rayon) ──► batch ──► model thread
-//!   (prefetch bound)  (image budget)   (≤ max_batch,   (≤ 2 batches)
+//!   (prefetch bound)  (items, rows)    (≤ max_batch,   (≤ 2 batches)
 //!                                        any tasks)        │
 //! queue.complete ◄── task finished ◄── results per item ◄──┘
 //! ```
 //!
-//! Every stage is bounded (tasks ahead, images decoded ahead, batches at
-//! the model), so memory does not grow with the queue. Shutdown stops the
+//! Every stage is bounded (tasks ahead, items at the decoders and rows
+//! decoded ahead, batches at the model), so memory does not grow with the queue. Shutdown stops the
 //! claimer; the stages behind it then run dry in order.
 
 mod backoff;

@@ -8,6 +8,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use dfscan_core::video::VideoSettings;
 use dfscan_core::{FaceSettings, ImageScore, ItemScore, Prediction};
@@ -97,6 +98,64 @@ impl ModelBackend {
 
 /// An item ready for the model; the no-op scorers carry nothing.
 pub(crate) type Ready = Option<Prepared>;
+
+/// The decoded-rows budget: rows prepared for the model and not yet through
+/// it, shared by the decoders (which wait on it) and the batcher (whose
+/// batches hold it until their logits are back).
+#[derive(Clone)]
+pub(crate) struct RowBudget {
+    rows: Arc<tokio::sync::Semaphore>,
+    total: u32,
+    runtime: tokio::runtime::Handle,
+}
+
+impl RowBudget {
+    /// A budget of `total` rows; must be made on the worker's runtime.
+    pub(crate) fn new(total: usize) -> Self {
+        let total =
+            u32::try_from(total.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)).unwrap_or(u32::MAX);
+        Self {
+            rows: Arc::new(tokio::sync::Semaphore::new(total as usize)),
+            total,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Blocks a decoding thread (never a runtime thread) until `rows` of
+    /// the budget are free; an item larger than the whole budget takes all
+    /// of it, so it runs alone.
+    fn wait_for(&self, rows: usize) -> Result<OwnedSemaphorePermit, String> {
+        let wanted = u32::try_from(rows).unwrap_or(u32::MAX).clamp(1, self.total);
+        self.runtime
+            .block_on(Arc::clone(&self.rows).acquire_many_owned(wanted))
+            .map_err(|_| "the worker is stopping".to_string())
+    }
+
+    #[cfg(test)]
+    async fn wait_for_off_runtime(&self, rows: usize) -> OwnedSemaphorePermit {
+        let budget = self.clone();
+        tokio::task::spawn_blocking(move || budget.wait_for(rows).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// For the no-op scorers, which decode nothing on no pool: waits for
+    /// one row on the runtime, then hands the empty item to `done`.
+    fn then_one(
+        &self,
+        done: impl FnOnce(Result<(Ready, OwnedSemaphorePermit), String>, Duration) + Send + 'static,
+    ) {
+        let rows = Arc::clone(&self.rows);
+        self.runtime.spawn(async move {
+            let held = rows.acquire_owned().await;
+            let held = held.map(|held| (None, held));
+            done(
+                held.map_err(|_| "the worker is stopping".into()),
+                Duration::ZERO,
+            );
+        });
+    }
+}
 
 /// The classifier rows an item takes in a batch (the no-op scorers': one).
 pub(crate) fn rows(item: &Ready) -> usize {
@@ -197,12 +256,23 @@ impl Runner {
 
     /// Prepares an item for the model off the async threads and calls
     /// `done` with it (or the item's error), on a decode thread.
+    /// Decodes `item` on the pool, then, still on the decoding thread,
+    /// waits for its rows' share of `rows` (all at once, at most the whole
+    /// budget) before handing it to `done`: a decoder stops while the
+    /// prepared items ahead of it hold the budget, so what is decoded ahead
+    /// of the model is bounded in rows (an image's faces, a video's frames'
+    /// faces), not in items. Decoders wait in turn (the semaphore is
+    /// first come, first served) and no item already holding rows waits for
+    /// more: the holders are items on their way through the model, so the
+    /// wait always ends.
     pub(crate) fn decode(
         &self,
         item: Item,
         faces: Arc<FaceSettings>,
-        done: impl FnOnce(Result<Ready, String>) + Send + 'static,
+        rows: RowBudget,
+        done: impl FnOnce(Result<(Ready, OwnedSemaphorePermit), String>, Duration) + Send + 'static,
     ) {
+        let handed = Instant::now();
         match &self.backend {
             Backend::Model(model) => {
                 let job = Arc::clone(model);
@@ -211,12 +281,17 @@ impl Runner {
                     // and leave the task without this item's result.
                     let prepared = catch_unwind(AssertUnwindSafe(|| job.prepare(&item, &faces)))
                         .unwrap_or_else(|_| Err("decoding failed unexpectedly".into()));
-                    done(prepared.map(Some));
+                    let took = handed.elapsed();
+                    let admitted = prepared.and_then(|prepared| {
+                        let held = rows.wait_for(prepared.rows())?;
+                        Ok((Some(prepared), held))
+                    });
+                    done(admitted, took);
                 });
             }
-            Backend::Noop => done(Ok(None)),
+            Backend::Noop => rows.then_one(done),
             #[cfg(test)]
-            Backend::Stalling(_) => done(Ok(None)),
+            Backend::Stalling(_) => rows.then_one(done),
         }
     }
 
@@ -453,5 +528,28 @@ mod tests {
             runner.scores(vec![None], Ok(Err(ModelError::EngineStopped))),
             Err(WorkerError::Engine(_))
         ));
+    }
+
+    /// A decoder takes its rows all at once (an item larger than the budget
+    /// takes the whole budget) and goes on as soon as the rows ahead of it
+    /// are released.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_rows_budget_admits_an_oversized_item_alone() {
+        let budget = RowBudget::new(4);
+        let ahead = budget.wait_for_off_runtime(3).await;
+        assert_eq!(ahead.num_permits(), 3);
+        let waiting = {
+            let budget = budget.clone();
+            std::thread::spawn(move || budget.wait_for(512).unwrap())
+        };
+        // It cannot have all four rows while three are held.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        drop(ahead);
+        let alone = tokio::task::spawn_blocking(move || waiting.join().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(alone.num_permits(), 4);
+        assert_eq!(budget.rows.available_permits(), 0);
     }
 }

@@ -21,7 +21,7 @@ use crate::error::WorkerError;
 use crate::health::Health;
 use crate::keepalive;
 use crate::metrics::WorkerMetrics;
-use crate::scoring::{Inference, Runner};
+use crate::scoring::{Inference, RowBudget, Runner};
 use crate::settings::{host_name, worker_id, WorkerSettings};
 use crate::task::{Counters, Finisher, InHand};
 use crate::uri::UriRoots;
@@ -175,10 +175,12 @@ impl Worker {
         let cancelled = Arc::new(Cancelled::default());
         let dispatcher = Dispatcher {
             runner: Arc::clone(&self.runner),
-            // Two batches' worth: one being gathered, one decoding behind it.
-            images: Arc::new(Semaphore::new(
+            // Two batches' worth of each: one being gathered, one decoding
+            // behind it.
+            places: Arc::new(Semaphore::new(
                 s.max_batch.saturating_mul(2).min(Semaphore::MAX_PERMITS),
             )),
+            rows: RowBudget::new(s.max_batch.saturating_mul(2)),
             finisher: finisher.clone(),
             in_hand: Arc::clone(&in_hand),
             metrics: Arc::clone(&self.metrics),
@@ -503,8 +505,8 @@ mod tests {
         }
 
         // The model hangs on the first batch, so the first task is in hand
-        // with most of its items not yet handed to the decoders (the image
-        // budget is two batches). Then the job is cancelled.
+        // with most of its items not yet handed to the decoders. Then the
+        // job is cancelled.
         gate.close();
         let job = sealed_job(queue.as_ref(), MODEL, &[8, 8, 8, 8]).await;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -524,9 +526,10 @@ mod tests {
             .filter(|r| r.error == CANCELLED_ERROR)
             .count();
         assert_eq!(scored + cancelled, 32);
-        // At most the image budget (two batches) decoded ahead plus the
-        // batches at the model: a handful, not the job.
-        assert!(scored <= 8, "{scored} of 32 scored after the cancel");
+        // At most the items handed to the decoders (two batches), those
+        // decoded and waiting for a batch (the rows budget, two batches) and
+        // the batches at the model (two): a handful, not the job.
+        assert!(scored <= 12, "{scored} of 32 scored after the cancel");
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(60), running)
             .await
