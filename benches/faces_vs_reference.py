@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from score_vs_pipeline import PY, REPO, cpu_name, run  # noqa: E402  (same directory)
+from score_vs_pipeline import PY, REPO, cpu_summary, run  # noqa: E402  (same directory)
 
 TOOLS_PY = str(REPO / ".venv-tools/bin/python")
 
@@ -125,7 +125,7 @@ def main() -> None:
                      f"{ours['seconds']:.2f} s ({detection_only['seconds']:.2f} s with the tiny classifier), "
                      f"reference {theirs['total_s']:.2f} s (load {theirs['load_s']:.2f} s, detect "
                      f"{theirs['detect_s']:.2f} s, classify {theirs['classify_s']:.2f} s)")
-    print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores; torch {versions[0]}, transformers {versions[1]}, "
+    print(f"\nMachine: {cpu_summary()}; torch {versions[0]}, transformers {versions[1]}, "
           f"onnxruntime {versions[2]}; {n} JPEGs 640x480, 1-4 faces each; ViT-base (random weights), "
           f"batch {args.batch_size}, CPU\n")
     print("| dtype | side | images/s | faces/s | detector share | peak RSS |")

@@ -46,7 +46,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faces_vs_reference import TOOLS_PY, build_dfscan, checkpoint, dfscan_score  # noqa: E402
-from score_vs_pipeline import PY, cpu_name, run  # noqa: E402  (same directory)
+from score_vs_pipeline import PY, cpu_summary, run  # noqa: E402  (same directory)
 
 FPS = 25
 
@@ -143,7 +143,7 @@ def main() -> None:
                      f"(decode {theirs['decode_s']:.2f} s, detect {theirs['detect_s']:.2f} s, classify "
                      f"{theirs['classify_s']:.2f} s); {our_frames} frames, {our_faces} faces")
     width = round(args.height * 16 / 9 / 2) * 2
-    print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores; PyAV {versions[0]}, torch {versions[1]}, "
+    print(f"\nMachine: {cpu_summary()}; PyAV {versions[0]}, torch {versions[1]}, "
           f"transformers {versions[2]}, onnxruntime {versions[3]}; {n} H.264 clips {width}x{args.height}, "
           f"{args.seconds:g} s at {FPS} fps; classifier {args.model_preset} (random weights), batch "
           f"{args.batch_size}, CPU\n")
