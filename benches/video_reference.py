@@ -95,19 +95,9 @@ def score(videos: list[str], times: dict[str, list[float]], args) -> tuple[list[
         plans, inputs = [], []
         for t, image in sampled_frames(path, times[path], args.decode_threads, clock):
             t0 = time.perf_counter()
-            if detector is None:
-                plans.append((t, None, True))
-                inputs.append(image)
-                continue
-            faces = detector(image, args)
-            for face in faces:
-                face["crop"] = faces_reference.face_square(face["box"], args.face_scale)
-                inputs.append(image.crop(tuple(face["crop"])))
-            whole = not faces and args.faces == "auto"
-            if whole:
-                inputs.append(image)
+            faces, whole = faces_reference.plan_image(image, detector, args, inputs)
             plans.append((t, faces, whole))
-            crops += len(faces)
+            crops += len(faces or [])
             clock["detect_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         predictions = iter(classifier(inputs))

@@ -205,6 +205,23 @@ class Classifier:
         return self.prediction(means)
 
 
+def plan_image(image, detector, args, inputs: list) -> tuple[list[dict] | None, bool]:
+    """One image's faces (None with faces off) and whether the whole image is
+    a classifier row too; appends its rows (face crops, then the whole image)
+    to `inputs`."""
+    if detector is None:
+        inputs.append(image)
+        return None, True
+    faces = detector(image, args)
+    for face in faces:
+        face["crop"] = face_square(face["box"], args.face_scale)
+        inputs.append(image.crop(tuple(face["crop"])))
+    whole = not faces and args.faces == "auto"
+    if whole:
+        inputs.append(image)
+    return faces, whole
+
+
 def score(paths: list[str], args) -> tuple[list[dict], dict]:
     from transformers.image_utils import load_image
 
@@ -223,19 +240,9 @@ def score(paths: list[str], args) -> tuple[list[dict], dict]:
             image = load_image(path)
             t1 = time.perf_counter()
             times["load_s"] += t1 - t0
-            if detector is None:
-                plans.append((path, None, True))
-                inputs.append(image)
-                continue
-            faces = detector(image, args)
-            for face in faces:
-                face["crop"] = face_square(face["box"], args.face_scale)
-                inputs.append(image.crop(tuple(face["crop"])))
-            whole = not faces and args.faces == "auto"
-            if whole:
-                inputs.append(image)
+            faces, whole = plan_image(image, detector, args, inputs)
             plans.append((path, faces, whole))
-            crops += len(faces)
+            crops += len(faces or [])
             times["detect_s"] += time.perf_counter() - t1
         t0 = time.perf_counter()
         predictions = iter(classifier(inputs))
