@@ -328,19 +328,27 @@ mod tests {
         Prediction::from_probabilities(&labels, &[1.0 - fake, fake], 1)
     }
 
-    #[test]
-    fn documents_say_what_became_of_the_image() {
-        let detector = pb::ModelIdentity {
+    fn detector() -> pb::ModelIdentity {
+        pb::ModelIdentity {
             name: "centerface".into(),
             sha256: "ab".into(),
-        };
-        let face = FaceScore {
+        }
+    }
+
+    fn face() -> FaceScore {
+        FaceScore {
             bbox: [1.5, 2.0, 30.0, 41.0],
             detector_score: 0.875,
             landmarks: [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 10.0]],
             crop: [-4, -3, 35, 36],
             prediction: prediction(0.75),
-        };
+        }
+    }
+
+    #[test]
+    fn documents_say_what_became_of_the_image() {
+        let detector = detector();
+        let face = face();
         let image = |s: ImageScore| document(&ItemScore::Image(s), Some(&detector));
         let scored = ImageScore::from_faces(vec![face.clone()], None, FaceAggregation::Max, 1);
         let parsed: serde_json::Value = serde_json::from_str(&image(scored)).unwrap();
@@ -368,17 +376,8 @@ mod tests {
 
     #[test]
     fn a_videos_document_is_its_timeline() {
-        let detector = pb::ModelIdentity {
-            name: "centerface".into(),
-            sha256: "ab".into(),
-        };
-        let face = FaceScore {
-            bbox: [1.5, 2.0, 30.0, 41.0],
-            detector_score: 0.875,
-            landmarks: [[1.0, 2.0]; 5],
-            crop: [-4, -3, 35, 36],
-            prediction: prediction(0.75),
-        };
+        let detector = detector();
+        let face = face();
         let frames = [0.25, 0.75]
             .map(|t| FrameScore {
                 t,
