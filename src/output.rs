@@ -19,7 +19,7 @@ use std::io::Write;
 use clap::ValueEnum;
 use dfscan_core::prediction::ScoreMap;
 use dfscan_core::video::{FrameScore, TrackScore};
-use dfscan_core::{FaceScore, ItemScore, ModelIdentity, Outcome, Prediction};
+use dfscan_core::{Explanation, FaceScore, ItemScore, ModelIdentity, Outcome, Prediction};
 use serde::Serialize;
 
 /// Standard output for results. A reader that stops reading (`| head`) is
@@ -121,6 +121,9 @@ struct JsonLine<'a> {
     /// Why a video's result covers fewer frames than asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     partial: Option<&'a str>,
+    /// The maps of `score --explain` (JSON Lines only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanation: Option<&'a Explanation>,
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     verdict: Option<&'a str>,
@@ -228,6 +231,7 @@ impl<W: Write> ResultWriter<W> {
                     tracks: video.map(|v| v.tracks.as_slice()),
                     outcome,
                     partial: video.and_then(|v| v.partial.as_deref()),
+                    explanation: image.and_then(|s| s.explanation.as_ref()),
                     error,
                     verdict: row.verdict.filter(|v| !v.is_empty()),
                     metadata: row

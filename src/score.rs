@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use dfscan_core::{ExplainMethod, ExplainRequest, ExplainTarget, Explanation};
 use dfscan_model::{ItemScore, Scorer};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -23,6 +24,16 @@ pub struct ScoreArgs {
     /// Write results here instead of standard output
     #[arg(long, short)]
     output: Option<PathBuf>,
+    /// Explain every image: write its overlay PNG (the maps over the
+    /// image, face boxes drawn) into DIR and its maps into the result
+    #[arg(long, value_name = "DIR")]
+    explain: Option<PathBuf>,
+    /// How the maps are computed
+    #[arg(long, value_name = "METHOD", default_value_t)]
+    explain_method: ExplainMethod,
+    /// Whose logit relevance explains: the fake label's or the predicted one's
+    #[arg(long, value_name = "TARGET", default_value_t)]
+    explain_target: ExplainTarget,
     /// Image files and directories (searched recursively)
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -37,7 +48,16 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
         "{}",
         crate::inputs::none_found(&args.paths)
     );
-    let scorer = load_scorer(&settings)?;
+    let mut scorer = load_scorer(&settings)?;
+    let mut pictures = None;
+    if let Some(dir) = &args.explain {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        pictures = Some(Pictures::new(dir, &inputs));
+        scorer = scorer.explaining(ExplainRequest {
+            method: args.explain_method,
+            target: args.explain_target,
+        });
+    }
     let info = scorer.engine().info();
     let out: Box<dyn Write> = match &args.output {
         Some(path) => Box::new(BufWriter::new(
@@ -50,8 +70,15 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
     let mut failed = 0usize;
     let mut io_error = None;
     let started = Instant::now();
-    let times = scorer.score_files(&inputs, |i, result| {
+    let times = scorer.score_files(&inputs, |i, mut result| {
         progress.scored(&result);
+        if let (Some(pictures), Ok(ItemScore::Image(score))) = (&pictures, &mut result) {
+            if let Some(explanation) = &mut score.explanation {
+                if let Err(e) = pictures.write(i, explanation) {
+                    io_error.get_or_insert(e);
+                }
+            }
+        }
         if result.is_err() {
             failed += 1;
         }
@@ -92,6 +119,41 @@ pub fn run(config: Option<&Path>, args: ScoreArgs) -> anyhow::Result<bool> {
         );
     }
     Ok(failed == 0)
+}
+
+/// Where `--explain` writes each input's overlay: its file name's stem
+/// with the input's place in the run, so that two inputs named alike in
+/// different folders never share a file.
+struct Pictures {
+    names: Vec<PathBuf>,
+}
+
+impl Pictures {
+    fn new(dir: &Path, inputs: &[PathBuf]) -> Self {
+        let width = inputs.len().to_string().len();
+        let names = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| {
+                let stem = input
+                    .file_stem()
+                    .map_or("input".into(), |s| s.to_string_lossy());
+                dir.join(format!("{:0width$}-{stem}.png", i + 1))
+            })
+            .collect();
+        Self { names }
+    }
+
+    /// Writes input `i`'s overlay and records its path in the explanation.
+    fn write(&self, i: usize, explanation: &mut Explanation) -> std::io::Result<()> {
+        if explanation.png_bytes.is_empty() {
+            return Ok(());
+        }
+        let path = &self.names[i];
+        std::fs::write(path, std::mem::take(&mut explanation.png_bytes))?;
+        explanation.png = Some(path.to_string_lossy().into_owned());
+        Ok(())
+    }
 }
 
 pub fn load_scorer(settings: &LocalSettings) -> anyhow::Result<Scorer> {

@@ -7,13 +7,12 @@
 //! coordinator (no libtorch) and the clients read and check the same
 //! options and records.
 
-use std::fmt;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::explain::Explanation;
 use crate::settings::Section;
 use crate::Prediction;
 
@@ -44,42 +43,8 @@ pub enum FaceAggregation {
     Mean,
 }
 
-macro_rules! named_values {
-    ($ty:ty, $what:literal, $($variant:ident => $name:literal),+) => {
-        impl $ty {
-            /// Every value's name, as config, flags and the API spell it.
-            pub const NAMES: &'static [&'static str] = &[$($name),+];
-
-            pub fn name(self) -> &'static str {
-                match self { $(Self::$variant => $name),+ }
-            }
-        }
-
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = String;
-
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s.to_ascii_lowercase().as_str() {
-                    $($name => Ok(Self::$variant),)+
-                    _ => Err(format!(
-                        concat!("unknown ", $what, " {:?}: expected one of {}"),
-                        s,
-                        Self::NAMES.join(", ")
-                    )),
-                }
-            }
-        }
-    };
-}
-
-named_values!(FaceMode, "face mode", Auto => "auto", Require => "require", Off => "off");
-named_values!(FaceAggregation, "face aggregation", Max => "max", Mean => "mean");
+crate::names::named_values!(FaceMode, "face mode", Auto => "auto", Require => "require", Off => "off");
+crate::names::named_values!(FaceAggregation, "face aggregation", Max => "max", Mean => "mean");
 
 /// The detector's working sizes accepted: from one network cell block to a
 /// bound on its activations' memory (a 2048² input needs about 2 GB in f32).
@@ -243,6 +208,8 @@ pub struct ImageScore {
     /// `None` with faces off; empty when none was found.
     pub faces: Option<Vec<FaceScore>>,
     pub outcome: Outcome,
+    /// Where the classifier saw it, when asked for.
+    pub explanation: Option<Explanation>,
 }
 
 impl ImageScore {
@@ -252,6 +219,7 @@ impl ImageScore {
             prediction: Some(prediction),
             faces: None,
             outcome: Outcome::Scored,
+            explanation: None,
         }
     }
 
@@ -274,6 +242,7 @@ impl ImageScore {
                 prediction: whole,
                 faces: Some(faces),
                 outcome,
+                explanation: None,
             };
         }
         let prediction = aggregate(&faces, aggregation, fake_index);
@@ -281,6 +250,7 @@ impl ImageScore {
             prediction: Some(prediction),
             faces: Some(faces),
             outcome: Outcome::Scored,
+            explanation: None,
         }
     }
 }

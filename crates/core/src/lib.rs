@@ -5,9 +5,11 @@
 
 pub mod device;
 pub mod error;
+pub mod explain;
 pub mod faces;
 pub mod item;
 pub mod metrics;
+mod names;
 pub mod prediction;
 pub mod retry;
 pub mod settings;
@@ -15,6 +17,7 @@ pub mod video;
 
 pub use device::{DType, DTypeRequest, DeviceRequest};
 pub use error::CoreError;
+pub use explain::{ExplainMethod, ExplainRequest, ExplainTarget, Explanation};
 pub use faces::{FaceAggregation, FaceMode, FaceScore, FaceSettings, ImageScore, Outcome};
 pub use item::ItemScore;
 pub use prediction::{ModelIdentity, Prediction};

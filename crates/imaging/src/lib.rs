@@ -28,6 +28,7 @@ mod format;
 mod limits;
 mod normalize;
 mod orient;
+pub mod overlay;
 mod resample;
 
 pub use align::{align_face, aligned_region, face_template, similarity, Affine};

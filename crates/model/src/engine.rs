@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use dfscan_core::{DType, DTypeRequest, DeviceRequest, ModelIdentity};
+use dfscan_core::{DType, DTypeRequest, DeviceRequest, ExplainMethod, ModelIdentity};
 use dfscan_imaging::PreprocessorConfig;
 use tch::{nn, Device, Kind, Tensor};
 use tokio::sync::oneshot;
@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use crate::checkpoint::{load_weights, Checkpoint};
 use crate::dtype_choice;
 use crate::error::ModelError;
+use crate::explain;
 use crate::faces::{DetectorInput, FaceDetector, HeadMaps};
 use crate::inbox::{Inbox, Work};
 use crate::vit::VitClassifier;
@@ -53,6 +54,8 @@ pub struct ModelInfo {
     pub dtype: DType,
     /// The face detector's identity, when one is loaded.
     pub face_detector: Option<ModelIdentity>,
+    /// Patches per side: an explanation map's size.
+    pub patch_grid: usize,
 }
 
 impl ModelInfo {
@@ -67,8 +70,16 @@ pub type LogitsReceiver = oneshot::Receiver<Result<Vec<f32>, ModelError>>;
 struct Request {
     pixels: Vec<f32>,
     batch: usize,
+    /// Explain the rows instead of scoring them: the reply is their raw
+    /// maps, [batch × patches].
+    explain: Option<(ExplainMethod, Vec<i64>)>,
     reply: oneshot::Sender<Result<Vec<f32>, ModelError>>,
 }
+
+/// Most rows one explanation pass runs: its backward pass keeps every
+/// layer's activations and attention maps (BENCHMARKS.md, explanations,
+/// gives the bytes per row), so a large batch is explained in passes.
+pub const MAX_EXPLAIN_ROWS: usize = 8;
 
 struct Detection {
     input: DetectorInput,
@@ -132,6 +143,39 @@ impl Engine {
         pixels: Vec<f32>,
         batch: usize,
     ) -> Result<LogitsReceiver, ModelError> {
+        self.send(pixels, batch, None)
+    }
+
+    /// Raw explanation maps ([rows × patches], each row's CLS relevance
+    /// to its patches, row-major over the patch grid) of `rows` images by
+    /// `method`, explaining each row's logit of the class `targets` names;
+    /// run on the model thread in passes of at most [`MAX_EXPLAIN_ROWS`].
+    /// Blocks until done; not for async contexts.
+    pub fn explain_blocking(
+        &self,
+        pixels: Vec<f32>,
+        rows: usize,
+        method: ExplainMethod,
+        targets: &[usize],
+    ) -> Result<Vec<f32>, ModelError> {
+        let labels = self.info.labels.len();
+        if targets.len() != rows || targets.iter().any(|&t| t >= labels) {
+            return Err(ModelError::InvalidBatch(format!(
+                "{rows} rows to explain need as many target classes under {labels}, got {targets:?}"
+            )));
+        }
+        let targets = targets.iter().map(|&t| t as i64).collect();
+        self.send(pixels, rows, Some((method, targets)))?
+            .blocking_recv()
+            .map_err(|_| ModelError::EngineStopped)?
+    }
+
+    fn send(
+        &self,
+        pixels: Vec<f32>,
+        batch: usize,
+        explain: Option<(ExplainMethod, Vec<i64>)>,
+    ) -> Result<LogitsReceiver, ModelError> {
         let expected = batch * self.info.pixels_per_image();
         if pixels.len() != expected || batch == 0 {
             return Err(ModelError::InvalidBatch(format!(
@@ -144,6 +188,7 @@ impl Engine {
             .send_batch(Request {
                 pixels,
                 batch,
+                explain,
                 reply,
             })
             .map_err(|_| ModelError::EngineStopped)?;
@@ -244,6 +289,7 @@ impl Loaded {
             device: device_name(device),
             dtype: choice.dtype,
             face_detector: detector.as_ref().map(|d| d.identity().clone()),
+            patch_grid: c.grid() as usize,
         };
         tracing::info!(model = %info.identity.name, sha256 = %info.identity.sha256, device = %info.device, dtype = %info.dtype, threads = tch::get_num_threads(), "model loaded");
         Ok(Self {
@@ -261,7 +307,10 @@ impl Loaded {
         while let Some(work) = inbox.next() {
             match work {
                 Work::Batch(req) => {
-                    let result = guarded(|| self.forward(&req.pixels, req.batch));
+                    let result = guarded(|| match &req.explain {
+                        None => self.forward(&req.pixels, req.batch),
+                        Some((method, targets)) => self.explain(&req.pixels, *method, targets),
+                    });
                     let _ = req.reply.send(result);
                 }
                 Work::Detections(detections) => self.detect(detections),
@@ -294,24 +343,49 @@ impl Loaded {
 
     /// Logits of `batch` images, in passes of at most `max_rows`.
     fn forward(&self, pixels: &[f32], batch: usize) -> Result<Vec<f32>, ModelError> {
-        let [c, h, w] = self.info.input_shape.map(|d| d as i64);
-        let per_image = self.info.pixels_per_image();
         let mut logits = Vec::with_capacity(batch * self.info.labels.len());
-        for chunk in pixels.chunks(self.max_rows * per_image) {
-            let rows = (chunk.len() / per_image) as i64;
-            let input = Tensor::from_slice(chunk)
-                .view([rows, c, h, w])
-                .to_device(self.device)
-                .to_kind(self.kind);
-            let out = self
-                .model
-                .forward(&input)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu);
-            logits.extend(Vec::<f32>::try_from(out.flatten(0, -1))?);
+        for chunk in pixels.chunks(self.max_rows * self.info.pixels_per_image()) {
+            let out = self.model.forward(&self.input(chunk));
+            logits.extend(host_floats(&out)?);
         }
         Ok(logits)
     }
+
+    /// Raw maps of the images in `pixels`, in passes of at most
+    /// [`MAX_EXPLAIN_ROWS`].
+    fn explain(
+        &self,
+        pixels: &[f32],
+        method: ExplainMethod,
+        targets: &[i64],
+    ) -> Result<Vec<f32>, ModelError> {
+        let patches = self.info.patch_grid * self.info.patch_grid;
+        let mut maps = Vec::with_capacity(targets.len() * patches);
+        let per_pass = MAX_EXPLAIN_ROWS.min(self.max_rows);
+        let chunks = pixels.chunks(per_pass * self.info.pixels_per_image());
+        for (chunk, targets) in chunks.zip(targets.chunks(per_pass)) {
+            let out = explain::maps(&self.model, &self.input(chunk), method, targets);
+            maps.extend(host_floats(&out)?);
+        }
+        Ok(maps)
+    }
+
+    /// Images back to back as the model's input tensor, on its device.
+    fn input(&self, chunk: &[f32]) -> Tensor {
+        let [c, h, w] = self.info.input_shape.map(|d| d as i64);
+        let rows = (chunk.len() / self.info.pixels_per_image()) as i64;
+        Tensor::from_slice(chunk)
+            .view([rows, c, h, w])
+            .to_device(self.device)
+            .to_kind(self.kind)
+    }
+}
+
+/// A result tensor's values as f32 on the host, row-major.
+fn host_floats(t: &Tensor) -> Result<Vec<f32>, ModelError> {
+    Ok(Vec::<f32>::try_from(
+        t.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1),
+    )?)
 }
 
 /// Runs `f`, turning a panic (libtorch's C++ errors surface as panics in

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod dtype_choice;
 pub mod engine;
 mod error;
+mod explain;
 pub mod faces;
 pub mod hub;
 mod inbox;

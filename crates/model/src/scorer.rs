@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use dfscan_core::video::VideoSettings;
-use dfscan_core::FaceSettings;
+use dfscan_core::{ExplainRequest, FaceSettings};
 use dfscan_imaging::DecodeLimits;
 use rayon::prelude::*;
 
@@ -24,6 +24,8 @@ pub struct Scorer {
     analysis: Analysis,
     pool: rayon::ThreadPool,
     batch_size: usize,
+    /// Every image's explanation, when asked for.
+    explain: Option<ExplainRequest>,
 }
 
 /// Where the calling thread's time in [`Scorer::score_files`] went: reading
@@ -69,7 +71,15 @@ impl Scorer {
             analysis: Analysis::new(engine, limits, faces, video)?,
             pool,
             batch_size: batch_size.max(1),
+            explain: None,
         })
+    }
+
+    /// Explains every image scored, after its score (see
+    /// [`crate::analysis`]).
+    pub fn explaining(mut self, request: ExplainRequest) -> Self {
+        self.explain = Some(request);
+        self
     }
 
     pub fn engine(&self) -> &Engine {
@@ -99,11 +109,11 @@ impl Scorer {
     /// Preprocesses a chunk in parallel and hands the good images to the model.
     fn start(&self, first: usize, chunk: &[PathBuf], times: &mut ScoreTimes) -> InFlight {
         let started = Instant::now();
-        let analysis = &self.analysis;
+        let (analysis, explain) = (&self.analysis, self.explain);
         let prepared: Vec<_> = self.pool.install(|| {
             chunk
                 .par_iter()
-                .map(|path| analysis.prepare(Input::File(path), analysis.faces()))
+                .map(|path| analysis.prepare(Input::File(path), analysis.faces(), explain))
                 .collect()
         });
         let mut good = Vec::with_capacity(chunk.len());

@@ -4,7 +4,7 @@
 //! checkpoint loads without a renaming map.
 
 use tch::nn::{self, Module};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::vit_config::{Activation, VitConfig};
 
@@ -107,7 +107,11 @@ impl Layer {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
+    /// The layer's output; with `attention`, its attention probabilities
+    /// [B, heads, T, T] are computed explicitly (softmax of the scaled
+    /// scores in f32, as transformers' eager attention does) and pushed
+    /// there, for explanations; without, the fused kernel runs.
+    fn forward(&self, x: &Tensor, attention: Option<&mut Vec<Tensor>>) -> Tensor {
         let (b, t, h) = x.size3().expect("3-d activations");
         let normed = self.layernorm_before.forward(x);
         // [B, T, 3·hidden] → three [B, heads, T, d_head] views.
@@ -115,21 +119,31 @@ impl Layer {
             Some(fused) => fused.forward(&normed),
             None => concat_linear(&[&self.query, &self.key, &self.value]).forward(&normed),
         };
+        let d_head = h / self.heads;
         let qkv = qkv
-            .view([b, t, 3, self.heads, h / self.heads])
+            .view([b, t, 3, self.heads, d_head])
             .permute([2, 0, 3, 1, 4]);
         let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        // Fused attention kernel; scale defaults to 1/sqrt(d_head) as in HF.
-        let context = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        )
+        let context = match attention {
+            // Fused attention kernel; scale defaults to 1/sqrt(d_head) as in HF.
+            None => Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                0.0,
+                false,
+                None,
+                false,
+            ),
+            Some(kept) => {
+                let scores = q.matmul(&k.transpose(-2, -1)) * (d_head as f64).powf(-0.5);
+                let probs = scores.softmax(-1, Kind::Float).to_kind(q.kind());
+                let context = probs.matmul(&v);
+                kept.push(probs);
+                context
+            }
+        }
         .transpose(1, 2)
         .reshape([b, t, h]);
         let x = x + self.attention_out.forward(&context);
@@ -199,9 +213,22 @@ impl VitClassifier {
 
     /// Pixel values [B, C, H, W] → logits [B, labels].
     pub fn forward(&self, pixels: &Tensor) -> Tensor {
+        self.run(pixels, None)
+    }
+
+    /// Logits and every layer's attention probabilities, first layer
+    /// first: the explanations' forward pass (slower: attention is not
+    /// fused).
+    pub fn forward_with_attention(&self, pixels: &Tensor) -> (Tensor, Vec<Tensor>) {
+        let mut attention = Vec::with_capacity(self.layers.len());
+        let logits = self.run(pixels, Some(&mut attention));
+        (logits, attention)
+    }
+
+    fn run(&self, pixels: &Tensor, mut attention: Option<&mut Vec<Tensor>>) -> Tensor {
         let mut x = self.embeddings.forward(pixels);
         for layer in &self.layers {
-            x = layer.forward(&x);
+            x = layer.forward(&x, attention.as_deref_mut());
         }
         let cls = self.layernorm.forward(&x).select(1, 0);
         self.classifier.forward(&cls)

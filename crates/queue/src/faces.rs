@@ -135,6 +135,7 @@ pub fn image_score(r: &pb::ItemResult) -> Option<ImageScore> {
             .then(|| prediction(&r.label, &r.scores, r.fake_score.unwrap_or_default())),
         faces,
         outcome,
+        explanation: None,
     })
 }
 

@@ -80,7 +80,7 @@ struct ModelBackend {
 impl ModelBackend {
     fn prepare(&self, item: &Item, faces: &FaceSettings) -> Result<Prepared, String> {
         match &item.source {
-            Some(Source::Data(data)) => self.analysis.prepare(Input::Bytes(data), faces),
+            Some(Source::Data(data)) => self.analysis.prepare(Input::Bytes(data), faces, None),
             Some(Source::Uri(uri)) => {
                 let path = self.uris.resolve(uri)?;
                 // The item's errors name the URI the client sent, not the
@@ -88,7 +88,7 @@ impl ModelBackend {
                 let own = format!("{}: ", path.display());
                 let named = |e: String| format!("{uri}: {}", e.strip_prefix(&own).unwrap_or(&e));
                 self.analysis
-                    .prepare(Input::File(&path), faces)
+                    .prepare(Input::File(&path), faces, None)
                     .map_err(named)
             }
             None => Err("the item has neither data nor a URI".into()),

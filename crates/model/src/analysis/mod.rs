@@ -15,8 +15,10 @@
 //! without a face. A video (recognised by content) is its sampled frames'
 //! rows, each frame treated as an image ([`video`]). Its [`Plan`] says
 //! which, and travels beside the batch so that each item's rows come back
-//! to it.
+//! to it. An image that asked for an explanation keeps its rows' pixels
+//! in its plan, and is explained once scored ([`explain`]).
 
+mod explain;
 mod image;
 mod video;
 
@@ -24,11 +26,12 @@ use std::path::Path;
 
 use dfscan_core::prediction::softmax;
 use dfscan_core::video::VideoSettings;
-use dfscan_core::{FaceMode, FaceSettings, ItemScore, Prediction};
+use dfscan_core::{ExplainRequest, FaceMode, FaceSettings, ItemScore, Prediction};
 use dfscan_imaging::{read_limited, DecodeLimits};
 
 use crate::engine::{Engine, LogitsReceiver, ModelInfo};
 use crate::error::ModelError;
+pub use explain::Explainable;
 pub use image::ImagePlan;
 pub use video::VideoPlan;
 
@@ -64,18 +67,25 @@ impl Prepared {
     }
 }
 
-/// What an item's rows are, kept while its pixels are at the model.
+/// What an item's rows are, kept while its pixels are at the model, and
+/// what it keeps to be explained.
 #[derive(Debug, Clone)]
-pub enum Plan {
+pub struct Plan {
+    rows: Rows,
+    explain: Option<Explainable>,
+}
+
+#[derive(Debug, Clone)]
+enum Rows {
     Image(ImagePlan),
     Video(VideoPlan),
 }
 
 impl Plan {
     pub fn rows(&self) -> usize {
-        match self {
-            Self::Image(plan) => plan.rows(),
-            Self::Video(plan) => plan.rows(),
+        match &self.rows {
+            Rows::Image(plan) => plan.rows(),
+            Rows::Video(plan) => plan.rows(),
         }
     }
 }
@@ -149,8 +159,15 @@ impl Analysis {
 
     /// Prepares one item: a video (by content) through [`video`], an
     /// image through [`image`]; with faces as `faces` says (blocking on the
-    /// model thread for the detector). The error is the item's message.
-    pub fn prepare(&self, input: Input<'_>, faces: &FaceSettings) -> Result<Prepared, String> {
+    /// model thread for the detector), keeping what `explain` needs once
+    /// it is scored (images only: videos are not explained yet). The error
+    /// is the item's message.
+    pub fn prepare(
+        &self,
+        input: Input<'_>,
+        faces: &FaceSettings,
+        explain: Option<ExplainRequest>,
+    ) -> Result<Prepared, String> {
         let info = self.engine.info();
         // A wrong size would fail the whole batch at the engine; fail only
         // this item.
@@ -177,9 +194,13 @@ impl Analysis {
             .into_processor_input(info.preprocessor.do_convert_rgb);
         let mut pixels = Vec::new();
         let plan = image::prepare(self, &image, faces, &mut pixels)?;
+        let explain = explain.map(|request| Explainable::keep(request, &pixels, &image));
         Ok(Prepared {
             pixels,
-            plan: Plan::Image(plan),
+            plan: Plan {
+                rows: Rows::Image(plan),
+                explain,
+            },
         })
     }
 
@@ -252,7 +273,8 @@ impl Analysis {
     }
 
     /// Each item's score from the model's answer for a batch made of
-    /// `plans`.
+    /// `plans`; the images that asked for an explanation are explained
+    /// (blocking on the model thread) and carry it.
     pub fn scores(
         &self,
         plans: Vec<Plan>,
@@ -261,16 +283,30 @@ impl Analysis {
         let rows = plans.iter().map(Plan::rows).sum();
         let mut predictions = self.predictions(rows, answer)?.into_iter();
         let fake_index = self.engine.info().fake_index;
-        Ok(plans
+        let mut kept = Vec::with_capacity(plans.len());
+        let mut scores: Scores = plans
             .into_iter()
             .map(|plan| {
                 let own: Vec<_> = predictions.by_ref().take(plan.rows()).collect();
+                kept.push(plan.explain);
                 let own: Vec<Prediction> = own.into_iter().collect::<Result<_, _>>()?;
-                Ok(match plan {
-                    Plan::Image(plan) => ItemScore::Image(plan.score(own, fake_index)?),
-                    Plan::Video(plan) => ItemScore::Video(plan.score(own, fake_index)?),
+                Ok(match plan.rows {
+                    Rows::Image(plan) => ItemScore::Image(plan.score(own, fake_index)?),
+                    Rows::Video(plan) => ItemScore::Video(plan.score(own, fake_index)?),
                 })
             })
-            .collect())
+            .collect();
+        let explainable: Vec<_> = scores
+            .iter_mut()
+            .zip(kept)
+            .filter_map(|(score, kept)| match (score, kept) {
+                (Ok(ItemScore::Image(score)), Some(kept)) => Some((score, kept)),
+                _ => None,
+            })
+            .collect();
+        if !explainable.is_empty() {
+            self.explain_scored(explainable);
+        }
+        Ok(scores)
     }
 }

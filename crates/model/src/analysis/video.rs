@@ -14,7 +14,7 @@ use dfscan_core::{FaceSettings, Prediction};
 use dfscan_video::{Sampling, Seek, Source, VideoLimits, PROBE_BYTES};
 
 use super::image::{self, ImagePlan};
-use super::{Analysis, Input, Plan, Prepared};
+use super::{Analysis, Input, Plan, Prepared, Rows};
 
 /// The most classifier rows one video may take (its frames' faces, or
 /// whole frames): 32 frames of 16 faces, about 300 MB of pixel values.
@@ -153,11 +153,14 @@ pub(super) fn prepare(
     };
     Ok(Prepared {
         pixels,
-        plan: Plan::Video(VideoPlan {
-            duration_s: summary.info.duration_s,
-            frames,
-            partial,
-            aggregation: settings.track_aggregation,
-        }),
+        plan: Plan {
+            rows: Rows::Video(VideoPlan {
+                duration_s: summary.info.duration_s,
+                frames,
+                partial,
+                aggregation: settings.track_aggregation,
+            }),
+            explain: None,
+        },
     })
 }
