@@ -9,49 +9,28 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dfscan_core::settings::ModelSettings;
-use dfscan_core::{DType, DeviceRequest, ExplainMethod};
+use dfscan_core::ExplainMethod;
 use dfscan_model::engine::MAX_EXPLAIN_ROWS;
+
+mod model_bench;
+use model_bench::{median, ModelFlags};
 
 /// Flags after `cargo bench --bench explain --`.
 #[derive(Parser)]
 struct Args {
-    /// The checkpoint explained.
-    model: String,
+    #[command(flatten)]
+    flags: ModelFlags,
     #[arg(long, default_value_t = MAX_EXPLAIN_ROWS)]
     batch: usize,
-    #[arg(long, default_value = "f32")]
-    dtype: DType,
-    #[arg(long, default_value = "cpu")]
-    device: DeviceRequest,
-    /// Timed runs of each (the median is reported).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
-    iters: u64,
     /// Passed by `cargo bench` itself.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
 fn main() -> anyhow::Result<()> {
-    let Args {
-        model,
-        batch,
-        dtype,
-        device,
-        iters,
-        ..
-    } = Args::parse();
-    let settings = ModelSettings {
-        model: model.clone(),
-        device,
-        dtype: dtype.into(),
-        ..Default::default()
-    };
-    let classifier_only = dfscan_core::FaceSettings {
-        mode: dfscan_core::FaceMode::Off,
-        ..Default::default()
-    };
-    let engine = dfscan_model::load_engine(&settings, &classifier_only, batch)?;
+    let Args { flags, batch, .. } = Args::parse();
+    let (model, iters) = (flags.model.clone(), flags.iters);
+    let engine = flags.load(batch)?;
     let info = engine.info().clone();
     // Varied pixels, so that attention is not uniform.
     let per_image = info.pixels_per_image();
@@ -108,11 +87,6 @@ fn timed(f: impl Fn() -> Result<(), dfscan_model::ModelError>) -> anyhow::Result
     let start = Instant::now();
     f()?;
     Ok(start.elapsed())
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }
 
 /// This process's peak resident memory so far, MB (Linux: VmHWM).

@@ -7,56 +7,33 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use dfscan_core::settings::ModelSettings;
-use dfscan_core::{DType, DeviceRequest};
+use dfscan_core::DType;
 use dfscan_model::vit_config::VitConfig;
 use tch::{Kind, Tensor};
+
+mod model_bench;
+use model_bench::{median, ModelFlags};
 
 /// Flags after `cargo bench --bench forward --`.
 #[derive(Parser)]
 struct Args {
-    /// The checkpoint whose forward pass is timed.
-    model: String,
+    #[command(flatten)]
+    flags: ModelFlags,
     #[arg(long, default_value_t = 32)]
     batch: usize,
-    #[arg(long, default_value = "f32")]
-    dtype: DType,
-    #[arg(long, default_value = "cpu")]
-    device: DeviceRequest,
-    /// Timed passes (the median is reported).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
-    iters: u64,
     /// Passed by `cargo bench` itself.
     #[arg(long, hide = true)]
     bench: bool,
 }
 
 fn main() -> anyhow::Result<()> {
-    let Args {
-        model,
-        batch,
-        dtype,
-        device,
-        iters,
-        ..
-    } = Args::parse();
-    let iters = iters as usize;
+    let Args { flags, batch, .. } = Args::parse();
+    let (model, dtype, iters) = (flags.model.clone(), flags.dtype, flags.iters);
     let config = VitConfig::from_file(&std::path::Path::new(&model).join("config.json"))?;
-
-    let settings = ModelSettings {
-        model: model.clone(),
-        device,
-        dtype: dtype.into(),
-        ..Default::default()
-    };
-    // The classifier alone: the forward pass is what is measured.
-    let classifier_only = dfscan_core::FaceSettings {
-        mode: dfscan_core::FaceMode::Off,
-        ..Default::default()
-    };
-    let engine = dfscan_model::load_engine(&settings, &classifier_only, batch)?;
+    let engine = flags.load(batch)?;
     let pixels = vec![0.1f32; batch * engine.info().pixels_per_image()];
     engine.logits_blocking(pixels.clone(), batch)?; // warm-up
+    let iters = iters as usize;
     let mut times = Vec::with_capacity(iters);
     for _ in 0..iters {
         let start = Instant::now();
@@ -128,9 +105,4 @@ fn gemm_peak(device: tch::Device, kind: Kind, tokens: i64, hidden: i64, inter: i
         times.push(start.elapsed());
     }
     flops / median(times).as_secs_f64() / 1e9
-}
-
-fn median(mut times: Vec<Duration>) -> Duration {
-    times.sort();
-    times[times.len() / 2]
 }
