@@ -51,12 +51,10 @@ impl Explainable {
     }
 }
 
-/// One image's rows to explain: where each row's map goes.
-struct Rows {
-    /// Per face, in the result's order, then the whole image when it was
-    /// scored whole: the row's region and the label explained.
-    regions: Vec<([f32; 4], usize)>,
-}
+/// One image's rows to explain, per face in the result's order, then the
+/// whole image when it was scored whole: the region the row's map covers
+/// and the label it explains.
+type Rows = Vec<([f32; 4], usize)>;
 
 impl Analysis {
     /// Explains `items` (scored images with what they kept), one request
@@ -86,12 +84,12 @@ impl Analysis {
             let Some(rows) = rows(score, &kept, &info.labels, info.fake_index) else {
                 continue;
             };
-            if rows.regions.len() * info.pixels_per_image() != kept.pixels.len() {
+            if rows.len() * info.pixels_per_image() != kept.pixels.len() {
                 tracing::warn!("an explanation's rows do not match the item's pixels; left out");
                 continue;
             }
             pixels.extend_from_slice(&kept.pixels);
-            targets.extend(rows.regions.iter().map(|(_, target)| *target));
+            targets.extend(rows.iter().map(|(_, target)| *target));
             planned.push((score, kept, rows));
         }
         if targets.is_empty() {
@@ -109,14 +107,13 @@ impl Analysis {
         let mut maps = maps.chunks(side * side);
         for (score, kept, rows) in planned {
             let grids: Vec<(Grid, [f32; 4], usize)> = rows
-                .regions
                 .iter()
                 .zip(maps.by_ref())
                 .filter_map(|(&(region, target), raw)| {
                     Grid::normalised(side, raw).map(|g| (g, region, target))
                 })
                 .collect();
-            if grids.len() != rows.regions.len() {
+            if grids.len() != rows.len() {
                 tracing::warn!("an explanation came back short; left out");
                 continue;
             }
@@ -137,7 +134,7 @@ fn rows(
         ExplainTarget::Fake => fake_index,
         ExplainTarget::Predicted => labels.iter().position(|l| l == label).unwrap_or(fake_index),
     };
-    let mut regions: Vec<([f32; 4], usize)> = score
+    let mut regions: Rows = score
         .faces
         .iter()
         .flatten()
@@ -149,7 +146,7 @@ fn rows(
         let (w, h) = kept.size;
         regions.push(([0.0, 0.0, w as f32, h as f32], target(&prediction.label)));
     }
-    (!regions.is_empty()).then_some(Rows { regions })
+    (!regions.is_empty()).then_some(regions)
 }
 
 /// The explanation of `score` from its rows' grids (in [`rows`]' order):
